@@ -39,4 +39,9 @@ if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ]
   echo "setup: npm install" >&2
   npm install --no-audit --no-fund --loglevel=error
 fi
+# The CLI runs from dist/ (bin/coat.js); build it whenever sources are newer than the last build.
+if [ ! -f dist/src/cli/main.js ] || [ -n "$(find src lab -newer dist/src/cli/main.js -name '*.ts' -print -quit)" ]; then
+  echo "setup: build" >&2
+  npm run --silent build
+fi
 echo "setup: ready" >&2
