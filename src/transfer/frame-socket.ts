@@ -1,0 +1,114 @@
+/**
+ * A TCP socket seen as a sequence of frames: `next()` resolves with the next whole frame. Reading is
+ * paused while unread frames pile up (backpressure reaches the peer through TCP's window), and
+ * every wait has a time limit, so a silent or slow peer cannot hang either end.
+ */
+import type { Socket } from 'node:net';
+import { TransferError } from './errors.js';
+import { FrameDecoder, type Frame } from './frames.js';
+
+const HIGH_WATER_FRAMES = 8;
+
+export class FrameSocket {
+  private readonly decoder = new FrameDecoder();
+  private readonly queue: Frame[] = [];
+  private waiter: { resolve(f: Frame): void; reject(e: Error): void } | undefined;
+  private failure: Error | undefined;
+  private ended = false;
+  /** Bytes read from the socket so far. */
+  bytesIn = 0;
+
+  constructor(readonly socket: Socket, private readonly what: string) {
+    socket.on('data', (b: Buffer) => {
+      this.bytesIn += b.length;
+      let frames: Frame[];
+      try {
+        frames = this.decoder.push(b);
+      } catch (e) {
+        this.fail(e as Error);
+        return;
+      }
+      for (const f of frames) this.deliver(f);
+      if (this.queue.length >= HIGH_WATER_FRAMES) socket.pause();
+    });
+    socket.on('end', () => {
+      this.ended = true;
+      this.fail(new TransferError('TRANSFER_TRUNCATED', `${what}: stream ended at offset ${this.decoder.offset + this.decoder.pending} with ${this.decoder.pending} bytes of an unfinished frame`, { offset: this.decoder.offset }));
+    });
+    socket.on('close', () => {
+      this.fail(new TransferError('TRANSFER_TRUNCATED', `${what}: connection closed at offset ${this.decoder.offset + this.decoder.pending}`, { offset: this.decoder.offset }));
+    });
+    socket.on('error', (e) => {
+      this.fail(new TransferError('TRANSFER_TRUNCATED', `${what}: connection failed: ${e.message}`, { cause: e }));
+    });
+  }
+
+  private deliver(f: Frame): void {
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve(f);
+    } else this.queue.push(f);
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.reject(this.failure);
+    }
+  }
+
+  /** True once the peer ended its side. */
+  get peerEnded(): boolean {
+    return this.ended;
+  }
+
+  /** The next frame; rejects with the stream's failure or TRANSFER_TIMEOUT after `timeoutMs`. */
+  next(timeoutMs: number): Promise<Frame> {
+    const queued = this.queue.shift();
+    if (this.queue.length < HIGH_WATER_FRAMES && this.socket.isPaused()) this.socket.resume();
+    if (queued) return Promise.resolve(queued);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new TransferError('TRANSFER_TIMEOUT', `${this.what}: no frame within ${timeoutMs} ms (stream offset ${this.decoder.offset})`, { offset: this.decoder.offset }));
+      }, timeoutMs);
+      this.waiter = {
+        resolve: (f) => {
+          clearTimeout(timer);
+          resolve(f);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+    });
+  }
+
+  /** Writes bytes; resolves when the socket can take more (drain), rejects when it failed. */
+  write(bytes: Buffer): Promise<void> {
+    if (this.failure && this.socket.destroyed) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const ok = this.socket.write(bytes, (err) => {
+        if (err) reject(new TransferError('TRANSFER_TRUNCATED', `${this.what}: write failed: ${err.message}`, { cause: err }));
+      });
+      if (ok) resolve();
+      else {
+        const onDrain = () => {
+          this.socket.off('close', onClose);
+          resolve();
+        };
+        const onClose = () => {
+          this.socket.off('drain', onDrain);
+          reject(this.failure ?? new TransferError('TRANSFER_TRUNCATED', `${this.what}: connection closed while writing`));
+        };
+        this.socket.once('drain', onDrain);
+        this.socket.once('close', onClose);
+      }
+    });
+  }
+}

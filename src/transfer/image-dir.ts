@@ -1,0 +1,50 @@
+/**
+ * Reading a step directory from disk: the file list a HELLO carries, and the image sha256 of a
+ * directory (what the sender sends in its trailer, and what tests compare at both ends).
+ */
+import { createReadStream } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TransferError } from './errors.js';
+import type { ImageFile } from './frames.js';
+import { ImageDigest } from './image-digest.js';
+
+/**
+ * Regular files under `dir`, recursively, sorted by path (byte order) so both ends agree on the
+ * order. Symlinks, devices and sockets are refused: an image is plain files.
+ */
+export async function listImage(dir: string): Promise<ImageFile[]> {
+  const out: ImageFile[] = [];
+  async function walk(rel: string): Promise<void> {
+    const abs = rel ? join(dir, rel) : dir;
+    const entries = await readdir(abs, { withFileTypes: true }).catch((e: Error) => {
+      throw new TransferError('TRANSFER_IO', `cannot list ${abs}: ${e.message}`, { cause: e });
+    });
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(r);
+      else if (e.isFile()) {
+        const st = await lstat(join(dir, r));
+        out.push({ path: r, size: st.size, mode: st.mode & 0o7777 });
+      } else throw new TransferError('TRANSFER_IO', `${join(dir, r)} is not a regular file or directory; images hold plain files only`);
+    }
+  }
+  await walk('');
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Total bytes of a file list. */
+export function imageBytes(files: ImageFile[]): number {
+  return files.reduce((n, f) => n + f.size, 0);
+}
+
+/** The image sha256 (hex) of a directory, as defined in image-digest.ts. */
+export async function digestImageDir(dir: string): Promise<{ sha256: string; files: ImageFile[]; bytes: number }> {
+  const files = await listImage(dir);
+  const d = new ImageDigest();
+  for (const f of files) {
+    d.startFile(f);
+    for await (const b of createReadStream(join(dir, f.path))) d.update(b as Buffer);
+  }
+  return { sha256: d.digest().toString('hex'), files, bytes: imageBytes(files) };
+}

@@ -1,0 +1,247 @@
+/**
+ * The sending end of an image stream: connects straight to the destination agent's stream
+ * listener over the underlay (plain TCP; never through the controller, never SSH), sends HELLO,
+ * waits for ACCEPT, then sends every file as checksummed chunks, paced by a token bucket at the
+ * planner's rate L, then the trailer with the image sha256, and waits for the receiver's verdict.
+ *
+ * A failure is clean, never partial: the receiver writes into a temporary directory and renames it
+ * into place only after the trailer checks out, so a stream cut anywhere leaves nothing behind. A
+ * retry sends the whole step again (steps are pre-copy rounds or the final dump: each is small
+ * compared with the service's memory, by design of pre-copy).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+import { compressChunk } from './compression.js';
+import { TransferError, isTransferErrorCode } from './errors.js';
+import { FrameSocket } from './frame-socket.js';
+import { encodeChunkHeader, encodeFrame, PROTOCOL_VERSION, MAX_CHUNK_BYTES, type Compression, type Frame, type ImageFile } from './frames.js';
+import { ImageDigest } from './image-digest.js';
+import { imageBytes, listImage } from './image-dir.js';
+import { TokenBucket } from './token-bucket.js';
+
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+
+export interface SendOptions {
+  host: string;
+  port: number;
+  migrationId: string;
+  /** Per-migration token the controller announced to the receiver. */
+  token: string;
+  /** Name of the directory the files land in under the receiver's image root. */
+  stepName: string;
+  compression?: Compression;
+  /** Rate limit L in bits per second on the wire; absent = unlimited. */
+  rateBitsPerSecond?: number;
+  chunkBytes?: number;
+  /** Max wait for any answer from the receiver (default 15 s). */
+  idleTimeoutMs?: number;
+  signal?: AbortSignal;
+  log?: Logger;
+}
+
+export interface SendResult {
+  migrationId: string;
+  stepName: string;
+  files: number;
+  /** File bytes sent. */
+  bytes: number;
+  /** Bytes written to the socket (frames, after compression). */
+  wireBytes: number;
+  imageSha256: string;
+  /** From the first chunk written to the receiver's DONE, ms. */
+  elapsedMs: number;
+  /** Measured wire rate over `elapsedMs`, bits/s. */
+  bitsPerSecond: number;
+  /** The receiver's own figure: ACCEPT to verified rename, ms. */
+  receiverElapsedMs: number;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new TransferError('TRANSFER_ABORTED', 'aborted'));
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new TransferError('TRANSFER_ABORTED', 'aborted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function connectTo(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port, noDelay: true });
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new TransferError('TRANSFER_CONNECT', `no connection to ${host}:${port} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      resolve(s);
+    });
+    s.once('error', (e) => {
+      clearTimeout(t);
+      reject(new TransferError('TRANSFER_CONNECT', `cannot connect to ${host}:${port}: ${e.message}`, { cause: e }));
+    });
+  });
+}
+
+/** Turns a receiver's ERROR frame into the same typed error on this side. */
+function remoteError(f: Frame, migrationId: string): TransferError {
+  if (f.type !== 'ERROR') return new TransferError('TRANSFER_BAD_FRAME', `unexpected ${f.type} frame from the receiver`, { migrationId });
+  const code = isTransferErrorCode(f.code) ? f.code : 'TRANSFER_BAD_FRAME';
+  const details: { migrationId: string; remote: true; file?: string; offset?: number } = { migrationId, remote: true };
+  if (f.file !== undefined) details.file = f.file;
+  if (f.offset !== undefined) details.offset = f.offset;
+  return new TransferError(code, `receiver: ${f.message}`, details);
+}
+
+/** A source of chunks: the files of a directory, or generated probe bytes. */
+interface ChunkSource {
+  files: ImageFile[];
+  chunks(chunkBytes: number): AsyncGenerator<{ fileIndex: number; offset: number; raw: Buffer }>;
+}
+
+function dirSource(dir: string, files: ImageFile[]): ChunkSource {
+  return {
+    files,
+    async *chunks(chunkBytes) {
+      for (const [fileIndex, f] of files.entries()) {
+        const fh = await open(join(dir, f.path), 'r').catch((e: Error) => {
+          throw new TransferError('TRANSFER_IO', `cannot open ${join(dir, f.path)}: ${e.message}`, { cause: e });
+        });
+        try {
+          let offset = 0;
+          while (offset < f.size) {
+            const want = Math.min(chunkBytes, f.size - offset);
+            const raw = Buffer.allocUnsafe(want);
+            const { bytesRead } = await fh.read(raw, 0, want, offset);
+            if (bytesRead !== want) throw new TransferError('TRANSFER_IO', `${f.path} shrank while being sent (read ${bytesRead} of ${want} at ${offset})`, { file: f.path, offset });
+            yield { fileIndex, offset, raw };
+            offset += want;
+          }
+        } finally {
+          await fh.close();
+        }
+      }
+    },
+  };
+}
+
+function probeSource(bytes: number): ChunkSource {
+  // Random bytes, generated once: a probe measures the link, so it must not compress.
+  const block = randomBytes(Math.min(bytes, MAX_CHUNK_BYTES));
+  return {
+    files: [{ path: 'probe', size: bytes, mode: 0o600 }],
+    async *chunks(chunkBytes) {
+      for (let offset = 0; offset < bytes; offset += chunkBytes) {
+        yield { fileIndex: 0, offset, raw: block.subarray(0, Math.min(chunkBytes, bytes - offset, block.length)) };
+      }
+    },
+  };
+}
+
+async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkSource): Promise<SendResult> {
+  const idle = opts.idleTimeoutMs ?? 15_000;
+  const compression = kind === 'probe' ? 'none' : (opts.compression ?? 'none');
+  const chunkBytes = Math.min(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
+  const log = opts.log?.child({ migrationId: opts.migrationId, peer: `${opts.host}:${opts.port}`, stepName: opts.stepName });
+  if (opts.signal?.aborted) throw new TransferError('TRANSFER_ABORTED', 'aborted before connecting', { migrationId: opts.migrationId });
+  const socket = await connectTo(opts.host, opts.port, idle);
+  const fs = new FrameSocket(socket, `stream to ${opts.host}:${opts.port}`);
+  const onAbort = () => socket.destroy(new TransferError('TRANSFER_ABORTED', 'aborted', { migrationId: opts.migrationId }));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  let wireBytes = 0;
+  const send = async (b: Buffer) => {
+    wireBytes += b.length;
+    await fs.write(b);
+  };
+  try {
+    await send(
+      encodeFrame({
+        type: 'HELLO',
+        version: PROTOCOL_VERSION,
+        kind,
+        migrationId: opts.migrationId,
+        token: opts.token,
+        stepName: opts.stepName,
+        compression,
+        files: source.files,
+      }),
+    );
+    const answer = await fs.next(idle);
+    if (answer.type !== 'ACCEPT') throw remoteError(answer, opts.migrationId);
+    log?.debug({ files: source.files.length, bytes: imageBytes(source.files), compression, rate: opts.rateBitsPerSecond }, 'stream accepted');
+
+    const start = performance.now();
+    const bucket = opts.rateBitsPerSecond ? new TokenBucket(opts.rateBitsPerSecond, chunkBytes + 64, start) : undefined;
+    const digest = new ImageDigest();
+    let next = 0; // next file whose header goes into the digest
+    let bytes = 0;
+    for await (const c of source.chunks(chunkBytes)) {
+      while (next <= c.fileIndex) digest.startFile(source.files[next++]!);
+      digest.update(c.raw);
+      const sha256 = createHash('sha256').update(c.raw).digest();
+      const data = await compressChunk(compression, c.raw);
+      const head = encodeChunkHeader({ fileIndex: c.fileIndex, offset: BigInt(c.offset), rawLength: c.raw.length, sha256 }, data.length);
+      if (bucket) {
+        const wait = bucket.reserve(head.length + data.length, performance.now());
+        if (wait > 0) await sleep(wait, opts.signal);
+      }
+      await send(head);
+      await send(data);
+      bytes += c.raw.length;
+    }
+    while (next < source.files.length) digest.startFile(source.files[next++]!);
+    const imageSha256 = digest.digest();
+    await send(encodeFrame({ type: 'TRAILER', totalBytes: BigInt(bytes), imageSha256 }));
+    const verdict = await fs.next(idle);
+    if (verdict.type !== 'DONE') throw remoteError(verdict, opts.migrationId);
+    const elapsedMs = performance.now() - start;
+    if (verdict.imageSha256 !== imageSha256.toString('hex')) {
+      throw new TransferError('TRANSFER_IMAGE_CORRUPT', `receiver reports image sha256 ${verdict.imageSha256}, sent ${imageSha256.toString('hex')}`, { migrationId: opts.migrationId });
+    }
+    const result: SendResult = {
+      migrationId: opts.migrationId,
+      stepName: opts.stepName,
+      files: source.files.length,
+      bytes,
+      wireBytes,
+      imageSha256: imageSha256.toString('hex'),
+      elapsedMs,
+      bitsPerSecond: elapsedMs > 0 ? (wireBytes * 8 * 1000) / elapsedMs : Infinity,
+      receiverElapsedMs: verdict.elapsedMs,
+    };
+    log?.info({ bytes, wireBytes, elapsedMs: Math.round(elapsedMs), mbitPerSecond: +(result.bitsPerSecond / 1e6).toFixed(2) }, 'stream sent');
+    return result;
+  } catch (e) {
+    const err = e instanceof TransferError ? e : new TransferError('TRANSFER_IO', (e as Error).message, { migrationId: opts.migrationId, cause: e });
+    if (opts.signal?.aborted && err.code !== 'TRANSFER_ABORTED') throw new TransferError('TRANSFER_ABORTED', 'aborted', { migrationId: opts.migrationId, cause: err });
+    log?.warn({ err: err.toJSON() }, 'stream failed');
+    throw err;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    socket.end();
+    socket.destroySoon?.();
+  }
+}
+
+/** Streams every file under `dir` to the receiver; resolves once the receiver verified and renamed it. */
+export async function sendImage(dir: string, opts: SendOptions): Promise<SendResult> {
+  const files = await listImage(dir);
+  return stream(opts, 'image', dirSource(dir, files));
+}
+
+/**
+ * Measures the bandwidth L to a peer agent by a timed transfer of `bytes` incompressible bytes
+ * (the receiver checks and drops them). Same path, same framing and same rate limit as an image.
+ */
+export async function probeBandwidth(bytes: number, opts: SendOptions): Promise<SendResult> {
+  return stream(opts, 'probe', probeSource(bytes));
+}
