@@ -1,0 +1,71 @@
+/**
+ * Echo keepalive as a pure state machine driven by an injected clock (the same policy as Open
+ * vSwitch's rconn): after `intervalMs` with nothing received, send an OFPT_ECHO_REQUEST
+ * (OpenFlow 1.3.5 §6.3.2 "Echo Request/Reply messages ... used to verify the liveness of a
+ * controller-switch connection"); if still nothing has arrived `deadAfterMs` after the last
+ * message, the peer is dead. Any message counts as a sign of life, not only echo replies: a switch
+ * busy streaming a large multipart reply is alive.
+ */
+
+/** Time source and timers, injected so that tests can run hours of silence in microseconds. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export interface KeepaliveOptions {
+  /** Idle time before an echo request is sent (default 5000 ms). */
+  intervalMs: number;
+  /** Silence after which the peer is declared dead (default 2 × interval, as OVS). */
+  deadAfterMs: number;
+}
+
+export type KeepaliveDecision =
+  | { action: 'wait'; checkInMs: number }
+  | { action: 'probe'; checkInMs: number }
+  | { action: 'dead'; silentMs: number };
+
+export class KeepaliveState {
+  private lastReceived: number;
+  private probedAt: number | undefined;
+
+  constructor(
+    readonly opts: KeepaliveOptions,
+    now: number,
+  ) {
+    if (!(opts.intervalMs > 0) || !(opts.deadAfterMs > opts.intervalMs)) {
+      throw new RangeError(`keepalive needs 0 < intervalMs (${opts.intervalMs}) < deadAfterMs (${opts.deadAfterMs})`);
+    }
+    this.lastReceived = now;
+  }
+
+  /** A message arrived from the peer. */
+  received(now: number): void {
+    this.lastReceived = now;
+    this.probedAt = undefined;
+  }
+
+  /** What to do at `now`; the caller sends the echo on 'probe' and checks again after `checkInMs`. */
+  decide(now: number): KeepaliveDecision {
+    const silent = now - this.lastReceived;
+    if (silent >= this.opts.deadAfterMs) return { action: 'dead', silentMs: silent };
+    const untilDead = this.opts.deadAfterMs - silent;
+    if (silent >= this.opts.intervalMs && this.probedAt === undefined) {
+      this.probedAt = now;
+      return { action: 'probe', checkInMs: untilDead };
+    }
+    if (this.probedAt !== undefined) return { action: 'wait', checkInMs: untilDead };
+    return { action: 'wait', checkInMs: this.opts.intervalMs - silent };
+  }
+}

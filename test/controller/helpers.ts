@@ -1,0 +1,91 @@
+/**
+ * Test fixtures for the controller tests: an OVS bridge that is coat's to program, and network
+ * namespaces joined to the bridge by veth pairs. Everything carries the run's tag and is removed in
+ * teardown, also when the test fails. (The lab's netlink-based src/netns/ is built in parallel;
+ * these few `ip` commands are enough here.)
+ */
+import { exec } from '../../src/exec.js';
+import type { OvsInstance } from '../../lab/ovs-daemons.js';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export interface BridgeOptions {
+  name?: string;
+  /** Datapath id as 16 hex digits (`other-config:datapath-id`). */
+  dpid: string;
+  /** OpenFlow versions the bridge allows (default OpenFlow13 only). */
+  protocols?: string;
+  datapathType?: string;
+}
+
+/**
+ * A bridge for coat: fail_mode=secure (no NORMAL fallback flow when the controller is away) and
+ * in-band control off (no hidden flows for the controller's address), so that what is in the
+ * table is only what controllers put there.
+ */
+export async function addBridge(ovs: OvsInstance, opts: BridgeOptions): Promise<string> {
+  const br = opts.name ?? 'br0';
+  await ovs.vsctl([
+    'add-br', br, '--', 'set', 'bridge', br,
+    `datapath_type=${opts.datapathType ?? 'netdev'}`,
+    `protocols=${opts.protocols ?? 'OpenFlow13'}`,
+    'fail_mode=secure',
+    `other-config:datapath-id=${opts.dpid}`,
+    'other-config:disable-in-band=true',
+  ]);
+  return br;
+}
+
+export interface NsPort {
+  ns: string;
+  /** Interface inside the namespace. */
+  nsIf: string;
+  /** Interface in the root namespace, added to the bridge. */
+  brIf: string;
+  ofport: number;
+  mac: string;
+  ip: string;
+}
+
+/**
+ * A namespace `TAG-nN` with a veth whose other end is port `ofport` of `bridge`. TX checksum
+ * offload is off on both ends: a netdev bridge forwards what the kernel handed it, and offloaded
+ * (unfinished) checksums would reach the other side wrong.
+ */
+export async function addNsPort(t: Teardown, ovs: OvsInstance, bridge: string, tag: string, n: number, ofport: number): Promise<NsPort> {
+  const ns = `${tag}-n${n}`;
+  const nsIf = `${tag}-i${n}`;
+  const brIf = `${tag}-b${n}`;
+  const mac = `02:00:00:00:00:${(0x10 + n).toString(16).padStart(2, '0')}`;
+  const ip = `10.99.0.${10 + n}`;
+  t.teardown(async () => {
+    await exec('ip', ['link', 'del', brIf], { allowFailure: true, timeoutMs: 5000 });
+    await exec('ip', ['netns', 'del', ns], { allowFailure: true, timeoutMs: 5000 });
+  });
+  await exec('ip', ['netns', 'add', ns], { timeoutMs: 5000 });
+  await exec('ip', ['link', 'add', brIf, 'type', 'veth', 'peer', 'name', nsIf, 'netns', ns], { timeoutMs: 5000 });
+  await exec('ip', ['link', 'set', brIf, 'up'], { timeoutMs: 5000 });
+  await exec('ethtool', ['-K', brIf, 'tx', 'off'], { timeoutMs: 5000 });
+  for (const args of [
+    ['link', 'set', 'lo', 'up'],
+    ['link', 'set', nsIf, 'address', mac],
+    ['addr', 'add', `${ip}/24`, 'dev', nsIf],
+    ['link', 'set', nsIf, 'up'],
+  ]) {
+    await exec('ip', args, { netns: ns, timeoutMs: 5000 });
+  }
+  await exec('ethtool', ['-K', nsIf, 'tx', 'off'], { netns: ns, timeoutMs: 5000 });
+  await ovs.vsctl(['add-port', bridge, brIf, '--', 'set', 'interface', brIf, `ofport_request=${ofport}`]);
+  return { ns, nsIf, brIf, ofport, mac, ip };
+}
+
+/** Flows of a bridge as ovs-ofctl prints them, one string per flow, stats columns removed. */
+export async function dumpFlows(ovs: OvsInstance, bridge: string, filter?: string): Promise<string[]> {
+  const out = await ovs.ofctl(['dump-flows', '--no-stats', ovs.bridgeMgmt(bridge), ...(filter ? [filter] : [])]);
+  return out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('OFPST_FLOW') && !l.startsWith('NXST_FLOW'));
+}

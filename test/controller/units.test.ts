@@ -1,0 +1,105 @@
+/**
+ * The controller's pure pieces: connection-method parsing, xid allocation, the keepalive state
+ * machine and the request table under a fake clock, cookie space and priority bands.
+ */
+import t from 'tap';
+import { parseEndpoint, formatEndpoint } from '../../src/controller/endpoint.js';
+import { XidAllocator } from '../../src/controller/xid.js';
+import { KeepaliveState, type Clock } from '../../src/controller/keepalive.js';
+import { RequestTable, RequestTimeoutError } from '../../src/controller/requests.js';
+import {
+  BandTable, COAT_COOKIE, COAT_COOKIE_MASK, canonicalJson, cookieBand, flowCookie, isCoatCookie,
+} from '../../src/controller/cookies.js';
+import { FakeClock } from './fake-clock.js';
+
+t.test('connection methods in OVS syntax', async (t) => {
+  t.same(parseEndpoint('tcp:10.0.0.1'), { passive: false, endpoint: { kind: 'tcp', tls: false, host: '10.0.0.1', port: 6653 } });
+  t.same(parseEndpoint('ssl:[::1]:6654'), { passive: false, endpoint: { kind: 'tcp', tls: true, host: '::1', port: 6654 } });
+  t.same(parseEndpoint('ptcp:0:127.0.0.1'), { passive: true, endpoint: { kind: 'tcp', tls: false, host: '127.0.0.1', port: 0 } });
+  t.same(parseEndpoint('ptcp:'), { passive: true, endpoint: { kind: 'tcp', tls: false, host: '0.0.0.0', port: 6653 } });
+  t.same(parseEndpoint('punix:/run/x.sock'), { passive: true, endpoint: { kind: 'unix', path: '/run/x.sock' } });
+  t.equal(formatEndpoint(parseEndpoint('pssl:6653:[::1]')), 'pssl:6653:[::1]');
+  for (const bad of ['tcp', 'udp:1.2.3.4', 'tcp:h:99999', 'tcp:h:x', 'unix:', 'tcp:']) {
+    t.throws(() => parseEndpoint(bad), { code: 'OFC_ENDPOINT' }, bad);
+  }
+});
+
+t.test('xids skip 0 and ids still waiting, and wrap at 2^32', async (t) => {
+  const x = new XidAllocator(0xfffffffe);
+  t.equal(x.allocate(), 0xfffffffe);
+  t.equal(x.allocate(), 0xffffffff);
+  t.equal(x.allocate(), 1, 'wraps past 0');
+  t.equal(x.allocate((xid) => xid === 2 || xid === 3), 4, 'ids in use are skipped');
+});
+
+t.test('keepalive: probe after the interval, dead after the timeout, any message resets', async (t) => {
+  const k = new KeepaliveState({ intervalMs: 1000, deadAfterMs: 3000 }, 0);
+  t.same(k.decide(500), { action: 'wait', checkInMs: 500 });
+  t.same(k.decide(1000), { action: 'probe', checkInMs: 2000 });
+  t.same(k.decide(1500), { action: 'wait', checkInMs: 1500 }, 'one probe per silence');
+  k.received(2000);
+  t.same(k.decide(2500), { action: 'wait', checkInMs: 500 });
+  t.same(k.decide(3000), { action: 'probe', checkInMs: 2000 });
+  t.same(k.decide(5000), { action: 'dead', silentMs: 3000 });
+  t.throws(() => new KeepaliveState({ intervalMs: 1000, deadAfterMs: 1000 }, 0), RangeError);
+});
+
+t.test('request table: replies by xid, multipart reassembly, errors, deadlines, late replies', async (t) => {
+  const clock = new FakeClock();
+  const timeouts: RequestTimeoutError[] = [];
+  const table = new RequestTable<{ type: string; xid: number; n?: number }>(clock, (e) => timeouts.push(e));
+
+  const single = table.add({ type: 'barrier_request', xid: 1 }, { timeoutMs: 100 });
+  const multi = table.add({ type: 'multipart_request', xid: 2 }, { timeoutMs: 100, multipart: true });
+  t.equal(table.deliver({ type: 'multipart_reply', xid: 2, n: 1 }, true), 'partial');
+  t.equal(table.deliver({ type: 'multipart_reply', xid: 2, n: 2 }, true), 'partial');
+  t.equal(table.deliver({ type: 'barrier_reply', xid: 1 }), 'done');
+  t.equal(table.deliver({ type: 'multipart_reply', xid: 2, n: 3 }, false), 'done');
+  t.same((await single).map((m) => m.type), ['barrier_reply']);
+  t.same((await multi).map((m) => m.n), [1, 2, 3], 'all parts, in order');
+
+  const failing = table.add({ type: 'role_request', xid: 3 }, { timeoutMs: 100 });
+  t.equal(table.request(3)?.type, 'role_request');
+  t.ok(table.fail(3, new Error('boom')));
+  await t.rejects(failing, /boom/);
+  t.notOk(table.fail(3, new Error('again')), 'nothing waits any more');
+
+  const slow = table.add({ type: 'echo_request', xid: 4 }, { timeoutMs: 100 });
+  clock.advance(99);
+  t.equal(table.size, 1);
+  clock.advance(1);
+  await t.rejects(slow, { code: 'OFC_TIMEOUT', xid: 4, requestType: 'echo_request' });
+  t.equal(timeouts.length, 1);
+  t.equal(table.deliver({ type: 'echo_reply', xid: 4 }), 'late', 'a reply after its deadline is late, not unsolicited');
+  t.equal(table.deliver({ type: 'echo_reply', xid: 77 }), 'unknown');
+
+  const a = table.add({ type: 'x', xid: 5 }, { timeoutMs: 100 });
+  t.throws(() => table.add({ type: 'x', xid: 5 }, { timeoutMs: 100 }), RangeError, 'one request per xid');
+  table.failAll((r) => new Error(`closed while ${r.type} waited`));
+  await t.rejects(a, /closed while x waited/);
+  clock.advance(1000);
+  t.equal(timeouts.length, 1, 'no timer left behind');
+});
+
+t.test('cookie space and priority bands', async (t) => {
+  const bands = new BandTable();
+  t.equal(bands.priority('hold', 0), 30000);
+  t.equal(bands.bandOf(30005)?.name, 'hold');
+  t.throws(() => bands.priority('hold', 10000), { code: 'OFC_BAND' });
+  t.throws(() => bands.get('nope'), { code: 'OFC_BAND' });
+  t.throws(() => new BandTable([{ name: 'a', id: 1, base: 0, size: 10 }, { name: 'b', id: 2, base: 5, size: 10 }]), /overlaps/);
+  t.throws(() => new BandTable([{ name: 'a', id: 1, base: 0, size: 10 }, { name: 'b', id: 1, base: 50, size: 10 }]), /used twice/);
+
+  const hold = bands.get('hold');
+  const c1 = flowCookie(hold, { match: [{ field: 'in_port', value: 1 }], priority: 30000 });
+  const c2 = flowCookie(hold, { priority: 30000, match: [{ value: 1, field: 'in_port' }] });
+  const c3 = flowCookie(hold, { priority: 30000, match: [{ value: 2, field: 'in_port' }] });
+  t.equal(c1, c2, 'property order does not change the cookie');
+  t.not(c1, c3, 'content does');
+  t.ok(isCoatCookie(c1));
+  t.equal(c1 & COAT_COOKIE_MASK, COAT_COOKIE);
+  t.equal(cookieBand(c1), hold.id);
+  t.notOk(isCoatCookie(0n));
+  t.notOk(isCoatCookie(0xc0a6n << 48n));
+  t.equal(canonicalJson({ b: 1n, a: Buffer.from([1, 2]) }), '{"a":"0x0102","b":"1n"}');
+});
