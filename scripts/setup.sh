@@ -12,6 +12,7 @@ APT_PACKAGES=(
   tcpdump tshark libpcap-dev        # captures for the verification report; pcap addon headers
   iperf3 sockperf netcat-openbsd    # traffic and baselines
   mininet                           # lab/mininet
+  iputils-ping                      # ping: lab and Mininet connectivity checks
   criu                              # optional executor (runs where `criu check` passes)
   build-essential python3           # node-gyp for the TCP_REPAIR addon and pcap/raw-socket
 )
