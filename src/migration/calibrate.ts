@@ -177,11 +177,12 @@ export function leastSquares(samples: { x: number[]; y: number }[]): { coef: num
   const X = new Matrix(samples.map((s) => s.x.map((v, j) => v / scale[j]!)));
   const y = Matrix.columnVector(samples.map((s) => s.y));
   const qr = new QrDecomposition(X);
-  if (!qr.isFullRank()) return null;
+  // ml-matrix's isFullRank() tests R's diagonal for exact 0; floats need a relative tolerance.
+  const R = qr.upperTriangularMatrix;
+  const diag = Array.from({ length: p }, (_, j) => Math.abs(R.get(j, j)));
+  if (diag.some((d) => !(d > 1e-10 * Math.max(...diag)))) return null;
   const scaled = qr.solve(y).to1DArray();
   const coef = scaled.map((c, j) => c / scale[j]!);
-  // A column that is (numerically) a multiple of another passes isFullRank on floats; reject fits
-  // whose coefficients are not finite.
   if (!coef.every(Number.isFinite)) return null;
   const sse = samples.reduce((acc, s) => acc + (s.y - s.x.reduce((t, v, j) => t + v * coef[j]!, 0)) ** 2, 0);
   return { coef, rmse: Math.sqrt(sse / samples.length) };
