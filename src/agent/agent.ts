@@ -1,0 +1,468 @@
+/**
+ * The per-host agent: one per host (in the lab, one per host namespace). It registers with the
+ * controller over NATS, heartbeats every 500 ms, and serves signed commands with deadlines on
+ * `coat.agent.HOST.cmd.*`: service namespaces, executor steps, profiling, image streams (sent
+ * straight to the peer agent over TCP, received by its own listener), step timings.
+ *
+ * Every command is checked before anything runs (auth.ts: HMAC, age, nonce; then the arguments);
+ * a refusal is answered and logged with the host and the migration id. What the agent holds for a
+ * migration is written to its journal before and after each step, so after a crash or restart it
+ * announces exactly that, and the controller can roll back.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connect, credsAuthenticator, JSONCodec, type ConnectionOptions, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { CoatError } from '../errors.js';
+import { createExecutor, EXECUTOR_NAMES, type Executor, type ExecutorContext, type ExecutorName, type ExecutorOptions } from '../migration/executor.js';
+import { logger as rootChild, type Logger } from '../log.js';
+import { ImageReceiver } from '../transfer/receiver.js';
+import { probeBandwidth, sendImage } from '../transfer/sender.js';
+import { CommandVerifier, isCommandRequest } from './auth.js';
+import { AgentCommandError } from './errors.js';
+import { Journal } from './journal.js';
+import { dirBytes, dirtyPageRate, PAGE_SIZE, privateMemoryBytes } from './profile.js';
+import {
+  COMMAND_NAMES,
+  EXECUTOR_STEPS,
+  HEARTBEAT_INTERVAL_MS,
+  isSafeName,
+  PROTOCOL_VERSION,
+  subjects,
+  type AgentAnnouncement,
+  type CommandName,
+  type CommandReply,
+  type Commands,
+  type ErrorReport,
+  type ExecutorStepArgs,
+  type ExecutorStepResult,
+  type Heartbeat,
+  type MigrationEvent,
+  type MigrationHold,
+  type ProfileArgs,
+  type ProfileResult,
+  type StepTiming,
+  type StreamEndpoint,
+} from './protocol.js';
+import { clearServiceNetns, prepareServiceNetns } from './service-netns.js';
+
+/** How to reach NATS; the same shape for agents and the controller (see docs/agent.md). */
+export interface NatsAuth {
+  /** One URL or several (a cluster: the client fails over between them). */
+  servers: string | string[];
+  token?: string;
+  user?: string;
+  pass?: string;
+  /** A NATS `.creds` file (JWT + nkey seed) for decentralised auth. */
+  credsFile?: string;
+}
+
+export function natsConnectionOptions(auth: NatsAuth, name: string): ConnectionOptions {
+  const o: ConnectionOptions = {
+    servers: auth.servers,
+    name,
+    // An agent outlives NATS restarts: keep reconnecting, and keep the first attempt waiting.
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: true,
+    pingInterval: 2000,
+  };
+  if (auth.token !== undefined) o.token = auth.token;
+  if (auth.user !== undefined) o.user = auth.user;
+  if (auth.pass !== undefined) o.pass = auth.pass;
+  if (auth.credsFile !== undefined) o.authenticator = credsAuthenticator(readFileSync(auth.credsFile));
+  return o;
+}
+
+export type ExecutorFactory = (name: ExecutorName, options: ExecutorOptions) => Promise<Executor>;
+
+export interface AgentOptions {
+  host: string;
+  nats: NatsAuth;
+  /** Shared HMAC secret for commands (the controller holds the same). */
+  secret: Buffer;
+  /** Journal and images live here. */
+  dataDir: string;
+  /** Where the image stream listener binds (default 0.0.0.0, port 0 = any free port). */
+  listen?: StreamEndpoint;
+  /** Address announced to the controller for streams (default: the listen host, unless 0.0.0.0). */
+  advertise?: string;
+  /** How executors are made (default: `createExecutor`, i.e. src/executors/NAME.ts). */
+  executorFactory?: ExecutorFactory;
+  heartbeatMs?: number;
+  log?: Logger;
+}
+
+const jc = JSONCodec();
+
+function errorReport(e: unknown): ErrorReport {
+  if (e instanceof CoatError) {
+    const { name, code, message, ...details } = e.toJSON() as Record<string, unknown> & { name: string; code: string; message: string };
+    return { code, message, name, details };
+  }
+  const err = e instanceof Error ? e : new Error(String(e));
+  return { code: 'ERR_INTERNAL', message: err.message, name: err.name };
+}
+
+export class Agent {
+  readonly host: string;
+  private readonly opts: AgentOptions;
+  private readonly log: Logger;
+  private readonly journal: Journal;
+  private readonly verifier: CommandVerifier;
+  private readonly receiver: ImageReceiver;
+  private readonly executors = new Map<string, Executor>();
+  private nc: NatsConnection | undefined;
+  private subs: Subscription[] = [];
+  private heartbeat: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private busy = 0;
+  private readonly startedAt = new Date().toISOString();
+  private stream: StreamEndpoint | null = null;
+
+  constructor(opts: AgentOptions) {
+    if (!isSafeName(opts.host)) throw new AgentCommandError('AGENT_BAD_ARGS', `host name ${JSON.stringify(opts.host)} must match [A-Za-z0-9_-]{1,64} (it is a NATS subject token)`);
+    this.opts = opts;
+    this.host = opts.host;
+    this.log = opts.log ?? rootChild('agent', { host: opts.host });
+    this.journal = new Journal(opts.dataDir);
+    this.verifier = new CommandVerifier(opts.secret);
+    this.receiver = new ImageReceiver({ imageRoot: (id) => this.imageDir(id), log: this.log.child({ part: 'receiver' }) });
+    this.receiver.on('received', (r) => {
+      void this.recordTiming(r.migrationId, { step: 'stream.receive', stepName: r.stepName, startedAt: new Date(Date.now() - r.elapsedMs).toISOString(), durationMs: r.elapsedMs, ok: true }, r.kind === 'image');
+      this.event(r.migrationId, 'stream.received', { stepName: r.stepName, kind: r.kind, bytes: r.bytes, imageSha256: r.imageSha256, elapsedMs: r.elapsedMs, peer: r.peer });
+    });
+    this.receiver.on('failed', (err, ctx) => {
+      if (ctx.migrationId && isSafeName(ctx.migrationId) && this.receiver.isExpected(ctx.migrationId)) {
+        this.event(ctx.migrationId, 'stream.failed', { code: err.code, message: err.message, peer: ctx.peer });
+      }
+    });
+  }
+
+  imageDir(migrationId: string): string {
+    return join(this.opts.dataDir, 'images', migrationId);
+  }
+
+  get streamEndpoint(): StreamEndpoint | null {
+    return this.stream;
+  }
+
+  async start(): Promise<void> {
+    await this.journal.load();
+    await mkdir(join(this.opts.dataDir, 'images'), { recursive: true });
+    const listen = this.opts.listen ?? { host: '0.0.0.0', port: 0 };
+    const addr = await this.receiver.listen(listen.host, listen.port);
+    const adv = this.opts.advertise ?? (listen.host === '0.0.0.0' || listen.host === '::' ? undefined : listen.host);
+    this.stream = adv ? { host: adv, port: addr.port } : { host: listen.host, port: addr.port };
+    const nc = await connect(natsConnectionOptions(this.opts.nats, `coat-agent-${this.host}`));
+    this.nc = nc;
+    this.subs.push(nc.subscribe(subjects.commandsOf(this.host), { callback: (err, msg) => (err ? this.log.error({ err: err.message }, 'command subscription failed') : void this.onCommand(msg)) }));
+    this.subs.push(nc.subscribe(subjects.discover, { callback: () => void this.register() }));
+    await nc.flush();
+    await this.register();
+    const every = this.opts.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
+    this.heartbeat = setInterval(() => this.beat(), every);
+    this.beat();
+    void (async () => {
+      for await (const s of nc.status()) this.log.info({ natsStatus: s.type, data: String(s.data) }, 'nats connection status');
+    })();
+    this.log.info({ stream: this.stream, dataDir: this.opts.dataDir, holds: this.journal.all().map((h) => h.migrationId) }, 'agent started');
+  }
+
+  /** Says goodbye (the controller marks the agent gone at once), then drains and closes. */
+  async stop(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    const nc = this.nc;
+    this.nc = undefined;
+    if (nc && !nc.isClosed()) {
+      nc.publish(subjects.bye(this.host), jc.encode({ host: this.host, pid: process.pid }));
+      await nc.drain().catch(() => nc.close());
+    }
+    await this.receiver.close();
+  }
+
+  private announcement(): AgentAnnouncement {
+    return { version: PROTOCOL_VERSION, host: this.host, pid: process.pid, startedAt: this.startedAt, stream: this.stream, holds: this.journal.all() };
+  }
+
+  private async register(): Promise<void> {
+    this.nc?.publish(subjects.register, jc.encode(this.announcement()));
+  }
+
+  private beat(): void {
+    const hb: Heartbeat = { host: this.host, pid: process.pid, seq: this.seq++, startedAt: this.startedAt, stream: this.stream, holding: this.journal.all().map((h) => h.migrationId), busy: this.busy };
+    this.nc?.publish(subjects.health(this.host), jc.encode(hb));
+  }
+
+  private event(migrationId: string, event: MigrationEvent['event'], fields: Record<string, unknown>): void {
+    const e: MigrationEvent = { migrationId, host: this.host, at: new Date().toISOString(), event, ...fields };
+    this.nc?.publish(subjects.events(migrationId), jc.encode(e));
+  }
+
+  private reply(msg: Msg, r: CommandReply): void {
+    if (msg.reply) msg.respond(jc.encode(r));
+  }
+
+  private refuse(msg: Msg, cmd: string, reason: string, migrationId?: string): void {
+    this.log.warn({ subject: msg.subject, command: cmd, reason, ...(migrationId ? { migrationId } : {}) }, 'command refused');
+    this.reply(msg, { ok: false, refused: true, error: { code: 'AGENT_REFUSED', message: reason, name: 'AgentRefusedError' } });
+  }
+
+  private async onCommand(msg: Msg): Promise<void> {
+    const cmd = msg.subject.slice(`coat.agent.${this.host}.cmd.`.length);
+    let req: unknown;
+    try {
+      req = jc.decode(msg.data);
+    } catch {
+      return this.refuse(msg, cmd, 'request is not JSON');
+    }
+    if (!isCommandRequest(req)) return this.refuse(msg, cmd, 'request lacks v/sentAt/nonce/deadlineMs/args/mac');
+    const v = this.verifier.verify(msg.subject, req, Date.now());
+    if (!v.ok) return this.refuse(msg, cmd, v.reason);
+    if (!(COMMAND_NAMES as readonly string[]).includes(cmd)) return this.refuse(msg, cmd, `unknown command ${cmd}`);
+    let args: Record<string, unknown>;
+    try {
+      args = JSON.parse(req.args) as Record<string, unknown>;
+      if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new Error('not an object');
+    } catch {
+      return this.refuse(msg, cmd, 'args are not a JSON object');
+    }
+    const migrationId = args.migrationId;
+    if (migrationId !== undefined && !isSafeName(migrationId)) return this.refuse(msg, cmd, `migrationId ${JSON.stringify(migrationId)} must match [A-Za-z0-9_-]{1,64}`);
+    const log = this.log.child({ command: cmd, ...(migrationId ? { migrationId } : {}) });
+    const signal = AbortSignal.timeout(req.deadlineMs);
+    const t0 = performance.now();
+    this.busy++;
+    try {
+      const result = await this.dispatch(cmd as CommandName, args, signal, log);
+      const elapsedMs = performance.now() - t0;
+      log.debug({ elapsedMs: Math.round(elapsedMs) }, 'command done');
+      this.reply(msg, { ok: true, result, elapsedMs });
+    } catch (e) {
+      const report = errorReport(e);
+      if (report.code === 'AGENT_BAD_ARGS') return this.refuse(msg, cmd, report.message, migrationId as string | undefined);
+      log.warn({ err: report }, 'command failed');
+      this.reply(msg, { ok: false, refused: false, error: report });
+    } finally {
+      this.busy--;
+    }
+  }
+
+  private async dispatch(cmd: CommandName, a: Record<string, unknown>, signal: AbortSignal, log: Logger): Promise<unknown> {
+    const need = (k: string, type: 'string' | 'number' | 'object') => {
+      if (typeof a[k] !== type || a[k] === null) throw new AgentCommandError('AGENT_BAD_ARGS', `${cmd}: ${k} must be a ${type}`);
+    };
+    switch (cmd) {
+      case 'ping':
+        return { host: this.host, pid: process.pid, uptimeMs: Math.round(process.uptime() * 1000) } satisfies Commands['ping']['result'];
+      case 'status':
+        return this.announcement();
+      case 'netns.prepare': {
+        const args = a as unknown as Commands['netns.prepare']['args'];
+        need('migrationId', 'string');
+        need('netns', 'string');
+        need('ip', 'string');
+        need('mac', 'string');
+        const t0 = Date.now();
+        const r = await prepareServiceNetns(args, log);
+        await this.journal.update(args.migrationId, () => this.newHold(args.migrationId), (h) => {
+          h.netns = { name: r.netns, hostIf: r.hostIf, ...(args.bridge ? { bridge: args.bridge } : {}), ...(args.ovsDb ? { ovsDb: args.ovsDb } : {}) };
+          h.steps.push({ step: 'netns.prepare', stepName: r.netns, startedAt: new Date(t0).toISOString(), durationMs: Date.now() - t0, ok: true });
+        });
+        this.event(args.migrationId, 'netns.prepared', { ...r });
+        return r;
+      }
+      case 'netns.clear': {
+        const args = a as unknown as Commands['netns.clear']['args'];
+        need('migrationId', 'string');
+        need('netns', 'string');
+        const held = this.journal.get(args.migrationId)?.netns;
+        const hostIf = args.hostIf ?? (held?.name === args.netns ? held.hostIf : undefined);
+        const bridge = args.bridge ?? held?.bridge;
+        const ovsDb = args.ovsDb ?? held?.ovsDb;
+        const removed = await clearServiceNetns(args.netns, hostIf, bridge ? { bridge, ...(ovsDb ? { ovsDb } : {}) } : undefined);
+        if (this.journal.get(args.migrationId)) await this.journal.update(args.migrationId, () => this.newHold(args.migrationId), (h) => delete h.netns);
+        this.event(args.migrationId, 'netns.cleared', { netns: args.netns, removed });
+        return { removed };
+      }
+      case 'executor.step':
+        return this.executorStep(a as unknown as ExecutorStepArgs, signal, log);
+      case 'profile':
+        return this.profile(a as unknown as ProfileArgs, signal, log);
+      case 'stream.expect': {
+        need('migrationId', 'string');
+        need('token', 'string');
+        const ttl = typeof a.ttlMs === 'number' ? a.ttlMs : undefined;
+        this.receiver.expect(a.migrationId as string, a.token as string, ttl);
+        log.info({ ttlMs: ttl }, 'stream announced');
+        return { stream: this.stream! };
+      }
+      case 'stream.send': {
+        const args = a as unknown as Commands['stream.send']['args'];
+        need('migrationId', 'string');
+        need('token', 'string');
+        need('stepName', 'string');
+        need('peer', 'object');
+        const dir = join(this.imageDir(args.migrationId), args.stepName);
+        if (!isSafeName(args.stepName)) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.send: stepName ${JSON.stringify(args.stepName)} is not a plain name`);
+        const t0 = Date.now();
+        const r = await sendImage(dir, {
+          host: args.peer.host,
+          port: args.peer.port,
+          migrationId: args.migrationId,
+          token: args.token,
+          stepName: args.stepName,
+          signal,
+          log,
+          ...(args.compression ? { compression: args.compression } : {}),
+          ...(args.rateBitsPerSecond ? { rateBitsPerSecond: args.rateBitsPerSecond } : {}),
+          ...(args.chunkBytes ? { chunkBytes: args.chunkBytes } : {}),
+        });
+        await this.recordTiming(args.migrationId, { step: 'stream.send', stepName: args.stepName, startedAt: new Date(t0).toISOString(), durationMs: r.elapsedMs, ok: true }, false);
+        this.event(args.migrationId, 'stream.sent', { stepName: args.stepName, bytes: r.bytes, wireBytes: r.wireBytes, elapsedMs: r.elapsedMs, bitsPerSecond: r.bitsPerSecond, imageSha256: r.imageSha256 });
+        return r;
+      }
+      case 'timings':
+        need('migrationId', 'string');
+        return { steps: this.journal.get(a.migrationId as string)?.steps ?? [] } satisfies Commands['timings']['result'];
+      case 'forget': {
+        need('migrationId', 'string');
+        const id = a.migrationId as string;
+        this.executors.delete(id);
+        this.receiver.forget(id);
+        if (a.removeImage === true) await rm(this.imageDir(id), { recursive: true, force: true });
+        return { forgotten: await this.journal.remove(id) };
+      }
+    }
+  }
+
+  private newHold(migrationId: string): MigrationHold {
+    return { migrationId, imageDir: this.imageDir(migrationId), imageSteps: [], steps: [], updatedAt: new Date().toISOString() };
+  }
+
+  private async imageSteps(migrationId: string): Promise<string[]> {
+    return (await readdir(this.imageDir(migrationId), { withFileTypes: true }).catch(() => []))
+      .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+      .map((e) => e.name)
+      .sort();
+  }
+
+  private async recordTiming(migrationId: string, t: StepTiming, refreshSteps: boolean): Promise<void> {
+    const steps = refreshSteps ? await this.imageSteps(migrationId) : undefined;
+    await this.journal.update(migrationId, () => this.newHold(migrationId), (h) => {
+      h.steps.push(t);
+      if (steps) h.imageSteps = steps;
+    });
+  }
+
+  private async executorStep(a: ExecutorStepArgs, signal: AbortSignal, log: Logger): Promise<ExecutorStepResult> {
+    const bad = (m: string) => new AgentCommandError('AGENT_BAD_ARGS', `executor.step: ${m}`);
+    if (!isSafeName(a.migrationId)) throw bad('migrationId missing');
+    if (!(EXECUTOR_NAMES as readonly string[]).includes(a.executor)) throw bad(`executor ${JSON.stringify(a.executor)} is not one of ${EXECUTOR_NAMES.join(', ')}`);
+    if (!EXECUTOR_STEPS.includes(a.step)) throw bad(`step ${JSON.stringify(a.step)} is not one of ${EXECUTOR_STEPS.join(', ')}`);
+    if (a.role !== 'source' && a.role !== 'destination') throw bad(`role ${JSON.stringify(a.role)} is not source|destination`);
+    if (typeof a.service !== 'object' || a.service === null || typeof a.service.name !== 'string') throw bad('service missing');
+    if (a.step === 'preDump' && !(Number.isInteger(a.round) && a.round! >= 1)) throw bad('preDump needs round >= 1');
+
+    let executor = this.executors.get(a.migrationId);
+    if (!executor || executor.name !== a.executor) {
+      executor = await (this.opts.executorFactory ?? createExecutor)(a.executor, a.executorOptions ?? {});
+      this.executors.set(a.migrationId, executor);
+    }
+    const imageDir = this.imageDir(a.migrationId);
+    const producesImage = a.step === 'preDump' || a.step === 'dump';
+    // Image steps get a fresh directory each (executor.ts contract); the others work on the image.
+    const stepName = a.step === 'preDump' ? `pre-${a.round}` : producesImage ? 'dump' : a.step;
+    const stepDir = producesImage ? join(imageDir, stepName) : imageDir;
+    await mkdir(imageDir, { recursive: true });
+    if (producesImage) {
+      await rm(stepDir, { recursive: true, force: true });
+      await mkdir(stepDir);
+    }
+    const startedAt = new Date();
+    await this.journal.update(a.migrationId, () => this.newHold(a.migrationId), (h) => {
+      h.role = a.role;
+      h.executor = a.executor;
+      h.executorOptions = a.executorOptions ?? {};
+      h.service = a.service;
+      h.inFlight = { step: a.step, stepName, startedAt: startedAt.toISOString() };
+    });
+    this.event(a.migrationId, 'step.start', { step: a.step, stepName, role: a.role });
+    const ctx: ExecutorContext = { migrationId: a.migrationId, service: a.service, imageDir, stepDir, stepName, log: log.child({ step: a.step }), signal };
+    const t0 = performance.now();
+    let result: ExecutorStepResult;
+    try {
+      result = { step: a.step, stepName, durationMs: 0 };
+      switch (a.step) {
+        case 'prepare':
+          await executor.prepare(ctx, a.role);
+          break;
+        case 'preDump':
+          result.dump = await executor.preDump(ctx, a.round!);
+          break;
+        case 'dump':
+          result.dump = await executor.dump(ctx);
+          break;
+        case 'restore':
+          result.restore = await executor.restore(ctx);
+          break;
+        case 'resume':
+          await executor.resume(ctx);
+          break;
+        case 'release':
+          await executor.release(ctx);
+          break;
+        case 'abort':
+          await executor.abort(ctx, a.role);
+          break;
+      }
+      result.durationMs = performance.now() - t0;
+      if (producesImage) result.stepDir = stepName;
+    } catch (e) {
+      const durationMs = performance.now() - t0;
+      const steps = await this.imageSteps(a.migrationId);
+      await this.journal.update(a.migrationId, () => this.newHold(a.migrationId), (h) => {
+        delete h.inFlight;
+        h.lastStep = { step: a.step, stepName, ok: false, error: `${(e as { code?: string }).code ?? 'ERR_INTERNAL'}: ${(e as Error).message}` };
+        h.steps.push({ step: a.step, stepName, startedAt: startedAt.toISOString(), durationMs, ok: false });
+        h.imageSteps = steps;
+      });
+      this.event(a.migrationId, 'step.end', { step: a.step, stepName, ok: false, durationMs, code: (e as { code?: string }).code });
+      throw e;
+    }
+    const timings = result.dump?.timings ?? result.restore?.timings;
+    const steps = await this.imageSteps(a.migrationId);
+    await this.journal.update(a.migrationId, () => this.newHold(a.migrationId), (h) => {
+      delete h.inFlight;
+      h.lastStep = { step: a.step, stepName, ok: true };
+      h.steps.push({ step: a.step, stepName, startedAt: startedAt.toISOString(), durationMs: result.durationMs, ok: true, ...(timings ? { timings } : {}) });
+      h.imageSteps = steps;
+    });
+    this.event(a.migrationId, 'step.end', { step: a.step, stepName, ok: true, durationMs: result.durationMs });
+    log.info({ step: a.step, stepName, durationMs: Math.round(result.durationMs) }, 'executor step done');
+    return result;
+  }
+
+  private async profile(a: ProfileArgs, signal: AbortSignal, log: Logger): Promise<ProfileResult> {
+    const windowMs = a.windowMs ?? 1000;
+    if (!(Number.isFinite(windowMs) && windowMs >= 0 && windowMs <= 60_000)) throw new AgentCommandError('AGENT_BAD_ARGS', `profile: windowMs ${windowMs} out of range 0..60000`);
+    if (a.pid !== undefined && !(Number.isInteger(a.pid) && a.pid > 0)) throw new AgentCommandError('AGENT_BAD_ARGS', `profile: pid ${a.pid} is not a pid`);
+    const out: ProfileResult = { stateBytes: 0, pageSize: PAGE_SIZE, windowMs };
+    // L and R run side by side: both take a window of wall time.
+    const bandwidth = a.peer
+      ? probeBandwidth(a.probeBytes ?? 8 * 1024 * 1024, { host: a.peer.host, port: a.peer.port, migrationId: a.migrationId, token: a.peer.token, stepName: 'probe', signal, log })
+      : undefined;
+    if (a.stateDir !== undefined) out.stateDirBytes = await dirBytes(a.stateDir);
+    if (a.pid !== undefined) {
+      out.memoryBytes = await privateMemoryBytes(a.pid);
+      if (windowMs > 0) {
+        out.dirtyPagesPerSecond = await dirtyPageRate(a.pid, windowMs);
+        out.dirtyMethod = 'page-hash';
+      }
+    }
+    out.stateBytes = (out.stateDirBytes ?? 0) + (out.memoryBytes ?? 0);
+    if (bandwidth) out.bandwidthBitsPerSecond = (await bandwidth).bitsPerSecond;
+    log.info({ ...out }, 'profiled');
+    return out;
+  }
+}

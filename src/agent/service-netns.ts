@@ -1,0 +1,84 @@
+/**
+ * The service namespace at the destination: a network namespace with one veth end carrying the
+ * service's overlay address and MAC (the same as at the source, so clients and switches see the
+ * same endpoint), the other end on the host, optionally plugged into the integration bridge.
+ *
+ * Done with iproute2 through `exec` (time limits, typed errors): `src/netns/` (rtnetlink) had not
+ * landed when this was written. TX checksum offload is turned off on the namespace end, because TCP
+ * through a netdev (userspace) OVS bridge stalls with it on. A failed prepare removes what it made.
+ */
+import { exec } from '../exec.js';
+import type { Logger } from '../log.js';
+import { AgentCommandError } from './errors.js';
+import type { NetnsPrepareArgs, NetnsPrepareResult } from './protocol.js';
+
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const NETNS_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+const IPV4_CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(\/(\d{1,2}))?$/;
+
+/** Host-side veth name: the namespace name cut to fit IFNAMSIZ with a `-h` suffix. */
+export function defaultHostIf(netns: string): string {
+  return `${netns.slice(0, 13)}-h`;
+}
+
+/** Validates and normalises the arguments (pure). */
+export function planServiceNetns(a: NetnsPrepareArgs): Required<Pick<NetnsPrepareArgs, 'netns' | 'ip' | 'mac' | 'hostIf' | 'nsIf'>> & { mtu?: number } {
+  const bad = (m: string) => new AgentCommandError('AGENT_BAD_ARGS', `netns.prepare: ${m}`);
+  if (!NETNS_NAME.test(a.netns)) throw bad(`namespace name ${JSON.stringify(a.netns)} is not valid`);
+  const m = IPV4_CIDR.exec(a.ip);
+  if (!m || [1, 2, 3, 4].some((i) => Number(m[i]) > 255) || (m[6] !== undefined && Number(m[6]) > 32)) throw bad(`ip ${JSON.stringify(a.ip)} is not an IPv4 address[/prefix]`);
+  if (!MAC.test(a.mac)) throw bad(`mac ${JSON.stringify(a.mac)} is not a MAC address`);
+  const hostIf = a.hostIf ?? defaultHostIf(a.netns);
+  const nsIf = a.nsIf ?? 'eth0';
+  for (const n of [hostIf, nsIf]) if (!IFNAME.test(n)) throw bad(`interface name ${JSON.stringify(n)} is not 1-15 safe characters`);
+  if (a.mtu !== undefined && !(Number.isInteger(a.mtu) && a.mtu >= 576 && a.mtu <= 9000)) throw bad(`mtu ${a.mtu} out of range`);
+  return { netns: a.netns, ip: m[5] ? a.ip : `${a.ip}/24`, mac: a.mac.toLowerCase(), hostIf, nsIf, ...(a.mtu !== undefined ? { mtu: a.mtu } : {}) };
+}
+
+async function netnsExists(name: string): Promise<boolean> {
+  const r = await exec('ip', ['netns', 'list'], { timeoutMs: 5000 });
+  return r.stdout.split('\n').some((l) => l.split(' ')[0] === name);
+}
+
+async function linkExists(name: string): Promise<boolean> {
+  return (await exec('ip', ['link', 'show', 'dev', name], { timeoutMs: 5000, allowFailure: true })).code === 0;
+}
+
+export async function prepareServiceNetns(a: NetnsPrepareArgs, log: Logger): Promise<NetnsPrepareResult> {
+  const p = planServiceNetns(a);
+  if (await netnsExists(p.netns)) throw new AgentCommandError('AGENT_NETNS_EXISTS', `namespace ${p.netns} already exists`);
+  if (await linkExists(p.hostIf)) throw new AgentCommandError('AGENT_NETNS_EXISTS', `interface ${p.hostIf} already exists`);
+  const t = { timeoutMs: 10_000 };
+  try {
+    await exec('ip', ['netns', 'add', p.netns], t);
+    await exec('ip', ['link', 'add', p.hostIf, ...(p.mtu ? ['mtu', String(p.mtu)] : []), 'type', 'veth', 'peer', 'name', p.nsIf, 'netns', p.netns], t);
+    await exec('ip', ['-n', p.netns, 'link', 'set', p.nsIf, 'address', p.mac, ...(p.mtu ? ['mtu', String(p.mtu)] : [])], t);
+    await exec('ip', ['-n', p.netns, 'addr', 'add', p.ip, 'dev', p.nsIf], t);
+    await exec('ip', ['-n', p.netns, 'link', 'set', 'lo', 'up'], t);
+    await exec('ip', ['-n', p.netns, 'link', 'set', p.nsIf, 'up'], t);
+    await exec('ip', ['link', 'set', p.hostIf, 'up'], t);
+    await exec('ethtool', ['-K', p.nsIf, 'tx', 'off'], { ...t, netns: p.netns });
+    if (a.bridge) {
+      const db = a.ovsDb ? [`--db=${a.ovsDb}`] : [];
+      await exec('ovs-vsctl', [...db, '--timeout=10', 'add-port', a.bridge, p.hostIf], t);
+    }
+  } catch (e) {
+    log.warn({ netns: p.netns, err: (e as Error).message }, 'service namespace prepare failed; removing what was made');
+    await clearServiceNetns(p.netns, p.hostIf, a.bridge ? { bridge: a.bridge, ...(a.ovsDb ? { ovsDb: a.ovsDb } : {}) } : undefined).catch(() => {});
+    throw e;
+  }
+  log.info({ netns: p.netns, ip: p.ip, mac: p.mac, hostIf: p.hostIf }, 'service namespace prepared');
+  return { netns: p.netns, hostIf: p.hostIf, nsIf: p.nsIf, ip: p.ip, mac: p.mac };
+}
+
+/** Removes the namespace (its veth end goes with it, taking the host end along). Idempotent. */
+export async function clearServiceNetns(netns: string, hostIf?: string, ovs?: { bridge: string; ovsDb?: string }): Promise<boolean> {
+  if (!NETNS_NAME.test(netns)) throw new AgentCommandError('AGENT_BAD_ARGS', `netns.clear: namespace name ${JSON.stringify(netns)} is not valid`);
+  const t = { timeoutMs: 10_000, allowFailure: true };
+  if (ovs && hostIf) await exec('ovs-vsctl', [...(ovs.ovsDb ? [`--db=${ovs.ovsDb}`] : []), '--timeout=10', '--if-exists', 'del-port', ovs.bridge, hostIf], t);
+  const existed = await netnsExists(netns);
+  if (existed) await exec('ip', ['netns', 'del', netns], { timeoutMs: 10_000 });
+  if (hostIf && IFNAME.test(hostIf) && (await linkExists(hostIf))) await exec('ip', ['link', 'del', hostIf], t);
+  return existed;
+}
