@@ -1,0 +1,125 @@
+/**
+ * The demo workload's server: a coat-aware TCP service (PAM's synthetic service). It holds
+ * `stateBytes` of state in a StateFile and dirties `dirtyRate` pages per second, in a rotating
+ * order so that the number of distinct pages dirtied in an interval is predictable; it serves
+ * record streams on `streamPort` and ping-pong on `pingPort` (protocol.ts). Started by the
+ * tcp-repair executor after a migration, it adopts the restored connections (sdk.ts) and goes on
+ * from their stream offsets.
+ */
+import type net from 'node:net';
+import { PingServerState, streamBytes } from './protocol.js';
+import { listenOrRestore, StateFile, PAGE_SIZE } from './sdk.js';
+
+export interface ServerOptions {
+  host: string;
+  streamPort: number;
+  pingPort: number;
+  stateDir: string;
+  /** State size M in bytes (rounded up to pages). */
+  stateBytes: number;
+  /** Dirty-page rate R, pages per second. */
+  dirtyRate: number;
+  /** Stream rate per connection, bytes per second; 0: as fast as the socket takes it. */
+  streamRate: number;
+  recordSize: number;
+  /** Event lines (JSON) go here; stdout by default. */
+  events?: (e: Record<string, unknown>) => void;
+}
+
+const TICK_MS = 10;
+/** Userspace backlog per stream connection before the writer waits for 'drain'. */
+const STREAM_HIGH_WATER = 256 * 1024;
+
+export interface RunningServer {
+  close(): Promise<void>;
+  state: StateFile;
+}
+
+export async function runServer(opts: ServerOptions): Promise<RunningServer> {
+  const emit = opts.events ?? ((e) => process.stdout.write(JSON.stringify(e) + '\n'));
+  const state = StateFile.open(opts.stateDir, 'state.bin', opts.stateBytes);
+  const view = new DataView(state.bytes.buffer, state.bytes.byteOffset, state.bytes.byteLength);
+  // Where the mutator stands is kept in the state itself (page 0), so a restored server continues
+  // the rotation instead of starting over.
+  let cursor = Number(view.getBigUint64(0) % BigInt(Math.max(1, state.pages)));
+  let debt = 0;
+  const mutator = setInterval(() => {
+    debt += (opts.dirtyRate * TICK_MS) / 1000;
+    const now = BigInt(Date.now());
+    while (debt >= 1) {
+      debt -= 1;
+      const page = cursor % state.pages;
+      cursor++;
+      const off = page * PAGE_SIZE;
+      view.setBigUint64(off + 8, view.getBigUint64(off + 8) + 1n); // per-page write count
+      view.setBigUint64(off + 16, now);
+      view.setBigUint64(0, BigInt(cursor));
+    }
+  }, TICK_MS);
+
+  const sockets = await listenOrRestore({ host: opts.host, ports: [opts.streamPort, opts.pingPort] });
+  const live = new Set<net.Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+
+  const serveStream = (sock: net.Socket, written: bigint) => {
+    live.add(sock);
+    let offset = written;
+    let blocked = false;
+    let credit = 0;
+    const timer = setInterval(() => {
+      credit = opts.streamRate > 0 ? Math.min(credit + (opts.streamRate * TICK_MS) / 1000, opts.streamRate) : 64 * 1024;
+      while (!blocked && credit >= 1 && sock.writable) {
+        const n = Math.min(Math.floor(credit), 64 * 1024);
+        const chunk = streamBytes(offset, n, opts.recordSize);
+        offset += BigInt(n);
+        credit -= n;
+        if (!sock.write(chunk) || sock.writableLength > STREAM_HIGH_WATER) {
+          blocked = true;
+          sock.once('drain', () => (blocked = false));
+        }
+      }
+    }, TICK_MS);
+    timers.add(timer);
+    sock.on('data', () => {}); // the client sends nothing on a stream connection
+    sock.on('error', (e) => emit({ event: 'connection-error', kind: 'stream', code: (e as NodeJS.ErrnoException).code }));
+    sock.on('close', () => {
+      clearInterval(timer);
+      timers.delete(timer);
+      live.delete(sock);
+    });
+  };
+
+  const servePing = (sock: net.Socket, start: { read: bigint; written: bigint }) => {
+    live.add(sock);
+    const st = new PingServerState(start);
+    const first = st.start();
+    if (first.length) sock.write(first);
+    sock.on('data', (d: Buffer) => {
+      const out = st.push(d);
+      if (out.length) sock.write(out);
+      if (st.errors) emit({ event: 'ping-error', error: st.lastError });
+    });
+    sock.on('error', (e) => emit({ event: 'connection-error', kind: 'ping', code: (e as NodeJS.ErrnoException).code }));
+    sock.on('close', () => live.delete(sock));
+  };
+
+  for (const r of sockets.restored) {
+    if (r.local.port === opts.streamPort) serveStream(r.socket, r.written);
+    else if (r.local.port === opts.pingPort) servePing(r.socket, { read: r.read, written: r.written });
+    else r.socket.destroy();
+  }
+  sockets.servers.get(opts.streamPort)!.on('connection', (s: net.Socket) => serveStream(s, 0n));
+  sockets.servers.get(opts.pingPort)!.on('connection', (s: net.Socket) => servePing(s, { read: 0n, written: 0n }));
+  emit({ event: 'listening', pid: process.pid, host: opts.host, streamPort: opts.streamPort, pingPort: opts.pingPort, restored: sockets.restored.length, migrationId: sockets.migrationId ?? null, stateFile: state.path, statePages: state.pages });
+
+  return {
+    state,
+    async close() {
+      clearInterval(mutator);
+      for (const t of timers) clearInterval(t);
+      for (const s of live) s.destroy();
+      await Promise.all([...sockets.servers.values()].map((s) => new Promise((r) => s.close(r))));
+      state.close();
+    },
+  };
+}
