@@ -14,6 +14,7 @@ APT_PACKAGES=(
   mininet                           # lab/mininet
   iputils-ping                      # ping: lab and Mininet connectivity checks
   criu                              # optional executor (runs where `criu check` passes)
+  podman runc                       # podman executor (argv checked against its --help; needs CRIU)
   build-essential python3           # node-gyp for the TCP_REPAIR addon and pcap/raw-socket
 )
 
