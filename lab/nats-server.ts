@@ -24,6 +24,8 @@ export interface NatsUser {
   publish?: string[];
   /** Subjects this user may subscribe to; absent = everything. */
   subscribe?: string[];
+  /** May answer requests it received, whatever the reply subject (`allow_responses`). */
+  allowResponses?: boolean;
 }
 
 export interface NatsServerOptions {
@@ -66,6 +68,7 @@ export function natsConfig(opts: NatsServerOptions): string {
       const perms: string[] = [];
       if (u.publish) perms.push(`publish: [${u.publish.map(q).join(', ')}]`);
       if (u.subscribe) perms.push(`subscribe: [${u.subscribe.map(q).join(', ')}]`);
+      if (u.allowResponses) perms.push('allow_responses: true');
       const p = perms.length ? `, permissions: { ${perms.join(', ')} }` : '';
       return `    { user: ${q(u.user)}, password: ${q(u.password)}${p} }`;
     });

@@ -9,7 +9,8 @@
  *   coat.agent.discover          ctl -> agents  "everyone, register again" (controller restart)
  *   coat.agent.HOST.health       agent -> all   heartbeat every 500 ms
  *   coat.agent.HOST.bye          agent -> all   clean shutdown
- *   coat.agent.HOST.cmd.COMMAND  ctl -> agent   request/reply, signed, with a deadline
+ *   coat.agent.HOST.cmd.COMMAND  ctl -> agent   request/reply, signed, with a deadline (COMMAND
+ *                                               may hold a dot, e.g. executor.step: agents subscribe cmd.>)
  *   coat.migration.ID.events     agent -> all   progress of one migration
  */
 import type { DumpResult, ExecutorName, ExecutorOptions, RestoreResult, ServiceSpec } from '../migration/executor.js';
@@ -31,7 +32,7 @@ export const subjects = {
   bye: (host: string) => `coat.agent.${host}.bye`,
   byeAll: 'coat.agent.*.bye',
   command: (host: string, cmd: CommandName) => `coat.agent.${host}.cmd.${cmd}`,
-  commandsOf: (host: string) => `coat.agent.${host}.cmd.*`,
+  commandsOf: (host: string) => `coat.agent.${host}.cmd.>`,
   events: (migrationId: string) => `coat.migration.${migrationId}.events`,
   eventsAll: 'coat.migration.*.events',
 } as const;
@@ -260,4 +261,19 @@ export interface MigrationEvent {
 /** A nats subject token safe name (host or migration id). */
 export function isSafeName(s: unknown): s is string {
   return typeof s === 'string' && NAME_PATTERN.test(s);
+}
+
+/**
+ * The NATS permissions an agent needs (nats-server `authorization.users[].permissions`): publish
+ * its announcements, heartbeats and migration events, answer the requests it receives
+ * (`allow_responses`), and subscribe to its own command subjects and to discovery. Give each host
+ * its own user with `host` set, so an agent cannot read or send another agent's commands; `*` is
+ * one shared agent identity (a lab shortcut). Only the controller may publish to `cmd` subjects.
+ */
+export function agentNatsPermissions(host = '*'): { publish: string[]; subscribe: string[]; allowResponses: true } {
+  return {
+    publish: [subjects.register, `coat.agent.${host}.health`, `coat.agent.${host}.bye`, subjects.eventsAll],
+    subscribe: [`coat.agent.${host}.cmd.>`, subjects.discover],
+    allowResponses: true,
+  };
 }

@@ -37,9 +37,12 @@ options:
   --json                 print the agent's announcement as JSON once it is running
   -h, --help             this help
 
-Existing NATS cluster: point --nats at its URLs and give the agent an identity allowed to
-publish coat.agent.NAME.> and coat.migration.*.events and coat.agent.register, and to
-subscribe to coat.agent.NAME.cmd.*, coat.agent.discover and _INBOX.> (docs/agent.md).
+Existing NATS cluster: point --nats at its URLs (any members; the client fails over) and give
+the agent an identity allowed to publish coat.agent.register, coat.agent.NAME.health,
+coat.agent.NAME.bye and coat.migration.*.events, to subscribe to coat.agent.NAME.cmd.> and
+coat.agent.discover, with allow_responses (answers to commands). Only the controller may
+publish to coat.agent.*.cmd.>. The controller takes the same --nats/--token/--user/--creds
+flags and the same command secret. Details: docs/agent.md.
 `;
 
 function parseListen(s: string): { host: string; port: number } {
