@@ -164,7 +164,11 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
       log.info({ bytes: received.bytes, elapsedMs: Math.round(received.elapsedMs), dir: finalDir }, 'stream received');
       this.emit('received', received);
     } catch (e) {
-      const err = e instanceof TransferError ? e : new TransferError('TRANSFER_IO', (e as Error).message, { cause: e, ...(hello ? { migrationId: hello.migrationId } : {}) });
+      let err = e instanceof TransferError ? e : new TransferError('TRANSFER_IO', (e as Error).message, { cause: e });
+      // Socket-level failures are raised before anyone knows the migration: name it for the logs.
+      if (err.migrationId === undefined && hello) {
+        err = new TransferError(err.code, err.message, { migrationId: hello.migrationId, ...(err.file !== undefined ? { file: err.file } : {}), ...(err.offset !== undefined ? { offset: err.offset } : {}), cause: err.cause });
+      }
       for (const h of handles) await h.close().catch(() => {});
       handles.length = 0;
       if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
