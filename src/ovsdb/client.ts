@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import { logger as rootChild, type Logger } from '../log.js';
 import { OvsdbError, OvsdbProtocolError, OvsdbRpcError, OvsdbTransportError } from './errors.js';
 import type { JsonValue } from './jsonrpc.js';
-import { decodeTransactResult, encodeCondition, Transaction, type Condition, type OperationResult, type WireOperation } from './operations.js';
+import { checkLockName, decodeTransactResult, encodeCondition, Transaction, type Condition, type OperationResult, type WireOperation } from './operations.js';
 import { Replica, type RowChange } from './replica.js';
 import { parseSchema, tableSchema, type DatabaseSchema } from './schema.js';
 import { JsonRpcSession } from './session.js';
@@ -335,12 +335,14 @@ export class OvsdbClient extends EventEmitter {
 
   /** Requests `lock`; true when granted now, false when queued (a `locked` event follows when granted). */
   async lock(name: string): Promise<boolean> {
+    checkLockName(name);
     this.wantedLocks.add(name);
     return this.lockResult('lock', await this.call('lock', [name]));
   }
 
   /** Takes `lock` from its holder, who gets `stolen`. */
   async steal(name: string): Promise<boolean> {
+    checkLockName(name);
     this.wantedLocks.add(name);
     return this.lockResult('steal', await this.call('steal', [name]));
   }

@@ -67,6 +67,7 @@ export {
   decodeTransactResult,
   encodeCondition,
   encodeMutation,
+  checkLockName,
   type Condition,
   type ConditionFunction,
   type Mutation,

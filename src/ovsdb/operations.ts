@@ -174,6 +174,7 @@ export class Transaction {
 
   /** RFC 7047 §5.2.10: fail with "not owner" unless this session holds `lock`. */
   assert(lock: string): this {
+    checkLockName(lock);
     this.operations.push({ op: 'assert', lock });
     return this;
   }
@@ -181,6 +182,11 @@ export class Transaction {
   get length(): number {
     return this.operations.length;
   }
+}
+
+/** RFC 7047 §4.1.8: a lock name is an <id> ([a-zA-Z_][a-zA-Z0-9_]*); ovsdb-server rejects others as a syntax error. */
+export function checkLockName(name: string): void {
+  if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name)) throw new OvsdbDatumError('OVSDB_DATUM', 'lock', `${JSON.stringify(name)} is not an <id> ([a-zA-Z_][a-zA-Z0-9_]*)`);
 }
 
 function isObject(v: unknown): v is Record<string, JsonValue> {
