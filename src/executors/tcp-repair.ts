@@ -1,0 +1,528 @@
+/**
+ * The built-in `tcp-repair` executor: moves a coat-aware service (one that keeps its state in its
+ * state directory through the SDK, src/workload/sdk.ts) with its established TCP connections,
+ * using the TCP_REPAIR boundary (src/tcp-repair/) instead of a whole-process checkpoint.
+ *
+ * Source:       prepare -> preDump* -> dump ........ release | abort
+ *   preDump  copies the pages of each state file that changed since the previous round (the first
+ *            round copies all); `hash` tracking needs no freeze, `soft-dirty` freezes only for the
+ *            pagemap read + clear_refs (dirty-pages.ts).
+ *   dump     freezes the tree (cgroup v1 freezer, else SIGSTOP), takes every TCP socket of the main
+ *            process with pidfd_getfd, puts the established ones in repair mode and saves them,
+ *            records the listening ones, copies the last dirty pages. The source stays frozen with
+ *            its sockets in repair mode: nothing it holds can send a FIN or RST.
+ *   release  closes our references in repair mode and SIGKILLs the frozen tree: silent.
+ *   abort    takes the sockets out of repair mode and thaws the tree: it carries on untouched.
+ * Destination:  prepare -> restore -> resume | abort
+ *   restore  verifies every image (checksums, versions) before touching anything, rebuilds the
+ *            state files, rebuilds the sockets in repair mode inside the service's namespace (setns
+ *            in the addon), recreates the listeners, and starts the service with all of them
+ *            inherited (handover.ts); the service waits.
+ *   resume   takes the sockets out of repair mode, writes the never-sent tails, records the stream
+ *            origins for the next migration (coat-sockets.json in the state directory), then
+ *            tells the service to go and waits for its acknowledgement.
+ *
+ * Image layout under ctx.imageDir, one directory per step (the agent streams each):
+ *   STEP/round.json                 { kind: "pre" | "dump", round, ... }
+ *   STEP/state/NAME.pages           page delta of state file NAME (page-delta.ts)
+ *   dump/sockets/NNN.skimg          socket images (src/tcp-repair/image.ts)
+ *   dump/listeners.json             listening endpoints to recreate
+ */
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { CoatError } from '../errors.js';
+import type { DumpResult, Executor, ExecutorContext, ExecutorOptions, RestoreResult } from '../migration/executor.js';
+import { native } from '../tcp-repair/native.js';
+import { RepairSocket, listenIn, netnsPath, ZERO_ORIGIN, type StreamOrigin } from '../tcp-repair/socket.js';
+import { decode as decodeImage, encode as encodeImage, type Endpoint, type SocketImage } from '../tcp-repair/image.js';
+import { tcpSocketsOf, TCP_STATE } from '../tcp-repair/proc.js';
+import { TcpRepairError } from '../tcp-repair/errors.js';
+import { freeze, isAlive, processTree, thawByName, type Frozen, type FreezerKind } from './tcp-repair/freezer.js';
+import { HashTracker, PAGE_SIZE, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
+import { applyDeltas, decodePageDelta, encodePageDelta, type PageDelta } from './tcp-repair/page-delta.js';
+import { startService, type StartedService } from './tcp-repair/handover.js';
+
+export const TREX_CODES = {
+  TREX_NO_PID: 'the service spec has no pid (the source needs the main pid)',
+  TREX_NO_PROCESS: 'the source process is gone',
+  TREX_NO_STATE_DIR: 'the service spec has no stateDir, or it is not a directory',
+  TREX_NO_COMMAND: 'the destination needs service.command to start the restored service',
+  TREX_NO_NETNS: 'the service namespace does not exist on this host',
+  TREX_IMAGE_MISSING: 'the image directory has no dump step, or a step lacks a file it names',
+  TREX_IMAGE_INVALID: 'an image file is not what its step says it is',
+  TREX_SEQUENCE: 'a method was called out of the contract order (e.g. resume without restore)',
+} as const;
+export type TrexCode = keyof typeof TREX_CODES;
+
+export class TcpRepairExecutorError extends CoatError {
+  declare readonly code: TrexCode;
+}
+
+export interface TcpRepairExecutorOptions {
+  /** Dirty-page tracking; 'auto' = soft-dirty where the kernel supports it, else hash. */
+  dirtyTracking: DirtyTracking | 'auto';
+  /** How to stop the source; 'auto' = cgroup v1 freezer where mounted, else SIGSTOP. */
+  freezer: FreezerKind | 'auto';
+  /** Longest wait for the restored service to acknowledge "resume". */
+  resumeTimeoutMs: number;
+}
+
+export function parseOptions(o: ExecutorOptions): TcpRepairExecutorOptions {
+  const pick = <T extends string>(v: unknown, allowed: readonly T[], dflt: T, name: string): T => {
+    if (v === undefined) return dflt;
+    if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
+    throw new TypeError(`tcp-repair executor: option ${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  };
+  const timeout = o.resumeTimeoutMs ?? 10_000;
+  if (typeof timeout !== 'number' || !(timeout > 0)) throw new TypeError('tcp-repair executor: resumeTimeoutMs must be a positive number');
+  return {
+    dirtyTracking: pick(o.dirtyTracking, ['hash', 'soft-dirty', 'auto'] as const, 'auto', 'dirtyTracking'),
+    freezer: pick(o.freezer, ['cgroup', 'signal', 'auto'] as const, 'auto', 'freezer'),
+    resumeTimeoutMs: timeout,
+  };
+}
+
+/** Files of the state directory that are coat's own bookkeeping, not service state. */
+export const ORIGINS_FILE = 'coat-sockets.json';
+const TMP_SUFFIX = '.coat-tmp';
+
+interface OriginsFile {
+  version: 1;
+  migrationId: string;
+  connections: { local: Endpoint; remote: Endpoint; written: string; read: string }[];
+}
+
+const key = (local: Endpoint, remote: Endpoint) => `${local.address}:${local.port}-${remote.address}:${remote.port}`;
+
+interface SourceRun {
+  pid: number;
+  tracker: HashTracker | SoftDirtyTracker;
+  frozen?: Frozen;
+  sockets: RepairSocket[];
+}
+
+interface DestRun {
+  sockets: { socket: RepairSocket; image: SocketImage }[];
+  listenerFds: number[];
+  service?: StartedService;
+  stateFiles: string[];
+}
+
+interface RoundMeta {
+  kind: 'pre' | 'dump';
+  round: number;
+  files: string[];
+  sockets?: string[];
+  pid?: number;
+}
+
+export class TcpRepairExecutor implements Executor {
+  readonly name = 'tcp-repair' as const;
+  readonly capabilities = { preCopy: true, tcpEstablished: true };
+  readonly options: TcpRepairExecutorOptions;
+  private readonly sources = new Map<string, SourceRun>();
+  private readonly dests = new Map<string, DestRun>();
+
+  constructor(options: TcpRepairExecutorOptions) {
+    this.options = options;
+  }
+
+  async prepare(ctx: ExecutorContext, role: 'source' | 'destination'): Promise<void> {
+    native(); // throws TCPR_ADDON_MISSING when the addon is not built
+    if (role === 'source') {
+      const pid = requirePid(ctx);
+      if (!(await isAlive(pid))) throw new TcpRepairExecutorError('TREX_NO_PROCESS', `source process ${pid} is gone`);
+      if (ctx.service.stateDir) await requireDir(ctx.service.stateDir);
+    } else {
+      if (!ctx.service.command?.length) throw new TcpRepairExecutorError('TREX_NO_COMMAND', `service ${ctx.service.name} has no command to start at the destination`);
+      if (!ctx.service.stateDir) throw new TcpRepairExecutorError('TREX_NO_STATE_DIR', `service ${ctx.service.name} has no stateDir`);
+      await mkdir(ctx.service.stateDir, { recursive: true });
+      if (ctx.service.netns && !existsSync(netnsPath(ctx.service.netns))) throw new TcpRepairExecutorError('TREX_NO_NETNS', `namespace ${ctx.service.netns} does not exist (${netnsPath(ctx.service.netns)})`);
+    }
+    ctx.log.debug({ role, executor: this.name }, 'prepared');
+  }
+
+  async preDump(ctx: ExecutorContext, round: number): Promise<DumpResult> {
+    const t0 = performance.now();
+    const run = await this.sourceRun(ctx);
+    if (!(await isAlive(run.pid))) throw new TcpRepairExecutorError('TREX_NO_PROCESS', `source process ${run.pid} is gone`);
+    const timings: Record<string, number> = {};
+    let frozenMs = 0;
+    const rounds = await this.stateRound(ctx, run, false, async (ms) => {
+      frozenMs += ms;
+    });
+    timings.state = performance.now() - t0;
+    const bytes = await this.writeRound(ctx, { kind: 'pre', round, files: rounds.map((r) => r.delta.name) }, rounds);
+    timings.total = performance.now() - t0;
+    const pages = rounds.reduce((n, r) => n + r.delta.pages.length, 0);
+    ctx.log.info({ step: ctx.stepName, round, pages, bytes, tracking: run.tracker.kind }, 'pre-dump round written');
+    return { bytes, pages, dirtyPages: pages, frozenMs, timings };
+  }
+
+  async dump(ctx: ExecutorContext): Promise<DumpResult> {
+    const t0 = performance.now();
+    const run = await this.sourceRun(ctx);
+    const timings: Record<string, number> = {};
+    try {
+      run.frozen = await freeze(run.pid, cgroupName(ctx.migrationId), this.options.freezer);
+    } catch (err) {
+      if (!(await isAlive(run.pid))) throw new TcpRepairExecutorError('TREX_NO_PROCESS', `source process ${run.pid} is gone`, { cause: err });
+      throw err;
+    }
+    const tFrozen = performance.now();
+    timings.freeze = tFrozen - t0;
+    try {
+      const origins = await readOrigins(ctx.service.stateDir);
+      const found = await tcpSocketsOf(run.pid);
+      const images: SocketImage[] = [];
+      const listeners: (Endpoint & { family: 4 | 6 })[] = [];
+      for (const s of found) {
+        if (s.state === TCP_STATE.LISTEN) {
+          listeners.push({ family: s.family, ...s.local });
+          continue;
+        }
+        if (s.state !== TCP_STATE.ESTABLISHED) {
+          ctx.log.warn({ fd: s.fd, state: s.state, local: s.local, remote: s.remote }, 'TCP socket neither established nor listening: not moved');
+          continue;
+        }
+        const sock = RepairSocket.take(run.pid, s.fd);
+        run.sockets.push(sock);
+        sock.pause();
+        images.push(sock.save(origins.get(key(s.local, s.remote)) ?? ZERO_ORIGIN));
+      }
+      timings.sockets = performance.now() - tFrozen;
+      const tState = performance.now();
+      const rounds = await this.stateRound(ctx, run, true, async () => {});
+      timings.state = performance.now() - tState;
+      const tWrite = performance.now();
+      await mkdir(join(ctx.stepDir, 'sockets'), { recursive: true });
+      const names: string[] = [];
+      let bytes = 0;
+      for (const [i, img] of images.entries()) {
+        const name = `${String(i).padStart(3, '0')}.skimg`;
+        const buf = encodeImage(img);
+        await writeFile(join(ctx.stepDir, 'sockets', name), buf);
+        bytes += buf.length;
+        names.push(name);
+      }
+      const lj = JSON.stringify(listeners);
+      await writeFile(join(ctx.stepDir, 'listeners.json'), lj);
+      bytes += lj.length;
+      bytes += await this.writeRound(ctx, { kind: 'dump', round: 0, files: rounds.map((r) => r.delta.name), sockets: names, pid: run.pid }, rounds);
+      timings.write = performance.now() - tWrite;
+      timings.total = performance.now() - t0;
+      const pages = rounds.reduce((n, r) => n + r.delta.pages.length, 0);
+      const queued = images.reduce((n, i) => n + i.sendQueue.length + i.recvQueue.length, 0);
+      ctx.log.info({ step: ctx.stepName, pid: run.pid, sockets: images.length, listeners: listeners.length, queuedBytes: queued, pages, bytes, freezer: run.frozen.kind }, 'dump written; source frozen, sockets in repair mode');
+      return { bytes, pages, dirtyPages: pages, sockets: images.length, frozenMs: performance.now() - tFrozen, timings };
+    } catch (err) {
+      // Contract: a failed dump leaves the source as it was.
+      await this.thawSource(run).catch((e: unknown) => ctx.log.error({ err: e }, 'rollback of failed dump failed'));
+      this.sources.delete(ctx.migrationId);
+      throw err;
+    }
+  }
+
+  async restore(ctx: ExecutorContext): Promise<RestoreResult> {
+    const t0 = performance.now();
+    const timings: Record<string, number> = {};
+    const stateDir = ctx.service.stateDir;
+    if (!stateDir) throw new TcpRepairExecutorError('TREX_NO_STATE_DIR', `service ${ctx.service.name} has no stateDir`);
+    if (!ctx.service.command?.length) throw new TcpRepairExecutorError('TREX_NO_COMMAND', `service ${ctx.service.name} has no command`);
+    // 1. Read and verify everything before any side effect.
+    const steps = await readSteps(ctx.imageDir);
+    const dump = steps.at(-1)!;
+    const images: SocketImage[] = [];
+    for (const name of dump.meta.sockets ?? []) images.push(decodeImage(await readImageFile(join(dump.dir, 'sockets', name))));
+    const listeners = JSON.parse(await readImageText(join(dump.dir, 'listeners.json'))) as (Endpoint & { family: 4 | 6 })[];
+    if (!Array.isArray(listeners)) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${join(dump.dir, 'listeners.json')} is not a list`);
+    const deltas = new Map<string, PageDelta[]>();
+    for (const step of steps) {
+      for (const f of step.meta.files) {
+        const d = decodePageDelta(await readImageFile(join(step.dir, 'state', `${f}.pages`)));
+        if (d.name !== f) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${step.dir}/state/${f}.pages names file ${d.name}`);
+        deltas.set(f, [...(deltas.get(f) ?? []), d]);
+      }
+    }
+    timings.read = performance.now() - t0;
+    const run: DestRun = { sockets: [], listenerFds: [], stateFiles: [] };
+    this.dests.set(ctx.migrationId, run);
+    try {
+      // 2. State files: written beside, then renamed into place (atomic per file).
+      const tState = performance.now();
+      await mkdir(stateDir, { recursive: true });
+      for (const [name, list] of deltas) {
+        if (!dump.meta.files.includes(name)) continue; // the file was gone at the dump
+        const tmp = join(stateDir, name + TMP_SUFFIX);
+        await writeFile(tmp, applyDeltas(list));
+        await rename(tmp, join(stateDir, name));
+        run.stateFiles.push(join(stateDir, name));
+      }
+      timings.state = performance.now() - tState;
+      // 3. Sockets, in repair mode, in the service's namespace.
+      const tSock = performance.now();
+      for (const img of images) run.sockets.push({ socket: RepairSocket.restore(img, ctx.service.netns ? { netns: ctx.service.netns } : {}), image: img });
+      for (const l of listeners) run.listenerFds.push(listenIn(l, ctx.service.netns ? { netns: ctx.service.netns } : {}));
+      timings.sockets = performance.now() - tSock;
+      // 4. The service, waiting on its control channel.
+      const tSpawn = performance.now();
+      run.service = startService({
+        migrationId: ctx.migrationId,
+        command: ctx.service.command,
+        ...(ctx.service.netns ? { netns: ctx.service.netns } : {}),
+        ...(ctx.service.env ? { env: ctx.service.env } : {}),
+        handoverPath: join(ctx.imageDir, 'handover.json'),
+        logPath: join(ctx.imageDir, 'service.log'),
+        listeners: listeners.map((l, i) => ({ fd: run.listenerFds[i]!, family: l.family, address: l.address, port: l.port })),
+        connections: run.sockets.map(({ socket, image }) => ({ fd: socket.fd, family: image.family, local: image.local, remote: image.remote, written: image.streamWritten, read: image.streamRead })),
+      });
+      timings.spawn = performance.now() - tSpawn;
+    } catch (err) {
+      await this.abortDestination(ctx, run);
+      throw err;
+    }
+    timings.total = performance.now() - t0;
+    ctx.log.info({ pid: run.service.pid, sockets: images.length, listeners: listeners.length, rounds: steps.length, netns: ctx.service.netns }, 'restored; sockets in repair mode, service waiting');
+    return { pid: run.service.pid, sockets: images.length, timings };
+  }
+
+  async resume(ctx: ExecutorContext): Promise<void> {
+    const run = this.dests.get(ctx.migrationId);
+    if (!run?.service) throw new TcpRepairExecutorError('TREX_SEQUENCE', `resume without a restore for migration ${ctx.migrationId}`);
+    const t0 = performance.now();
+    const origins: OriginsFile = { version: 1, migrationId: ctx.migrationId, connections: [] };
+    for (const { socket, image } of run.sockets) {
+      const o: StreamOrigin = socket.resume();
+      origins.connections.push({ local: image.local, remote: image.remote, written: o.written.toString(), read: o.read.toString() });
+    }
+    if (ctx.service.stateDir) await writeFile(join(ctx.service.stateDir, ORIGINS_FILE), JSON.stringify(origins, null, 2));
+    const tRepairOff = performance.now() - t0;
+    await run.service.release(this.options.resumeTimeoutMs);
+    for (const { socket } of run.sockets) socket.close();
+    for (const fd of run.listenerFds) native().close(fd);
+    this.dests.delete(ctx.migrationId);
+    ctx.log.info({ pid: run.service.pid, sockets: run.sockets.length, repairOffMs: tRepairOff, totalMs: performance.now() - t0 }, 'resumed: service runs with its connections');
+  }
+
+  async release(ctx: ExecutorContext): Promise<void> {
+    const run = this.sources.get(ctx.migrationId);
+    if (!run) {
+      // An agent restarted since the dump: the sockets are still in repair mode (the kernel keeps
+      // the flag), so killing the tree is still silent.
+      const pid = requirePid(ctx);
+      for (const p of (await isAlive(pid)) ? await processTree(pid) : []) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      await thawByName(cgroupName(ctx.migrationId));
+      return;
+    }
+    for (const s of run.sockets) s.closeSilently();
+    await run.frozen?.kill();
+    this.sources.delete(ctx.migrationId);
+    ctx.log.info({ pid: run.pid }, 'source released (killed while its sockets were in repair mode)');
+  }
+
+  async abort(ctx: ExecutorContext, role: 'source' | 'destination'): Promise<void> {
+    if (role === 'destination') {
+      const run = this.dests.get(ctx.migrationId);
+      if (run) await this.abortDestination(ctx, run);
+      return;
+    }
+    const run = this.sources.get(ctx.migrationId);
+    if (run) {
+      await this.thawSource(run);
+      this.sources.delete(ctx.migrationId);
+      ctx.log.info({ pid: run.pid }, 'source thawed after abort');
+      return;
+    }
+    // No memory of this migration (agent restarted): undo what a dump may have left.
+    const pid = ctx.service.pid;
+    if (pid && (await isAlive(pid))) {
+      for (const s of await tcpSocketsOf(pid).catch(() => [])) {
+        if (s.state !== TCP_STATE.ESTABLISHED) continue;
+        try {
+          const sock = RepairSocket.take(pid, s.fd);
+          sock.pause(); // marks it ours to turn off, then off
+          sock.unpause();
+          sock.close();
+        } catch (err) {
+          ctx.log.warn({ err, fd: s.fd }, 'cannot take socket out of repair mode');
+        }
+      }
+    }
+    if (!(await thawByName(cgroupName(ctx.migrationId))) && pid && (await isAlive(pid))) {
+      for (const p of await processTree(pid)) {
+        try {
+          process.kill(p, 'SIGCONT');
+        } catch {
+          // gone
+        }
+      }
+    }
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private async sourceRun(ctx: ExecutorContext): Promise<SourceRun> {
+    let run = this.sources.get(ctx.migrationId);
+    if (run) return run;
+    const pid = requirePid(ctx);
+    const tracking = this.options.dirtyTracking === 'auto' ? (softDirtyAvailable().ok ? 'soft-dirty' : 'hash') : this.options.dirtyTracking;
+    run = { pid, tracker: tracking === 'soft-dirty' ? new SoftDirtyTracker(pid) : new HashTracker(), sockets: [] };
+    this.sources.set(ctx.migrationId, run);
+    return run;
+  }
+
+  /** One round over every state file. `frozen`: the service is already frozen (dump). */
+  private async stateRound(ctx: ExecutorContext, run: SourceRun, frozen: boolean, addFrozen: (ms: number) => Promise<void>): Promise<RoundResult[]> {
+    const dir = ctx.service.stateDir;
+    if (!dir) return [];
+    const files = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && e.name !== ORIGINS_FILE && !e.name.endsWith(TMP_SUFFIX) && /^[A-Za-z0-9._-]+$/.test(e.name)).map((e) => e.name).sort();
+    const out: RoundResult[] = [];
+    const tracker = run.tracker;
+    if (tracker instanceof HashTracker) {
+      for (const f of files) out.push(await tracker.round(join(dir, f), f));
+      return out;
+    }
+    // soft-dirty: the pagemap read and clear_refs happen with the tree frozen.
+    const sizes = new Map<string, number>();
+    for (const f of files) sizes.set(f, (await stat(join(dir, f))).size);
+    let frozenHere: Frozen | undefined;
+    const t = performance.now();
+    if (!frozen) frozenHere = await freeze(run.pid, cgroupName(ctx.migrationId) + '-pre', this.options.freezer);
+    const indexes = new Map<string, number[]>();
+    try {
+      for (const f of files) indexes.set(f, tracker.dirtyIndexes(join(dir, f), f, sizes.get(f)!));
+      tracker.clear();
+    } finally {
+      await frozenHere?.thaw();
+      if (frozenHere) await addFrozen(performance.now() - t);
+    }
+    for (const f of files) out.push(await tracker.copy(join(dir, f), f, indexes.get(f)!, sizes.get(f)!));
+    return out;
+  }
+
+  private async writeRound(ctx: ExecutorContext, meta: RoundMeta, rounds: RoundResult[]): Promise<number> {
+    await mkdir(join(ctx.stepDir, 'state'), { recursive: true });
+    let bytes = 0;
+    for (const r of rounds) {
+      const buf = encodePageDelta(r.delta);
+      await writeFile(join(ctx.stepDir, 'state', `${r.delta.name}.pages`), buf);
+      bytes += buf.length;
+    }
+    const m = JSON.stringify(meta);
+    await writeFile(join(ctx.stepDir, 'round.json'), m);
+    return bytes + m.length;
+  }
+
+  private async thawSource(run: SourceRun): Promise<void> {
+    for (const s of run.sockets) {
+      try {
+        s.unpause();
+      } finally {
+        s.close();
+      }
+    }
+    run.sockets = [];
+    await run.frozen?.thaw();
+    run.frozen = undefined;
+  }
+
+  private async abortDestination(ctx: ExecutorContext, run: DestRun): Promise<void> {
+    run.service?.kill();
+    for (const { socket } of run.sockets) socket.closeSilently();
+    for (const fd of run.listenerFds) {
+      try {
+        native().close(fd);
+      } catch {
+        // already closed
+      }
+    }
+    for (const f of run.stateFiles) await rm(f, { force: true });
+    this.dests.delete(ctx.migrationId);
+    ctx.log.info({ pid: run.service?.pid }, 'destination cleared after abort');
+  }
+}
+
+function requirePid(ctx: ExecutorContext): number {
+  const pid = ctx.service.pid;
+  if (!pid || !Number.isInteger(pid) || pid <= 0) throw new TcpRepairExecutorError('TREX_NO_PID', `service ${ctx.service.name} has no pid`);
+  return pid;
+}
+
+async function requireDir(dir: string): Promise<void> {
+  try {
+    if ((await stat(dir)).isDirectory()) return;
+  } catch {
+    // fall through
+  }
+  throw new TcpRepairExecutorError('TREX_NO_STATE_DIR', `${dir} is not a directory`);
+}
+
+function cgroupName(migrationId: string): string {
+  return 'coat-' + migrationId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+}
+
+async function readOrigins(stateDir: string | undefined): Promise<Map<string, StreamOrigin>> {
+  const out = new Map<string, StreamOrigin>();
+  if (!stateDir) return out;
+  let text: string;
+  try {
+    text = await readFile(join(stateDir, ORIGINS_FILE), 'utf8');
+  } catch {
+    return out; // a service that was never migrated: every origin is zero
+  }
+  const o = JSON.parse(text) as OriginsFile;
+  for (const c of o.connections ?? []) out.set(key(c.local, c.remote), { written: BigInt(c.written), read: BigInt(c.read) });
+  return out;
+}
+
+async function readImageFile(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new TcpRepairExecutorError('TREX_IMAGE_MISSING', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function readImageText(path: string): Promise<string> {
+  return (await readImageFile(path)).toString('utf8');
+}
+
+/** The steps under imageDir in the order they were taken: pre rounds by number, then the dump. */
+async function readSteps(imageDir: string): Promise<{ dir: string; meta: RoundMeta }[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(imageDir);
+  } catch (err) {
+    throw new TcpRepairExecutorError('TREX_IMAGE_MISSING', `cannot list ${imageDir}: ${(err as Error).message}`, { cause: err });
+  }
+  const steps: { dir: string; meta: RoundMeta }[] = [];
+  for (const e of entries) {
+    const dir = join(imageDir, e);
+    if (!existsSync(join(dir, 'round.json'))) continue;
+    let meta: RoundMeta;
+    try {
+      meta = JSON.parse(await readFile(join(dir, 'round.json'), 'utf8')) as RoundMeta;
+    } catch (err) {
+      throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${dir}/round.json: ${(err as Error).message}`, { cause: err });
+    }
+    if ((meta.kind !== 'pre' && meta.kind !== 'dump') || !Number.isInteger(meta.round) || !Array.isArray(meta.files)) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${dir}/round.json is not a round description`);
+    steps.push({ dir, meta });
+  }
+  const dumps = steps.filter((s) => s.meta.kind === 'dump');
+  if (dumps.length !== 1) throw new TcpRepairExecutorError('TREX_IMAGE_MISSING', `${imageDir} holds ${dumps.length} dump steps, want exactly 1`);
+  const pre = steps.filter((s) => s.meta.kind === 'pre').sort((a, b) => a.meta.round - b.meta.round);
+  return [...pre, dumps[0]!];
+}
+
+export function createExecutor(options: ExecutorOptions = {}): Executor {
+  return new TcpRepairExecutor(parseOptions(options));
+}
+
+export { PAGE_SIZE, TcpRepairError };

@@ -1,0 +1,158 @@
+/**
+ * Which pages of a state file changed since the last round. Two trackers, measured against each
+ * other by `npm run bench -- repair` (the faster available one is the default):
+ *
+ * - `hash`: reads the whole file and compares a per-page digest with the previous round's. Needs
+ *   nothing from the kernel or the service, costs O(M) reading and hashing per round, and needs no
+ *   freeze during pre-dump: a page torn by a concurrent write hashes differently next round and is
+ *   copied again; the final round runs frozen.
+ * - `soft-dirty`: the kernel's soft-dirty bits (Documentation/admin-guide/mm/soft-dirty.rst):
+ *   write "4" to /proc/PID/clear_refs, later read bit 55 of each 8-byte /proc/PID/pagemap entry
+ *   over the service's MAP_SHARED mapping of the file; O(pages) 8-byte reads, then only dirty pages
+ *   are read. Pagemap read and clear_refs happen with the service frozen (as CRIU's pre-dump does)
+ *   so no write falls between them. Needs CONFIG_MEM_SOFT_DIRTY; `softDirtyAvailable()` probes it.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native } from '../../tcp-repair/native.js';
+import type { PageDelta } from './page-delta.js';
+
+export const PAGE_SIZE = 4096;
+export type DirtyTracking = 'hash' | 'soft-dirty';
+
+export interface RoundResult {
+  delta: PageDelta;
+  /** Pages in the file. */
+  totalPages: number;
+}
+
+/** Per-file digests of the previous round (hash tracker). */
+export class HashTracker {
+  readonly kind = 'hash' as const;
+  private digests = new Map<string, Buffer[]>();
+
+  /** One round over one file; the first round for a file copies every page. */
+  async round(path: string, name: string): Promise<RoundResult> {
+    const content = await readFile(path);
+    return this.roundOver(content, name);
+  }
+
+  /** The same over content already read (pure but for the tracker's memory). */
+  roundOver(content: Buffer, name: string): RoundResult {
+    const totalPages = Math.ceil(content.length / PAGE_SIZE);
+    const prev = this.digests.get(name);
+    const next: Buffer[] = new Array(totalPages);
+    const pages: PageDelta['pages'] = [];
+    for (let i = 0; i < totalPages; i++) {
+      let page = content.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+      if (page.length < PAGE_SIZE) page = Buffer.concat([page, Buffer.alloc(PAGE_SIZE - page.length)]);
+      const d = createHash('md5').update(page).digest(); // change detection, not security
+      next[i] = d;
+      if (!prev || !prev[i] || !prev[i]!.equals(d)) pages.push({ index: i, data: Buffer.from(page) });
+    }
+    this.digests.set(name, next);
+    return { delta: { name, pageSize: PAGE_SIZE, fileSize: BigInt(content.length), pages }, totalPages };
+  }
+}
+
+/** Address ranges of process `pid`'s mappings of `path` (proc(5) /proc/PID/maps). */
+export function mappingsOf(mapsText: string, path: string): { start: bigint; end: bigint; fileOffset: bigint }[] {
+  const out: { start: bigint; end: bigint; fileOffset: bigint }[] = [];
+  for (const line of mapsText.split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \d+\s+(.*)$/.exec(line);
+    if (m && m[4] === path) out.push({ start: BigInt('0x' + m[1]), end: BigInt('0x' + m[2]), fileOffset: BigInt('0x' + m[3]) });
+  }
+  return out;
+}
+
+/** Soft-dirty bit of a pagemap entry (Documentation/admin-guide/mm/pagemap.rst: bit 55). */
+const SOFT_DIRTY = 1n << 55n;
+
+export class SoftDirtyTracker {
+  readonly kind = 'soft-dirty' as const;
+  private started = new Set<string>();
+  constructor(private readonly pid: number) {}
+
+  /** Clears the soft-dirty bits of the whole process. Call with the service frozen. */
+  clear(): void {
+    writeFileSync(`/proc/${this.pid}/clear_refs`, '4');
+  }
+
+  /**
+   * The dirty page indexes of `path` as mapped by the service. Call with the service frozen, then
+   * `clear()`, then thaw and `copy()`. The first round of a file reports every page.
+   */
+  dirtyIndexes(path: string, name: string, fileSize: number): number[] {
+    const totalPages = Math.ceil(fileSize / PAGE_SIZE);
+    if (!this.started.has(name)) {
+      this.started.add(name);
+      return Array.from({ length: totalPages }, (_, i) => i);
+    }
+    const maps = mappingsOf(readFileSync(`/proc/${this.pid}/maps`, 'utf8'), path);
+    const dirty = new Set<number>();
+    const fd = openSync(`/proc/${this.pid}/pagemap`, 'r');
+    try {
+      for (const m of maps) {
+        const n = Number((m.end - m.start) / BigInt(PAGE_SIZE));
+        const buf = Buffer.alloc(n * 8);
+        readSync(fd, buf, 0, buf.length, Number((m.start / BigInt(PAGE_SIZE)) * 8n));
+        const first = Number(m.fileOffset / BigInt(PAGE_SIZE));
+        for (let i = 0; i < n; i++) if (buf.readBigUInt64LE(i * 8) & SOFT_DIRTY) dirty.add(first + i);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return [...dirty].filter((i) => i < totalPages).sort((a, b) => a - b);
+  }
+
+  /** Reads the given pages from the file. */
+  async copy(path: string, name: string, indexes: number[], fileSize: number): Promise<RoundResult> {
+    const fh = await open(path, 'r');
+    try {
+      const pages: PageDelta['pages'] = [];
+      for (const index of indexes) {
+        const data = Buffer.alloc(PAGE_SIZE);
+        await fh.read(data, 0, PAGE_SIZE, index * PAGE_SIZE);
+        pages.push({ index, data });
+      }
+      return { delta: { name, pageSize: PAGE_SIZE, fileSize: BigInt(fileSize), pages }, totalPages: Math.ceil(fileSize / PAGE_SIZE) };
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+let probed: { ok: boolean; reason: string } | undefined;
+
+/**
+ * Whether soft-dirty tracking works here: maps a scratch file, clears this process' bits, writes
+ * one page and checks that exactly that page reads back soft-dirty. Cached.
+ */
+export function softDirtyAvailable(): { ok: boolean; reason: string } {
+  if (probed) return probed;
+  const dir = mkdtempSync(join(tmpdir(), 'coat-softdirty-'));
+  const path = join(dir, 'probe');
+  try {
+    writeFileSync(path, Buffer.alloc(4 * PAGE_SIZE));
+    const fd = openSync(path, 'r+');
+    const view = new Uint8Array(native().mmapShared(fd, 4 * PAGE_SIZE));
+    closeSync(fd);
+    view[0] = 1; // fault every page in so they have pagemap entries
+    view[PAGE_SIZE] = 1;
+    view[2 * PAGE_SIZE] = 1;
+    writeFileSync('/proc/self/clear_refs', '4');
+    view[PAGE_SIZE] = 2;
+    const t = new SoftDirtyTracker(process.pid);
+    t['started'].add('probe');
+    const dirty = t.dirtyIndexes(path, 'probe', 4 * PAGE_SIZE);
+    probed = dirty.length === 1 && dirty[0] === 1 ? { ok: true, reason: 'soft-dirty bit set on exactly the written page' } : { ok: false, reason: `after clear_refs and one write, pagemap reports dirty pages [${dirty.join(', ')}], want [1] (kernel built without CONFIG_MEM_SOFT_DIRTY?)` };
+  } catch (err) {
+    probed = { ok: false, reason: `probe failed: ${(err as Error).message}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return probed;
+}
