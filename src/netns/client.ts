@@ -30,6 +30,7 @@ class LocalClient implements NetnsClient {
   getLink = (n: string) => this.rtnl.getLink(n);
   createVeth: RtnlApi['createVeth'] = (s) => this.rtnl.createVeth(s);
   createBridge = (n: string) => this.rtnl.createBridge(n);
+  createIfb = (n: string) => this.rtnl.createIfb(n);
   createVxlan: RtnlApi['createVxlan'] = (n, o) => this.rtnl.createVxlan(n, o);
   deleteLink = (n: string) => this.rtnl.deleteLink(n);
   setLink: RtnlApi['setLink'] = (n, c) => this.rtnl.setLink(n, c);
@@ -112,6 +113,7 @@ class WorkerClient implements NetnsClient {
   getLink = (n: string) => this.call<Awaited<ReturnType<RtnlApi['getLink']>>>('getLink', n);
   createVeth: RtnlApi['createVeth'] = (s) => this.call('createVeth', s);
   createBridge = (n: string) => this.call<void>('createBridge', n);
+  createIfb = (n: string) => this.call<void>('createIfb', n);
   createVxlan: RtnlApi['createVxlan'] = (n, o) => this.call('createVxlan', n, o);
   deleteLink = (n: string) => this.call<void>('deleteLink', n);
   setLink: RtnlApi['setLink'] = (n, c) => this.call('setLink', n, c);

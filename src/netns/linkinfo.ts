@@ -73,6 +73,11 @@ export function bridgeLinkInfo(): Buffer {
   return nlattr(IFLA_INFO_KIND, cstr('bridge'));
 }
 
+/** Intermediate functional block (ifb): a device whose egress qdisc shapes another device's ingress. */
+export function ifbLinkInfo(): Buffer {
+  return nlattr(IFLA_INFO_KIND, cstr('ifb'));
+}
+
 export interface VxlanOptions {
   vni: number;
   local: Ipv4Address;

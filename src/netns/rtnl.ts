@@ -12,7 +12,7 @@ import { closeSync, openSync } from 'node:fs';
 import { createRtNetlink, type RtNetlinkSocket } from 'netlink';
 import { ipv4ToNumber, isIpv4, macToBytes, normalizeMac, parseCidr, readMac, type Ipv4Address, type MacAddress } from '../packet/address.js';
 import { checkIfName, NetnsError } from './errors.js';
-import { bridgeLinkInfo, vethLinkInfo, vxlanLinkInfo, type VxlanOptions } from './linkinfo.js';
+import { bridgeLinkInfo, ifbLinkInfo, vethLinkInfo, vxlanLinkInfo, type VxlanOptions } from './linkinfo.js';
 import { netnsPath } from './paths.js';
 
 const AF_INET = 2;
@@ -69,6 +69,7 @@ export interface RtnlApi {
   getLink(name: string): Promise<LinkInfo>;
   createVeth(spec: VethSpec): Promise<void>;
   createBridge(name: string): Promise<void>;
+  createIfb(name: string): Promise<void>;
   createVxlan(name: string, opts: VxlanOptions & { underlay?: string }): Promise<void>;
   deleteLink(name: string): Promise<void>;
   setLink(name: string, change: LinkChange): Promise<void>;
@@ -82,7 +83,7 @@ export interface RtnlApi {
 
 export type RtnlOp = keyof RtnlApi;
 export const RTNL_OPS: readonly RtnlOp[] = [
-  'listLinks', 'getLink', 'createVeth', 'createBridge', 'createVxlan', 'deleteLink', 'setLink', 'addAddress', 'listAddresses', 'addRoute',
+  'listLinks', 'getLink', 'createVeth', 'createBridge', 'createIfb', 'createVxlan', 'deleteLink', 'setLink', 'addAddress', 'listAddresses', 'addRoute',
   'setNeighbor', 'flushNeighbors',
 ];
 
@@ -107,9 +108,24 @@ async function kernel<T>(what: string, p: Promise<T>): Promise<T> {
 
 export class Rtnl implements RtnlApi {
   private readonly sock: RtNetlinkSocket;
+  /** Tail of the queue of operations (see `serial`). */
+  private tail: Promise<unknown> = Promise.resolve();
 
   constructor() {
     this.sock = createRtNetlink();
+    // The package matches replies to requests by sequence number, but two dumps in flight on one
+    // socket interleave their multipart replies ("Multipart message not terminated properly",
+    // measured): so operations on one socket run one at a time.
+    for (const op of RTNL_OPS) {
+      const fn = (this[op] as (...a: unknown[]) => Promise<unknown>).bind(this);
+      (this as unknown as Record<string, unknown>)[op] = (...args: unknown[]) => this.serial(() => fn(...args));
+    }
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
   }
 
   close(): void {
@@ -117,6 +133,15 @@ export class Rtnl implements RtnlApi {
   }
 
   async listLinks(): Promise<LinkInfo[]> {
+    return this.links();
+  }
+
+  async getLink(name: string): Promise<LinkInfo> {
+    return this.link(name);
+  }
+
+  // Unqueued helpers for use inside an operation (the queued public ones would wait on themselves).
+  private async links(): Promise<LinkInfo[]> {
     const links = await kernel('list links', this.sock.getLinks());
     return links.map((l) => ({
       name: l.attrs.ifname ?? '',
@@ -128,14 +153,14 @@ export class Rtnl implements RtnlApi {
     }));
   }
 
-  async getLink(name: string): Promise<LinkInfo> {
-    const link = (await this.listLinks()).find((l) => l.name === name);
+  private async link(name: string): Promise<LinkInfo> {
+    const link = (await this.links()).find((l) => l.name === name);
     if (!link) throw new NetnsError('NETNS_LINK_NOT_FOUND', `no link named ${name}`);
     return link;
   }
 
   private async index(name: string): Promise<number> {
-    return (await this.getLink(name)).index;
+    return (await this.link(name)).index;
   }
 
   /** Opens /run/netns/NAME for IFLA_NET_NS_FD; the caller closes it after the request. */
@@ -175,6 +200,11 @@ export class Rtnl implements RtnlApi {
     await kernel(`create bridge ${name}`, this.sock.newLink({}, { ifname: name, linkinfo: bridgeLinkInfo() }, { flags: NLM_F_CREATE_EXCL }));
   }
 
+  async createIfb(name: string): Promise<void> {
+    checkIfName(name);
+    await kernel(`create ifb ${name}`, this.sock.newLink({}, { ifname: name, linkinfo: ifbLinkInfo() }, { flags: NLM_F_CREATE_EXCL }));
+  }
+
   async createVxlan(name: string, opts: VxlanOptions & { underlay?: string }): Promise<void> {
     checkIfName(name);
     const underlayIndex = opts.underlay ? await this.index(opts.underlay) : undefined;
@@ -212,7 +242,7 @@ export class Rtnl implements RtnlApi {
   }
 
   async listAddresses(): Promise<AddressInfo[]> {
-    const links = new Map((await this.listLinks()).map((l) => [l.index, l.name]));
+    const links = new Map((await this.links()).map((l) => [l.index, l.name]));
     const addrs = await kernel('list addresses', this.sock.getAddresses({ family: AF_INET }));
     return addrs
       .filter((a) => a.attrs.local ?? a.attrs.address)

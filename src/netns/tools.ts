@@ -28,8 +28,10 @@ export interface ShapeSpec {
 }
 
 /**
- * Shapes egress of `dev` with a token bucket (tc-tbf(8)). Shaping both ends of a link's veth gives
- * the link's rate in both directions.
+ * Shapes egress of `dev` with a token bucket (tc-tbf(8)).
+ *
+ * Shape on a device nobody else manages: ovs-vswitchd resets the qdisc of the devices it opens
+ * (measured: a tbf put on an OVS port before the port was added was gone afterwards).
  */
 export async function shapeEgress(dev: string, spec: ShapeSpec, netns?: string): Promise<void> {
   const burst = spec.burstBytes ?? Math.max(32 * 1024, Math.ceil((spec.mbit * 1e6) / 8 / 100));
@@ -37,4 +39,17 @@ export async function shapeEgress(dev: string, spec: ShapeSpec, netns?: string):
     timeoutMs: 10_000,
     ...(netns ? { netns } : {}),
   });
+}
+
+/**
+ * Shapes what `dev` receives: its ingress is redirected (tc-mirred(8), u32 match-all filter; this
+ * kernel has no cls_matchall) to the ifb device `ifb`, which must exist and be up, and shaped on the
+ * ifb's egress with tbf. With `shapeEgress` on the same device this shapes a link both ways from one
+ * side, the fabric's.
+ */
+export async function shapeIngress(dev: string, ifb: string, spec: ShapeSpec, netns?: string): Promise<void> {
+  const o = { timeoutMs: 10_000, ...(netns ? { netns } : {}) };
+  await exec('tc', ['qdisc', 'replace', 'dev', dev, 'handle', 'ffff:', 'ingress'], o);
+  await exec('tc', ['filter', 'replace', 'dev', dev, 'parent', 'ffff:', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', ifb], o);
+  await shapeEgress(ifb, spec, netns);
 }

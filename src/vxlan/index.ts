@@ -4,3 +4,4 @@
 export * from './topology.js';
 export * from './policy.js';
 export * from './arp-responder.js';
+export * from './layout.js';

@@ -37,6 +37,8 @@ export interface HostSpec {
   ovsdb?: string;
   /** Real hosts: the host's agent id on NATS; default the host name. */
   agent?: string;
+  /** The Linux device carrying the underlay (real hosts: the NIC; a lab fills in its veth). */
+  uplink?: string;
 }
 
 export interface EndpointSpec {
@@ -200,7 +202,7 @@ export function validateTopology(doc: unknown, file?: string): Topology {
   if (!Array.isArray(top.hosts) || top.hosts.length < 2) c.bad('hosts', 'must be a list of at least two hosts');
   for (const [i, raw] of (Array.isArray(top.hosts) ? top.hosts : []).entries()) {
     const p = `hosts[${i}]`;
-    const h = c.obj(raw, p, ['name', 'underlay', 'ovsdb', 'agent']);
+    const h = c.obj(raw, p, ['name', 'underlay', 'ovsdb', 'agent', 'uplink']);
     if (!h) continue;
     const hname = c.str(h, 'name', p, NAME_RE, 'must start with a letter and have at most 16 characters of [a-z0-9-]');
     const u = c.obj(h.underlay, `${p}.underlay`, ['ip', 'mbit']);
@@ -209,9 +211,10 @@ export function validateTopology(doc: unknown, file?: string): Topology {
     if (ip && underlay.subnet && !cidrContains(parseCidr(underlay.subnet), ip)) c.bad(`${p}.underlay.ip`, `${ip} is outside underlay.subnet ${underlay.subnet}`);
     const ovsdb = h.ovsdb === undefined ? undefined : c.str(h, 'ovsdb', p, /^(tcp|ssl|unix):.+/, 'must be an OVSDB remote like tcp:10.0.0.1:6640');
     const agent = h.agent === undefined ? undefined : c.str(h, 'agent', p);
+    const uplink = h.uplink === undefined ? undefined : c.str(h, 'uplink', p, /^[A-Za-z0-9_.-]{1,15}$/, 'must be an interface name (1-15 characters)');
     if (hname && hosts.some((x) => x.name === hname)) c.bad(`${p}.name`, `host ${hname} is defined twice`);
     if (ip && hosts.some((x) => x.underlay.ip === ip)) c.bad(`${p}.underlay.ip`, `${ip} is used by another host`);
-    if (hname && ip) hosts.push({ name: hname, underlay: { ip, ...(mbit !== undefined ? { mbit } : {}) }, ...(ovsdb ? { ovsdb } : {}), ...(agent ? { agent } : {}) });
+    if (hname && ip) hosts.push({ name: hname, underlay: { ip, ...(mbit !== undefined ? { mbit } : {}) }, ...(ovsdb ? { ovsdb } : {}), ...(agent ? { agent } : {}), ...(uplink ? { uplink } : {}) });
   }
   if (hosts.some((h) => h.ovsdb) && !hosts.every((h) => h.ovsdb)) c.bad('hosts', 'either every host names its ovsdb remote (real hosts) or none does (lab)');
 

@@ -1,0 +1,289 @@
+/**
+ * `coat lab up`: builds, on this machine, the hosts of a topology file as network namespaces.
+ *
+ *   TAG-fabric   Linux bridge TAG-fab: the underlay. Host i's link is the veth TAG-fI (here) /
+ *                TAG-uI (in the host), shaped with tbf at the host's `underlay.mbit` both ways,
+ *                here: egress of TAG-fI, and its ingress through the ifb TAG-iI.
+ *   TAG-ctl      Linux bridge TAG-mgmt with the controller's address: the management network.
+ *                Host i's link is TAG-nI (here) / TAG-mI (in the host). nats-server and
+ *                `coat controller` run here; OVS reaches the controller over TCP, as across hosts.
+ *   TAG-h-HOST   one per host: its own ovsdb-server + ovs-vswitchd (OvsInstance, datapath from the
+ *                topology, netdev by default; OVSDB also listening on the management address),
+ *                bridges TAG-int (integration: endpoints, tunnels) and TAG-phy (underlay: uplink
+ *                TAG-uI, the host's underlay IP on its internal port, where OVS's userspace VXLAN
+ *                originates and ends).
+ *   TAG-e-NAME   one per endpoint: `eth0` with the endpoint's IP and fixed MAC, overlay MTU, TX
+ *                checksum offload off; its peer is a port of the host's integration bridge.
+ *
+ * Then the controller starts, configures every host's OVS over OVSDB (TCP on the management
+ * network) and programs the overlay flows; `lab up` returns when every bridge holds them.
+ * Progress goes to `progress()` (stderr for the CLI). Everything made is recorded in the state
+ * file before it is made; on failure the partial lab is torn down.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createNetns, disableTxOffload, openNetns, shapeEgress, shapeIngress, type NetnsClient } from '../src/netns/index.js';
+import { parseCidr } from '../src/packet/address.js';
+import { VSwitch } from '../src/ovsdb/vswitch.js';
+import { configureHost } from '../src/vxlan/ovsdb-host.js';
+import { hostLayout } from '../src/vxlan/layout.js';
+import type { Topology } from '../src/vxlan/topology.js';
+import { labDownTag } from './down.js';
+import { labNames, type LabNames } from './names.js';
+import { NatsServer } from './nats-server.js';
+import { OvsInstance } from './ovs-daemons.js';
+import { acquireLock, LabError, releaseLock, stateFile, writeState, type LabState } from './state.js';
+import { newTag } from './tag.js';
+
+export const OVSDB_PORT = 6640;
+export const NATS_PORT = 4222;
+
+export interface LabUpOptions {
+  stateDir: string;
+  topologyFile?: string;
+  progress?: (line: string) => void;
+  /** Start nats-server in ctl (default true). */
+  nats?: boolean;
+  /** How long to wait for the controller to program every bridge (default 60 s). */
+  controllerTimeoutMs?: number;
+  /** Tag to use (tests); default a new one. */
+  tag?: string;
+  /** Start `coat controller` (default true); false leaves the bridges without flows (another controller may be pointed at them). */
+  controller?: boolean;
+}
+
+/** The controller's status file, as `coat controller --status` writes it. */
+export interface ControllerStatusFile {
+  pid: number;
+  updatedAt: string;
+  switches: { dpid: string; host: string; bridge: string; flows: number; reconciled: boolean }[];
+  hostsConfigured: string[];
+  arp: { requests: number; replies: number; unknownIp: number; malformed: number; other: number };
+  errors: string[];
+}
+
+/** argv to run the coat CLI in a child process, from source (tsx) or from dist/. */
+export function coatArgv(): string[] {
+  const self = fileURLToPath(import.meta.url);
+  if (self.endsWith('.ts')) return [process.execPath, '--import', import.meta.resolve('tsx'), self.replace(/up\.ts$/, 'coat-entry.ts')];
+  return [process.execPath, self.replace(/up\.js$/, 'coat-entry.js')];
+}
+
+function resolvedTopology(topo: Topology, names: LabNames): Topology {
+  return {
+    ...topo,
+    controller: { ...topo.controller, openflow: `tcp:${names.ctlIp}:${topo.controller.port}`, nats: `nats://${names.ctlIp}:${NATS_PORT}` },
+    hosts: topo.hosts.map((h, i) => ({ ...h, ovsdb: `tcp:${names.hosts[i]!.mgmtIp}:${OVSDB_PORT}`, uplink: names.hosts[i]!.uplinkIf })),
+  };
+}
+
+export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabState> {
+  const started = Date.now();
+  const progress = opts.progress ?? (() => {});
+  const tag = opts.tag ?? newTag();
+  await acquireLock(opts.stateDir, tag);
+  const names = labNames(tag, topo, opts.stateDir);
+  const resolved = resolvedTopology(topo, names);
+  const state: LabState = {
+    tag,
+    status: 'building',
+    createdAt: new Date().toISOString(),
+    topologyFile: opts.topologyFile ?? null,
+    topology: resolved,
+    runDir: names.runDir,
+    namespaces: [],
+    hosts: names.hosts.map((h, i) => {
+      const l = hostLayout(resolved, tag, h.name);
+      return { name: h.name, namespace: h.netns, mgmtIp: h.mgmtIp, underlayIp: topo.hosts[i]!.underlay.ip, ovsDir: h.ovsDir, ovsdb: `tcp:${h.mgmtIp}:${OVSDB_PORT}`, integrationBridge: l.integrationBridge, underlayBridge: l.underlayBridge };
+    }),
+    endpoints: topo.endpoints.map((e) => {
+      const n = names.endpoints.find((x) => x.name === e.name)!;
+      return { name: e.name, host: e.host, namespace: n.netns, ip: e.ip, mac: e.mac, interface: n.nsIf, hostInterface: n.hostIf };
+    }),
+    controller: null,
+    nats: null,
+  };
+  const clients: NetnsClient[] = [];
+  try {
+    await mkdir(names.runDir, { recursive: true });
+    await writeState(opts.stateDir, state);
+    await writeFile(join(names.runDir, 'topology.json'), JSON.stringify(resolved, null, 2) + '\n');
+
+    progress(`lab ${tag}: namespaces`);
+    const allNs = [names.fabricNetns, names.ctlNetns, ...names.hosts.map((h) => h.netns), ...names.endpoints.map((e) => e.netns)];
+    state.namespaces = allNs;
+    await writeState(opts.stateDir, state);
+    await Promise.all(allNs.map((n) => createNetns(n)));
+    const nsClient = new Map<string, NetnsClient>();
+    await Promise.all(
+      allNs.map(async (n) => {
+        const c = await openNetns(n);
+        clients.push(c);
+        nsClient.set(n, c);
+      }),
+    );
+    const fab = nsClient.get(names.fabricNetns)!;
+    const ctl = nsClient.get(names.ctlNetns)!;
+
+    progress(`lab ${tag}: underlay fabric and management network`);
+    await fab.createBridge(names.fabricBridge);
+    await fab.setLink(names.fabricBridge, { up: true });
+    await ctl.createBridge(names.mgmtBridge);
+    await ctl.addAddress(names.mgmtBridge, `${names.ctlIp}/${names.mgmtPrefix}`);
+    await ctl.setLink(names.mgmtBridge, { up: true });
+
+    await Promise.all(
+      names.hosts.map(async (h, i) => {
+        const spec = topo.hosts[i]!;
+        const hc = nsClient.get(h.netns)!;
+        // underlay link, shaped both ways when the topology gives a rate
+        await fab.createVeth({ name: h.fabricIf, peer: h.uplinkIf, peerNetns: h.netns });
+        await fab.setLink(h.fabricIf, { master: names.fabricBridge, up: true });
+        await hc.setLink(h.uplinkIf, { up: true });
+        await disableTxOffload(h.uplinkIf, h.netns);
+        if (spec.underlay.mbit !== undefined) {
+          // both directions shaped in the fabric: OVS resets qdiscs on the ports it opens
+          await fab.createIfb(h.fabricIfb);
+          await fab.setLink(h.fabricIfb, { up: true });
+          await shapeEgress(h.fabricIf, { mbit: spec.underlay.mbit }, names.fabricNetns);
+          await shapeIngress(h.fabricIf, h.fabricIfb, { mbit: spec.underlay.mbit }, names.fabricNetns);
+        }
+        // management link
+        await ctl.createVeth({ name: h.ctlIf, peer: h.mgmtIf, peerNetns: h.netns });
+        await ctl.setLink(h.ctlIf, { master: names.mgmtBridge, up: true });
+        await hc.addAddress(h.mgmtIf, `${h.mgmtIp}/${names.mgmtPrefix}`);
+        await hc.setLink(h.mgmtIf, { up: true });
+      }),
+    );
+
+    progress(`lab ${tag}: endpoints (${topo.endpoints.map((e) => `${e.name}@${e.host}`).join(', ')})`);
+    const overlayPrefix = parseCidr(topo.overlay.subnet).prefixLength;
+    await Promise.all(
+      topo.endpoints.map(async (e) => {
+        const n = names.endpoints.find((x) => x.name === e.name)!;
+        const host = names.hosts.find((h) => h.name === e.host)!;
+        const hc = nsClient.get(host.netns)!;
+        const ec = nsClient.get(n.netns)!;
+        await hc.createVeth({ name: n.hostIf, peer: n.nsIf, peerMac: e.mac, mtu: topo.overlay.mtu, peerNetns: n.netns });
+        await hc.setLink(n.hostIf, { up: true });
+        await ec.addAddress(n.nsIf, `${e.ip}/${overlayPrefix}`);
+        await ec.setLink(n.nsIf, { up: true });
+        // TCP through a userspace (netdev) bridge stalls on partial checksums (machine fact).
+        await disableTxOffload(n.nsIf, n.netns);
+        await disableTxOffload(n.hostIf, host.netns);
+      }),
+    );
+
+    progress(`lab ${tag}: Open vSwitch on ${names.hosts.length} hosts (${topo.datapath} datapath, ${topo.tunnel} VXLAN)`);
+    await Promise.all(
+      names.hosts.map(async (h, i) => {
+        const ovs = new OvsInstance({ dir: h.ovsDir, netns: h.netns, remotes: [`ptcp:${OVSDB_PORT}:${h.mgmtIp}`] });
+        await ovs.start();
+        const layout = hostLayout(resolved, tag, h.name);
+        const hc = nsClient.get(h.netns)!;
+        if (topo.tunnel === 'kernel') {
+          for (const t of Object.values(layout.tunnels)) {
+            await hc.createVxlan(t.port, { vni: topo.overlay.vni, local: topo.hosts[i]!.underlay.ip, remote: t.remoteIp });
+            await hc.setLink(t.port, { up: true });
+          }
+        }
+        const vs = await VSwitch.connect(ovs.dbRemote);
+        try {
+          await configureHost(vs, resolved, layout, { controllerTarget: resolved.controller.openflow! });
+        } finally {
+          vs.close();
+        }
+        // the underlay IP lives on the underlay bridge's internal port (the br-phy pattern)
+        await OvsInstance.waitFor(`${layout.underlayBridge} in ${h.netns}`, async () => (await hc.getLink(layout.underlayBridge)) !== undefined, 10_000);
+        const ul = parseCidr(topo.underlay.subnet).prefixLength;
+        await hc.addAddress(layout.underlayBridge, `${topo.hosts[i]!.underlay.ip}/${ul}`);
+        await hc.setLink(layout.underlayBridge, { up: true });
+        await hc.setLink(layout.integrationBridge, { up: true }).catch(() => undefined);
+      }),
+    );
+
+    if (opts.nats !== false) {
+      progress(`lab ${tag}: nats-server in ${names.ctlNetns}`);
+      const nats = new NatsServer({ dir: join(names.runDir, 'nats'), netns: names.ctlNetns, host: names.ctlIp, port: NATS_PORT });
+      await nats.start();
+      state.nats = { url: `nats://${names.ctlIp}:${NATS_PORT}`, dir: nats.dir };
+      await writeState(opts.stateDir, state);
+    }
+
+    if (opts.controller !== false) {
+    progress(`lab ${tag}: coat controller in ${names.ctlNetns} (OpenFlow ${resolved.controller.openflow})`);
+    const statusPath = join(names.runDir, 'controller-status.json');
+    const logPath = join(names.runDir, 'controller.log');
+    const pid = startController(names, tag, statusPath, logPath, resolved.controller.port);
+    state.controller = { namespace: names.ctlNetns, ip: names.ctlIp, openflow: resolved.controller.openflow!, pid, log: logPath, status: statusPath };
+    await writeState(opts.stateDir, state);
+    await waitForController(statusPath, logPath, resolved, opts.controllerTimeoutMs ?? 60_000, progress, pid);
+    }
+
+    state.status = 'up';
+    state.buildMs = Date.now() - started;
+    await writeState(opts.stateDir, state);
+    progress(`lab ${tag}: up in ${(state.buildMs / 1000).toFixed(1)} s (state ${stateFile(opts.stateDir, tag)})`);
+    return state;
+  } catch (e) {
+    state.status = 'failed';
+    state.error = (e as Error).message;
+    progress(`lab ${tag}: build failed: ${(e as Error).message}; removing what was made`);
+    for (const c of clients) await c.close().catch(() => undefined);
+    clients.length = 0;
+    await labDownTag(opts.stateDir, tag).catch(() => undefined);
+    await releaseLock(opts.stateDir, tag);
+    throw new LabError('LAB_BUILD_FAILED', `lab ${tag} could not be built: ${(e as Error).message}`, { cause: e });
+  } finally {
+    for (const c of clients) await c.close().catch(() => undefined);
+  }
+}
+
+function startController(names: LabNames, tag: string, statusPath: string, logPath: string, port: number): number {
+  const log = openSync(logPath, 'a');
+  const argv = [
+    'ip', 'netns', 'exec', names.ctlNetns, ...coatArgv(), 'controller',
+    '--topology', join(names.runDir, 'topology.json'),
+    '--prefix', tag,
+    '--listen', `ptcp:${port}:${names.ctlIp}`,
+    '--status', statusPath,
+  ];
+  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log], env: { ...process.env, COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'info' } });
+  closeSync(log);
+  child.unref();
+  if (child.pid === undefined) throw new LabError('LAB_CONTROLLER', 'could not start coat controller');
+  return child.pid; // `ip netns exec` execs node, so this is the controller's own pid
+}
+
+async function waitForController(statusPath: string, logPath: string, topo: Topology, timeoutMs: number, progress: (l: string) => void, pid: number): Promise<void> {
+  const want = topo.hosts.length * 2;
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    let st: ControllerStatusFile | undefined;
+    try {
+      st = JSON.parse(await readFile(statusPath, 'utf8')) as ControllerStatusFile;
+    } catch {
+      st = undefined;
+    }
+    const done = st?.switches.filter((s) => s.reconciled).length ?? 0;
+    const line = `controller: ${st?.hostsConfigured.length ?? 0}/${topo.hosts.length} hosts configured, ${done}/${want} bridges programmed`;
+    if (line !== last) progress(line);
+    last = line;
+    if (done >= want) return;
+    {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        throw new LabError('LAB_CONTROLLER', `coat controller exited: ${(await readFile(logPath, 'utf8').catch(() => '')).slice(-800)}`);
+      }
+    }
+    if (Date.now() > deadline) {
+      throw new LabError('LAB_CONTROLLER', `${line} after ${timeoutMs} ms; errors: ${st?.errors.join('; ') ?? 'none'}; log tail: ${(await readFile(logPath, 'utf8').catch(() => '')).slice(-800)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
