@@ -6,9 +6,24 @@
  */
 import { exec } from '../../src/exec.js';
 import type { OvsInstance } from '../../lab/ovs-daemons.js';
+import { startOvs } from '../fixtures/ovs.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
+}
+
+/**
+ * A real OVS for one test, running inside its own namespace `TAG-sw`. Why a namespace: the
+ * netdev datapath opens a tap device named `ovs-netdev`, one per network namespace, so two
+ * netdev instances in the root namespace (other tests, other engineers' runs) collide.
+ * ovs-vsctl, ovs-ofctl and the controller reach it through unix sockets in its run directory.
+ */
+export async function startSwitchOvs(t: Teardown, tag: string): Promise<OvsInstance> {
+  const ns = `${tag}-sw`;
+  await exec('ip', ['netns', 'add', ns], { timeoutMs: 5000 });
+  t.teardown(() => exec('ip', ['netns', 'del', ns], { allowFailure: true, timeoutMs: 5000 }));
+  await exec('ip', ['link', 'set', 'lo', 'up'], { netns: ns, timeoutMs: 5000 });
+  return startOvs(t, { tag, netns: ns });
 }
 
 export interface BridgeOptions {
@@ -60,14 +75,16 @@ export async function addNsPort(t: Teardown, ovs: OvsInstance, bridge: string, t
   const brIf = `${tag}-b${n}`;
   const mac = `02:00:00:00:00:${(0x10 + n).toString(16).padStart(2, '0')}`;
   const ip = `10.99.0.${10 + n}`;
+  // The bridge end lives where OVS runs (its namespace, or the root one).
+  const swNs = ovs.netns ? { netns: ovs.netns } : {};
   t.teardown(async () => {
-    await exec('ip', ['link', 'del', brIf], { allowFailure: true, timeoutMs: 5000 });
+    await exec('ip', ['link', 'del', brIf], { ...swNs, allowFailure: true, timeoutMs: 5000 });
     await exec('ip', ['netns', 'del', ns], { allowFailure: true, timeoutMs: 5000 });
   });
   await exec('ip', ['netns', 'add', ns], { timeoutMs: 5000 });
-  await exec('ip', ['link', 'add', brIf, 'type', 'veth', 'peer', 'name', nsIf, 'netns', ns], { timeoutMs: 5000 });
-  await exec('ip', ['link', 'set', brIf, 'up'], { timeoutMs: 5000 });
-  await exec('ethtool', ['-K', brIf, 'tx', 'off'], { timeoutMs: 5000 });
+  await exec('ip', ['link', 'add', brIf, 'type', 'veth', 'peer', 'name', nsIf, 'netns', ns], { ...swNs, timeoutMs: 5000 });
+  await exec('ip', ['link', 'set', brIf, 'up'], { ...swNs, timeoutMs: 5000 });
+  await exec('ethtool', ['-K', brIf, 'tx', 'off'], { ...swNs, timeoutMs: 5000 });
   for (const args of [
     ['link', 'set', 'lo', 'up'],
     ['link', 'set', nsIf, 'address', mac],
