@@ -37,6 +37,8 @@ export interface RunningServer {
 
 export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const emit = opts.events ?? ((e) => process.stdout.write(JSON.stringify(e) + '\n'));
+  // Sockets first: a restored server must not touch its state before the executor says resume.
+  const sockets = await listenOrRestore({ host: opts.host, ports: [opts.streamPort, opts.pingPort] });
   const state = StateFile.open(opts.stateDir, 'state.bin', opts.stateBytes);
   const view = new DataView(state.bytes.buffer, state.bytes.byteOffset, state.bytes.byteLength);
   // Where the mutator stands is kept in the state itself (page 0), so a restored server continues
@@ -57,7 +59,6 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     }
   }, TICK_MS);
 
-  const sockets = await listenOrRestore({ host: opts.host, ports: [opts.streamPort, opts.pingPort] });
   const live = new Set<net.Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
