@@ -641,17 +641,13 @@ function encodeOne(msg: OfpMessage, buf: Buffer, off: number): number {
   return end;
 }
 
-/** Turns Node's range/type errors from Buffer writes into OFP_ENCODE_INVALID. */
-function encodeGuard<T>(off: number, fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof OfpError) throw err;
-    if (err instanceof RangeError || err instanceof TypeError) {
-      throw new OfpError('OFP_ENCODE_INVALID', off, 'every field value fits its wire type', (err as Error).message, { cause: err });
-    }
-    throw err;
+/** Turns Node's range/type errors from Buffer writes (a value too large, a missing field) into OFP_ENCODE_INVALID. */
+function encodeError(err: unknown, off: number): unknown {
+  if (err instanceof OfpError) return err;
+  if (err instanceof RangeError || err instanceof TypeError) {
+    return new OfpError('OFP_ENCODE_INVALID', off, 'every field value fits its wire type', (err as Error).message, { cause: err });
   }
+  return err;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -670,25 +666,38 @@ export function peekLength(bytes: Uint8Array, offset = 0): number | undefined {
 
 /** The exact number of bytes `encodeMessage(msg)` produces. */
 export function encodingLength(msg: OfpMessage): number {
-  return encodeGuard(0, () => OFP_HEADER_LEN + codecOf(msg).length(msg));
+  try {
+    return OFP_HEADER_LEN + codecOf(msg).length(msg);
+  } catch (err) {
+    throw encodeError(err, 0);
+  }
 }
 
 /** Encodes `msg` into `buf` at `offset`; returns the number of bytes written. */
 export function encodeMessageInto(msg: OfpMessage, buf: Uint8Array, offset = 0): number {
-  const out = asBuffer(buf);
-  const len = encodingLength(msg);
+  return encodeChecked(msg, asBuffer(buf), offset, encodingLength(msg));
+}
+
+function encodeChecked(msg: OfpMessage, out: Buffer, offset: number, len: number): number {
   if (offset < 0 || offset + len > out.length) {
     throw new OfpError('OFP_ENCODE_INVALID', offset, `the target buffer has ${len} bytes free at the offset`, `has ${Math.max(0, out.length - offset)}`);
   }
-  const end = encodeGuard(offset, () => encodeOne(msg, out, offset));
+  let end: number;
+  try {
+    end = encodeOne(msg, out, offset);
+  } catch (err) {
+    throw encodeError(err, offset);
+  }
   if (end - offset !== len) throw new OfpError('OFP_ENCODE_INVALID', offset, 'encoded length equals encodingLength()', `wrote ${end - offset}, expected ${len}`);
   return len;
 }
 
 /** Encodes `msg` into a new Buffer, lengths and padding computed. */
 export function encodeMessage(msg: OfpMessage): Buffer {
-  const buf = Buffer.alloc(encodingLength(msg));
-  encodeMessageInto(msg, buf, 0);
+  const len = encodingLength(msg);
+  // Every byte is written (padding explicitly zeroed), so the buffer need not be pre-zeroed.
+  const buf = Buffer.allocUnsafe(len);
+  encodeChecked(msg, buf, 0, len);
   return buf;
 }
 

@@ -55,12 +55,32 @@ export function readMac(buf: Buffer, off: number): string {
   return `${HEX2[buf[off]!]}:${HEX2[buf[off + 1]!]}:${HEX2[buf[off + 2]!]}:${HEX2[buf[off + 3]!]}:${HEX2[buf[off + 4]!]}:${HEX2[buf[off + 5]!]}`;
 }
 
-const MAC_RE = /^([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})$/;
+/** Hex digit value per char code, -1 for anything else (parsing without regex or allocation). */
+const HEX_VALUE: Int8Array = (() => {
+  const t = new Int8Array(128).fill(-1);
+  for (let i = 0; i < 16; i++) {
+    t['0123456789abcdef'.charCodeAt(i)] = i;
+    t['0123456789ABCDEF'.charCodeAt(i)] = i;
+  }
+  return t;
+})();
 
+function hexPair(s: string, i: number): number {
+  const hi = HEX_VALUE[s.charCodeAt(i)] ?? -1;
+  const lo = HEX_VALUE[s.charCodeAt(i + 1)] ?? -1;
+  return hi < 0 || lo < 0 ? -1 : (hi << 4) | lo;
+}
+
+/** Writes "xx:xx:xx:xx:xx:xx" (or with '-') as 6 bytes. */
 export function writeMac(buf: Buffer, off: number, mac: string, what = 'MAC address'): number {
-  const m = typeof mac === 'string' ? MAC_RE.exec(mac) : null;
-  if (!m) throw new OfpError('OFP_ENCODE_INVALID', off, `${what} is "xx:xx:xx:xx:xx:xx"`, `got ${String(mac)}`);
-  for (let i = 0; i < 6; i++) buf[off + i] = parseInt(m[i + 1]!, 16);
+  let ok = typeof mac === 'string' && mac.length === 17;
+  for (let i = 0; ok && i < 6; i++) {
+    const v = hexPair(mac, 3 * i);
+    const sep = i < 5 ? mac.charCodeAt(3 * i + 2) : 58;
+    if (v < 0 || (sep !== 58 && sep !== 45)) ok = false;
+    else buf[off + i] = v;
+  }
+  if (!ok) throw new OfpError('OFP_ENCODE_INVALID', off, `${what} is "xx:xx:xx:xx:xx:xx"`, `got ${String(mac)}`);
   return off + 6;
 }
 
@@ -69,11 +89,22 @@ export function readIpv4(buf: Buffer, off: number): string {
 }
 
 export function writeIpv4(buf: Buffer, off: number, ip: string, what = 'IPv4 address'): number {
-  const parts = typeof ip === 'string' ? ip.split('.') : [];
-  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) {
-    throw new OfpError('OFP_ENCODE_INVALID', off, `${what} is dotted-quad`, `got ${String(ip)}`);
+  let part = 0;
+  let digits = 0;
+  let value = 0;
+  let ok = typeof ip === 'string';
+  for (let i = 0; ok && i <= ip.length; i++) {
+    const c = i < ip.length ? ip.charCodeAt(i) : 46;
+    if (c >= 48 && c <= 57 && digits < 3) {
+      value = value * 10 + (c - 48);
+      digits++;
+    } else if (c === 46 && digits > 0 && value <= 255 && part < 4) {
+      buf[off + part++] = value;
+      value = 0;
+      digits = 0;
+    } else ok = false;
   }
-  for (let i = 0; i < 4; i++) buf[off + i] = Number(parts[i]);
+  if (!ok || part !== 4) throw new OfpError('OFP_ENCODE_INVALID', off, `${what} is dotted-quad`, `got ${String(ip)}`);
   return off + 4;
 }
 
