@@ -27,7 +27,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CalibrationError, type CalibrationResult } from './calibrate.js';
-import { DEFAULT_CONSTANTS, type PamConstants } from './pam.js';
+import { DEFAULT_CONSTANTS, EXECUTOR_PRESETS, type PamConstants } from './pam.js';
 
 export const CALIBRATION_FORMAT = 'coat-calibration';
 export const CALIBRATION_VERSION = 1;
@@ -96,6 +96,15 @@ export async function loadCalibration(path = defaultCalibrationPath()): Promise<
 /** The constants for one executor from a loaded file, or undefined when it was never calibrated. */
 export function constantsFor(file: CalibrationFile | undefined, executor: string): Partial<PamConstants> | undefined {
   return file?.executors[executor]?.constants;
+}
+
+/**
+ * The constants the planner should use for an executor: its calibration when the file has one, else
+ * the executor's preset (pam.ts). For the orchestrator's PlannerPort and `coat plan`.
+ */
+export async function plannerConstants(executor: string, path = defaultCalibrationPath()): Promise<{ constants: Partial<PamConstants>; calibrated: boolean; path: string }> {
+  const calibrated = constantsFor(await loadCalibration(path), executor);
+  return { constants: calibrated ?? EXECUTOR_PRESETS[executor] ?? {}, calibrated: calibrated !== undefined, path };
 }
 
 /** Adds or replaces one executor's entry and writes the file atomically. */

@@ -167,3 +167,39 @@ export function plan(req: PlanRequest, model: PlannerModel = {}): Plan {
   reasons.push(`cold with the smallest bandwidth meeting the target: ${L} Mbit/s gives T_down ${fmt(p.downtimeMs)} <= ${fmt(target)} (maximum available ${Lmax} Mbit/s)`);
   return finish('cold', 0, L, p, reasons);
 }
+
+/**
+ * What the agents' profiling measures (src/agent/protocol.ts ProfileResult, by shape: M in bytes,
+ * R in pages/s, L in bit/s). Several dirty-rate samples may be given: MOSE plans for the worst case,
+ * so the largest is used.
+ */
+export interface ProfiledService {
+  stateBytes: number;
+  dirtyPagesPerSecond?: number | readonly number[];
+  bandwidthBitsPerSecond?: number;
+}
+
+/**
+ * The planner fed from a profile: converts units, takes the worst-case R, and caps L at
+ * `maxBandwidthMbit` when given (the operator's limit). A profile without R plans for R = 0 and says
+ * so in the reasons; one without L needs `maxBandwidthMbit`.
+ */
+export function planFromProfile(
+  profile: ProfiledService,
+  objective: Objective,
+  targets: { targetDowntimeMs: number; targetTotalMs: number; maxBandwidthMbit?: number; maxPreDumpRounds?: number; preCopySupported?: boolean },
+  model: PlannerModel = {},
+): Plan {
+  const samples = profile.dirtyPagesPerSecond === undefined ? [] : typeof profile.dirtyPagesPerSecond === 'number' ? [profile.dirtyPagesPerSecond] : [...profile.dirtyPagesPerSecond];
+  const R = samples.length > 0 ? Math.max(...samples) : 0;
+  const measuredMbit = profile.bandwidthBitsPerSecond === undefined ? undefined : profile.bandwidthBitsPerSecond / 1e6;
+  const L = measuredMbit === undefined ? targets.maxBandwidthMbit : targets.maxBandwidthMbit === undefined ? measuredMbit : Math.min(measuredMbit, targets.maxBandwidthMbit);
+  if (L === undefined) throw new PamInputError('bandwidthBitsPerSecond', undefined, 'the profile has no bandwidth and no maxBandwidthMbit was given');
+  const req: PlanRequest = { objective, stateBytes: profile.stateBytes, dirtyPagesPerS: R, maxBandwidthMbit: L, targetDowntimeMs: targets.targetDowntimeMs, targetTotalMs: targets.targetTotalMs };
+  if (targets.maxPreDumpRounds !== undefined) req.maxPreDumpRounds = targets.maxPreDumpRounds;
+  if (targets.preCopySupported !== undefined) req.preCopySupported = targets.preCopySupported;
+  const p = plan(req, model);
+  if (samples.length === 0) p.reasons.splice(1, 0, 'the profile has no dirty-page rate: planned for R = 0, not a worst case');
+  else if (samples.length > 1) p.reasons.splice(1, 0, `worst of ${samples.length} dirty-rate samples: ${R} pages/s`);
+  return p;
+}

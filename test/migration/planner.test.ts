@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { PamInputError, predictPam } from '../../src/migration/pam.js';
-import { plan, type PlanRequest } from '../../src/migration/planner.js';
+import { plan, planFromProfile, type PlanRequest } from '../../src/migration/planner.js';
 
 const MB = 1e6;
 const base: PlanRequest = {
@@ -158,4 +158,26 @@ t.test('property: the planner never claims a target its own model says the plan 
     { numRuns: 1500 },
   );
   t.pass('1500 random requests');
+});
+
+t.test('planFromProfile: units from the agents\' profile, worst-case R, operator cap on L', async (t) => {
+  const profile = { stateBytes: 100 * MB, dirtyPagesPerSecond: [50, 200, 120], bandwidthBitsPerSecond: 100e6 };
+  const p = planFromProfile(profile, 'min-downtime', { targetDowntimeMs: 1000, targetTotalMs: 30_000 });
+  t.same(
+    { strategy: p.strategy, iterations: p.iterations, bandwidthMbit: p.bandwidthMbit, predicted: p.predicted },
+    (({ strategy, iterations, bandwidthMbit, predicted }) => ({ strategy, iterations, bandwidthMbit, predicted }))(plan(base)),
+    'same plan as M=100 MB, R=max(samples)=200, L=100 Mbit/s',
+  );
+  t.match(p.reasons[1]!, /worst of 3 dirty-rate samples: 200 pages\/s/);
+  const capped = planFromProfile(profile, 'min-downtime', { targetDowntimeMs: 1000, targetTotalMs: 30_000, maxBandwidthMbit: 40 });
+  t.equal(capped.bandwidthMbit, 40);
+  const noR = planFromProfile({ stateBytes: MB, bandwidthBitsPerSecond: 1e9 }, 'min-resources', { targetDowntimeMs: 5000, targetTotalMs: 5000 });
+  t.match(noR.reasons[1]!, /no dirty-page rate: planned for R = 0/);
+  let err: unknown;
+  try {
+    planFromProfile({ stateBytes: MB, dirtyPagesPerSecond: 10 }, 'min-downtime', { targetDowntimeMs: 1, targetTotalMs: 1 });
+  } catch (e) {
+    err = e;
+  }
+  t.ok(err instanceof PamInputError && err.field === 'bandwidthBitsPerSecond', String(err));
 });

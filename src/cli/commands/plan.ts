@@ -4,8 +4,8 @@
  * live (--service, --to) once the agents' profiling is available.
  */
 import { CoatError } from '../../errors.js';
-import { constantsFor, defaultCalibrationPath, loadCalibration } from '../../migration/pam-calibration-file.js';
-import { EXECUTOR_PRESETS, PamInputError } from '../../migration/pam.js';
+import { defaultCalibrationPath, plannerConstants } from '../../migration/pam-calibration-file.js';
+import { PamInputError } from '../../migration/pam.js';
 import { OBJECTIVES, plan, type Objective, type Plan } from '../../migration/planner.js';
 import { EXECUTOR_NAMES } from '../../migration/executor.js';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
@@ -115,9 +115,13 @@ export const command: Command = {
     if (missingOffline.length > 0) {
       if (values.service !== undefined || values.to !== undefined) {
         // The live path needs M, R and L profiled by the agents (MOSE's profiling module).
+        // The agents answer `profile` (src/agent/), but nothing yet tells this command where the
+        // service runs, its pid, and the control plane's address and credentials (the lab state
+        // records none of them); planFromProfile() is ready for the profile once it can be fetched.
         throw new PlanUnavailableError(
           `live planning for service '${str(values.service) ?? '?'}' to '${str(values.to) ?? '?'}' needs the agents' profiling ` +
-            `(state size, dirty-page rate, bandwidth: src/agent/), which this build does not provide yet; ` +
+            `(state size, dirty-page rate, bandwidth via the agents' \`profile\` command), and this build has no way yet to locate ` +
+            `the service's agent and reach it (control-plane address and credentials); ` +
             `plan offline with --${missingOffline.join(', --')}`,
         );
       }
@@ -130,9 +134,7 @@ export const command: Command = {
     const maxBandwidthMbit = Math.min(linkMbit, capMbit);
 
     const calibrationPath = str(values.calibration) ?? defaultCalibrationPath();
-    const file = await loadCalibration(calibrationPath);
-    const calibrated = constantsFor(file, executor);
-    const constants = calibrated ?? EXECUTOR_PRESETS[executor] ?? {};
+    const { constants, calibrated } = await plannerConstants(executor, calibrationPath);
     if (!calibrated) io.stderr.write(`coat plan: no calibration for executor '${executor}' in ${calibrationPath}: using default constants (background.md §5)\n`);
 
     let result: Plan;
@@ -152,7 +154,7 @@ export const command: Command = {
       writeJson(io.stdout, {
         ...result,
         executor,
-        calibrated: calibrated !== undefined,
+        calibrated,
         calibrationFile: calibrationPath,
         inputs: { stateBytes, dirtyPagesPerS, maxBandwidthMbit, targetDowntimeMs, targetTotalMs, ...(values.service ? { service: values.service, to: values.to } : {}) },
       });
