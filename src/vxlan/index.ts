@@ -5,3 +5,5 @@ export * from './topology.js';
 export * from './policy.js';
 export * from './arp-responder.js';
 export * from './layout.js';
+export * from './ovsdb-host.js';
+export * from './overlay-controller.js';

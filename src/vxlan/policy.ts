@@ -30,7 +30,8 @@
  * named bands: `control` > `forward` > `table-miss`. A migration adds its own bands (hold,
  * redirect, staged) around these without touching them.
  */
-import { BandTable, flowCookie } from '../controller/cookies.js';
+import { coatFlowMods, type FlowSpec } from '../controller/flows.js';
+import type { FlowMod } from '../openflow/index.js';
 import type { Instruction } from '../openflow/actions.js';
 import { OFPCML, OFPP } from '../openflow/constants.js';
 import type { Match } from '../openflow/oxm.js';
@@ -41,18 +42,11 @@ import type { EndpointSpec, Topology } from './topology.js';
 
 export const OverlayTable = { classify: 0, deliver: 1 } as const;
 
-/** One flow a bridge must hold: the fields of an OFPFC_ADD flow-mod (OpenFlow 1.3.5 §7.3.4.1). */
-export interface OverlayFlow {
-  tableId: number;
-  priority: number;
-  cookie: bigint;
-  match: Match;
-  instructions: Instruction[];
-  idleTimeout: number;
-  hardTimeout: number;
-  /** Band the priority comes from (for logs and for deleting a band). */
-  band: string;
-  /** What the flow is for, in words. */
+/**
+ * One flow a bridge must hold, as the controller layer describes flows (band + rank instead of a
+ * raw priority, cookie derived from the content by `coatFlowMod`), with what it is for in words.
+ */
+export interface OverlayFlow extends FlowSpec {
   note: string;
 }
 
@@ -78,15 +72,16 @@ export class PolicyError extends CoatError {
   }
 }
 
-const bands = new BandTable();
-
 /** Ranks inside the bands, so that more specific rules can be added later without renumbering. */
 const Rank = { arpToController: 10, tunnelIngress: 20, l2: 10 } as const;
 
-function flow(tableId: number, band: string, rank: number, match: Match, instructions: Instruction[], note: string): OverlayFlow {
-  const priority = bands.priority(band, rank);
-  const content = { tableId, priority, match, instructions, idleTimeout: 0, hardTimeout: 0 };
-  return { ...content, cookie: flowCookie(bands.get(band), content), band, note };
+function flow(table: number, band: string, rank: number, match: Match, instructions: Instruction[], note: string): OverlayFlow {
+  return { table, band, rank, match, instructions, note };
+}
+
+/** The OFPFC_ADD flow-mods (coat cookies, band priorities) for a list of overlay flows. */
+export function overlayFlowMods(flows: readonly OverlayFlow[]): FlowMod[] {
+  return coatFlowMods(flows.map(({ note: _note, ...spec }) => spec));
 }
 
 const output = (port: number): Instruction[] => [{ type: 'apply_actions', actions: [{ type: 'output', port, maxLen: 0 }] }];

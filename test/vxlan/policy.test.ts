@@ -1,7 +1,7 @@
 import t from 'tap';
 import { OFPP } from '../../src/openflow/constants.js';
 import { isCoatCookie, cookieBand } from '../../src/controller/cookies.js';
-import { defaultTopology, hostFlows, parseTopology, PolicyError, type HostPorts, type Topology } from '../../src/vxlan/index.js';
+import { defaultTopology, hostFlows, overlayFlowMods, parseTopology, PolicyError, type HostPorts, type Topology } from '../../src/vxlan/index.js';
 import { FakeOFTable, type PacketFields, type Verdict } from './fake-of-table.js';
 
 /** Port numbering a real switch might give: endpoints from 1, tunnels from 10, per host. */
@@ -24,8 +24,8 @@ class FakeOverlay {
   constructor(readonly topo: Topology, readonly ports = portsFor(topo)) {
     for (const h of topo.hosts) {
       const flows = hostFlows(topo, ports.get(h.name)!);
-      this.tables.set(h.name, new FakeOFTable(flows.integration));
-      this.underlay.set(h.name, new FakeOFTable(flows.underlay));
+      this.tables.set(h.name, new FakeOFTable(overlayFlowMods(flows.integration)));
+      this.underlay.set(h.name, new FakeOFTable(overlayFlowMods(flows.underlay)));
     }
   }
   /** Sends a frame from endpoint `from`; returns where it ends: endpoint names, 'controller', or drops. */
@@ -119,15 +119,15 @@ t.test('underlay bridge is a counted two-port cable between the uplink and LOCAL
 t.test('flows are deterministic, in coat cookie space, with distinct cookies', async (t) => {
   const topo = defaultTopology();
   const ports = portsFor(topo).get('edge-a')!;
-  const a = hostFlows(topo, ports);
-  const b = hostFlows(topo, ports);
+  const a = overlayFlowMods(hostFlows(topo, ports).integration);
+  const b = overlayFlowMods(hostFlows(topo, ports).integration);
   t.same(a, b);
-  const cookies = a.integration.map((f) => f.cookie);
+  const cookies = a.map((f) => f.cookie);
   t.equal(new Set(cookies).size, cookies.length);
   t.ok(cookies.every(isCoatCookie));
   // a changed port number changes exactly the flows that use it
-  const moved = hostFlows(topo, { ...ports, endpointPorts: { service: 42 } });
-  const changed = moved.integration.filter((f, i) => f.cookie !== a.integration[i]!.cookie);
+  const moved = overlayFlowMods(hostFlows(topo, { ...ports, endpointPorts: { service: 42 } }).integration);
+  const changed = moved.filter((f, i) => f.cookie !== a[i]!.cookie);
   t.equal(changed.length, 2, 'the classify and deliver flows to the service');
 });
 

@@ -1,0 +1,89 @@
+/**
+ * `coat controller`: the long-running controller process. A small composition: the OpenFlow
+ * listener (src/controller), the overlay (src/vxlan: one OVSDB session per host, the policy, the
+ * ARP responder), and a status file. Runs until SIGTERM or SIGINT.
+ */
+import { readFile } from 'node:fs/promises';
+import { Controller } from '../../controller/index.js';
+import { logger } from '../../log.js';
+import { OverlayController } from '../../vxlan/overlay-controller.js';
+import { parseTopology, TopologyError } from '../../vxlan/topology.js';
+import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
+
+const HELP = `usage: coat controller --topology FILE [--listen METHOD] [--prefix NAME] [--status FILE]
+                       [--no-ovsdb] [--json]
+
+Runs coat's controller: listens for Open vSwitch bridges over OpenFlow 1.3, configures every host of
+the topology over OVSDB (bridges, uplink, VXLAN tunnels, endpoint ports, controller target), keeps
+each bridge's flows equal to the overlay policy (reconciled on every connect) and answers ARP for
+overlay endpoints. \`coat lab up\` starts one in the lab's ctl namespace.
+
+  --topology FILE   topology (YAML or JSON); every host needs \`ovsdb\` (e.g. tcp:10.0.0.11:6640)
+                    and controller.openflow the target OVS should connect to (e.g. tcp:10.0.0.1:6653)
+  --listen METHOD   where to accept switches (default ptcp:PORT with controller.port, 6653)
+  --prefix NAME     prefix of the OVS objects' names (default coat; a lab passes its tag)
+  --status FILE     keep FILE holding the status as JSON (switches, reconciled, ARP counters)
+  --no-ovsdb        do not configure hosts; only program the flows of bridges that connect
+  --json            print the status as JSON once everything is programmed
+`;
+
+export const command: Command = {
+  summary: 'run the controller: OpenFlow listener, OVSDB per host, overlay flows, ARP responder',
+  async run(argv: string[], io: CliIO): Promise<number> {
+    const { values, positionals } = parseFlags(argv, {
+      topology: { type: 'string' },
+      listen: { type: 'string' },
+      prefix: { type: 'string' },
+      status: { type: 'string' },
+      'no-ovsdb': { type: 'boolean' },
+    });
+    if (values.help) {
+      io.stdout.write(HELP);
+      return ExitCode.ok;
+    }
+    if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}' (coat controller --help)`);
+    const file = values.topology as string | undefined;
+    if (!file) throw new UsageError('missing --topology FILE (coat controller --help)');
+    let topology;
+    try {
+      topology = parseTopology(await readFile(file, 'utf8'), file);
+    } catch (e) {
+      if (e instanceof TopologyError) {
+        io.stderr.write(`coat controller: ${e.message}\n`);
+        return ExitCode.badInput;
+      }
+      throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
+    }
+    const log = logger('controller-main');
+    const controller = new Controller({ logger: logger('openflow') });
+    const overlay = new OverlayController(controller, { topology, prefix: (values.prefix as string | undefined) ?? 'coat', ovsdb: !values['no-ovsdb'], log: logger('overlay') });
+    if (values.status) overlay.writeStatusTo(values.status as string);
+    const listen = (values.listen as string | undefined) ?? `ptcp:${topology.controller.port}`;
+    const l = await controller.listen(listen);
+    log.info({ event: 'controller_listening', endpoint: l.address, hosts: topology.hosts.length }, 'controller listening');
+
+    let stopping = false;
+    const stopped = new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ event: 'controller_stopping', signal: sig }, 'stopping');
+        void overlay.close().then(() => controller.close()).finally(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    try {
+      await overlay.start();
+    } catch (e) {
+      log.error({ event: 'overlay_start_failed', err: (e as Error).message }, 'overlay start failed');
+      await overlay.close();
+      await controller.close();
+      io.stderr.write(`coat controller: ${(e as Error).message}\n`);
+      return ExitCode.unavailable;
+    }
+    if (values.json) writeJson(io.stdout, overlay.status());
+    await stopped;
+    return ExitCode.ok;
+  },
+};
