@@ -2,6 +2,9 @@
  * argv for the CRIU command line (criu(8), CRIU 3.17 `criu --help`), built by pure functions so the
  * exact contract is unit-tested. Flags used and why:
  *
+ * Long option names throughout (criu --help: -t|--tree, -D|--images-dir, -o|--log-file, -W|--work-dir),
+ * so a command line in a log reads without the manual.
+ *
  *   pre-dump  -t PID -D DIR --track-mem [--prev-images-dir ../PREV]   memory only, task keeps running;
  *             soft-dirty tracking so the next round writes only pages dirtied since this one
  *   dump      -t PID -D DIR --tcp-established --leave-stopped [--track-mem --prev-images-dir ../PREV]
@@ -53,7 +56,7 @@ export function criuLogFile(action: CriuAction): string {
 }
 
 function common(action: CriuAction, o: CriuCommonOptions): string[] {
-  const a = ['-o', criuLogFile(action), `-v${o.verbosity ?? 4}`];
+  const a = ['--log-file', criuLogFile(action), `-v${o.verbosity ?? 4}`];
   if (action !== 'page-server') a.push('--display-stats');
   if (o.shellJob) a.push('--shell-job');
   if (o.fileLocks && action !== 'page-server') a.push('--file-locks');
@@ -77,7 +80,7 @@ function wrap(o: CriuCommonOptions, args: string[]): CriuArgv {
 
 export function preDumpArgv(o: CriuCommonOptions & { pid: number; imagesDir: string; prevImagesDir?: string }): CriuArgv {
   checkPid(o.pid);
-  const args = ['pre-dump', '-t', String(o.pid), '-D', o.imagesDir, '--track-mem'];
+  const args = ['pre-dump', '--tree', String(o.pid), '--images-dir', o.imagesDir, '--track-mem'];
   if (o.prevImagesDir) args.push('--prev-images-dir', o.prevImagesDir);
   args.push(...pageServerClient(o), ...common('pre-dump', o), ...(o.extraArgs ?? []));
   return wrap(o, args);
@@ -85,23 +88,23 @@ export function preDumpArgv(o: CriuCommonOptions & { pid: number; imagesDir: str
 
 export function dumpArgv(o: CriuCommonOptions & { pid: number; imagesDir: string; prevImagesDir?: string }): CriuArgv {
   checkPid(o.pid);
-  const args = ['dump', '-t', String(o.pid), '-D', o.imagesDir, '--tcp-established', '--leave-stopped'];
+  const args = ['dump', '--tree', String(o.pid), '--images-dir', o.imagesDir, '--tcp-established', '--leave-stopped'];
   if (o.prevImagesDir) args.push('--track-mem', '--prev-images-dir', o.prevImagesDir);
   args.push(...pageServerClient(o), ...common('dump', o), ...(o.extraArgs ?? []));
   return wrap(o, args);
 }
 
 export function restoreArgv(o: CriuCommonOptions & { imagesDir: string; pidFile: string; workDir?: string }): CriuArgv {
-  const args = ['restore', '-D', o.imagesDir, '--tcp-established', '--restore-detached', '--leave-stopped', '--pidfile', o.pidFile];
+  const args = ['restore', '--images-dir', o.imagesDir, '--tcp-established', '--restore-detached', '--leave-stopped', '--pidfile', o.pidFile];
   // -W: logs and the pid file go to the restore step's own directory, not into the received images.
-  if (o.workDir) args.push('-W', o.workDir);
+  if (o.workDir) args.push('--work-dir', o.workDir);
   args.push(...common('restore', o), ...(o.extraArgs ?? []));
   return wrap(o, args);
 }
 
 export function pageServerArgv(o: CriuCommonOptions & { imagesDir: string; port: number; address?: string; pidFile?: string }): CriuArgv {
   if (!Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) throw new RangeError(`criu page-server: port must be 1..65535 (got ${o.port})`);
-  const args = ['page-server', '-D', o.imagesDir, '--port', String(o.port)];
+  const args = ['page-server', '--images-dir', o.imagesDir, '--port', String(o.port)];
   if (o.address) args.push('--address', o.address);
   args.push('--daemon');
   if (o.pidFile) args.push('--pidfile', o.pidFile);

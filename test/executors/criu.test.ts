@@ -22,18 +22,18 @@ const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'criu-fixtures');
 const fixture = (name: string) => readFile(join(fixtures, name), 'utf8');
 
 t.test('argv: pre-dump, dump, restore, page-server, check', async (t) => {
-  t.same(preDumpArgv({ pid: 42, imagesDir: '/img/pre-0' }), { file: 'criu', args: ['pre-dump', '-t', '42', '-D', '/img/pre-0', '--track-mem', '-o', 'pre-dump.log', '-v4', '--display-stats'] });
-  t.same(preDumpArgv({ pid: 42, imagesDir: '/img/pre-1', prevImagesDir: '../pre-0', shellJob: true }).args, ['pre-dump', '-t', '42', '-D', '/img/pre-1', '--track-mem', '--prev-images-dir', '../pre-0', '-o', 'pre-dump.log', '-v4', '--display-stats', '--shell-job']);
-  t.same(dumpArgv({ pid: 42, imagesDir: '/img/dump' }).args, ['dump', '-t', '42', '-D', '/img/dump', '--tcp-established', '--leave-stopped', '-o', 'dump.log', '-v4', '--display-stats']);
+  t.same(preDumpArgv({ pid: 42, imagesDir: '/img/pre-0' }), { file: 'criu', args: ['pre-dump', '--tree', '42', '--images-dir', '/img/pre-0', '--track-mem', '--log-file', 'pre-dump.log', '-v4', '--display-stats'] });
+  t.same(preDumpArgv({ pid: 42, imagesDir: '/img/pre-1', prevImagesDir: '../pre-0', shellJob: true }).args, ['pre-dump', '--tree', '42', '--images-dir', '/img/pre-1', '--track-mem', '--prev-images-dir', '../pre-0', '--log-file', 'pre-dump.log', '-v4', '--display-stats', '--shell-job']);
+  t.same(dumpArgv({ pid: 42, imagesDir: '/img/dump' }).args, ['dump', '--tree', '42', '--images-dir', '/img/dump', '--tcp-established', '--leave-stopped', '--log-file', 'dump.log', '-v4', '--display-stats']);
   t.same(dumpArgv({ pid: 7, imagesDir: '/img/dump', prevImagesDir: '../pre-1', pageServer: { address: '10.0.0.2', port: 27000 }, fileLocks: true }).args, [
-    'dump', '-t', '7', '-D', '/img/dump', '--tcp-established', '--leave-stopped', '--track-mem', '--prev-images-dir', '../pre-1',
-    '--page-server', '--address', '10.0.0.2', '--port', '27000', '-o', 'dump.log', '-v4', '--display-stats', '--file-locks',
+    'dump', '--tree', '7', '--images-dir', '/img/dump', '--tcp-established', '--leave-stopped', '--track-mem', '--prev-images-dir', '../pre-1',
+    '--page-server', '--address', '10.0.0.2', '--port', '27000', '--log-file', 'dump.log', '-v4', '--display-stats', '--file-locks',
   ]);
   t.same(restoreArgv({ imagesDir: '/img/dump', pidFile: '/img/restore/restored.pid', workDir: '/img/restore' }).args, [
-    'restore', '-D', '/img/dump', '--tcp-established', '--restore-detached', '--leave-stopped', '--pidfile', '/img/restore/restored.pid', '-W', '/img/restore', '-o', 'restore.log', '-v4', '--display-stats',
+    'restore', '--images-dir', '/img/dump', '--tcp-established', '--restore-detached', '--leave-stopped', '--pidfile', '/img/restore/restored.pid', '--work-dir', '/img/restore', '--log-file', 'restore.log', '-v4', '--display-stats',
   ]);
-  t.same(pageServerArgv({ imagesDir: '/img/pre-0', port: 27000, address: '0.0.0.0', pidFile: '/img/ps.pid' }).args, ['page-server', '-D', '/img/pre-0', '--port', '27000', '--address', '0.0.0.0', '--daemon', '--pidfile', '/img/ps.pid', '-o', 'page-server.log', '-v4']);
-  t.same(dumpArgv({ pid: 42, imagesDir: '/i', netns: 'c1abcd-svc' }), { file: 'nsenter', args: ['--net=/run/netns/c1abcd-svc', '--', 'criu', 'dump', '-t', '42', '-D', '/i', '--tcp-established', '--leave-stopped', '-o', 'dump.log', '-v4', '--display-stats'] });
+  t.same(pageServerArgv({ imagesDir: '/img/pre-0', port: 27000, address: '0.0.0.0', pidFile: '/img/ps.pid' }).args, ['page-server', '--images-dir', '/img/pre-0', '--port', '27000', '--address', '0.0.0.0', '--daemon', '--pidfile', '/img/ps.pid', '--log-file', 'page-server.log', '-v4']);
+  t.same(dumpArgv({ pid: 42, imagesDir: '/i', netns: 'c1abcd-svc' }), { file: 'nsenter', args: ['--net=/run/netns/c1abcd-svc', '--', 'criu', 'dump', '--tree', '42', '--images-dir', '/i', '--tcp-established', '--leave-stopped', '--log-file', 'dump.log', '-v4', '--display-stats'] });
   t.same(checkArgv(), { file: 'criu', args: ['check'] });
   t.same(checkArgv({ feature: 'mem_dirty_track' }).args, ['check', '--feature', 'mem_dirty_track']);
   t.throws(() => dumpArgv({ pid: 0, imagesDir: '/i' }), RangeError);
