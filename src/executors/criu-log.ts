@@ -161,9 +161,10 @@ function rootCause(errors: CriuLogError[]): CriuLogError | undefined {
  */
 export function criuFailure(action: CriuAction | 'check', exitCode: number | null, text: string, logPath?: string): CriuError | undefined {
   const parsed = parseCriuOutput(text);
+  // Success is exit 0 plus the action's own marker (page-server and check have none to require).
+  // Error lines in a successful run are ones CRIU recovered from (it retries some probes).
   const markerOk = action === 'page-server' || action === 'check' || parsed.succeeded === action;
-  if (exitCode === 0 && markerOk && parsed.errors.length === 0) return undefined;
-  if (exitCode === 0 && markerOk && action !== 'check') return undefined; // errors CRIU recovered from
+  if (exitCode === 0 && markerOk) return undefined;
   if (/unrecognized option|invalid option|Unknown command|^Usage:/m.test(text) && parsed.errors.length === 0) {
     const bad = /unrecognized option '([^']+)'|invalid option -- '([^']+)'/.exec(text);
     return new CriuError('CRIU_USAGE', action, `criu ${action}: command line rejected${bad ? `: ${bad[1] ?? bad[2]}` : ''}`, exitCode, [], logPath);

@@ -186,3 +186,18 @@ t.test('criu executor against the real criu: live checkpoint where `criu check` 
   const after = await readFile(`/proc/${pid}/stat`, 'utf8');
   t.not(after.slice(after.lastIndexOf(')') + 2, after.lastIndexOf(')') + 3), 'T', 'thawed by abort');
 });
+
+t.test('property: any output parses without throwing, and a failure is always a CriuError', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const real = await fixture('dump-vdso-v4.log');
+  fc.assert(
+    fc.property(fc.string({ maxLength: 400 }), fc.integer({ min: -1, max: 255 }), fc.nat(real.length), (noise, code, cut) => {
+      const text = real.slice(0, cut) + noise;
+      parseCriuOutput(text);
+      const e = criuFailure('dump', code, text);
+      return code === 0 && /Dumping finished successfully/.test(text) ? true : e instanceof CriuError && typeof e.code === 'string';
+    }),
+    { numRuns: 1000 },
+  );
+  t.pass('1000 truncated/noisy outputs');
+});

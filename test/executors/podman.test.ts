@@ -168,3 +168,19 @@ t.test('podman executor against real podman and a real container', async (t) => 
   t.ok(pre instanceof PodmanError && pre.code === 'PODMAN_NO_MEMORY_TRACKING', String(pre));
   t.skip(`live checkpoint/restore skipped: criu check fails on this kernel:\n${((check?.stdout ?? '') + (check?.stderr ?? '')).trim()}`);
 });
+
+t.test('property: any podman output parses without throwing; a non-zero exit is always a PodmanError', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const real = await fixture('checkpoint-vdso.stderr');
+  fc.assert(
+    fc.property(fc.string({ maxLength: 300 }), fc.nat(real.length), fc.integer({ min: 1, max: 255 }), (noise, cut, code) => {
+      const text = real.slice(0, cut) + noise;
+      parsePodmanStderr(text);
+      parseCheckpointStats(noise);
+      parseRestoreStats(`{${noise}}`);
+      return podmanFailure('checkpoint', code, text) instanceof PodmanError;
+    }),
+    { numRuns: 1000 },
+  );
+  t.pass('1000 truncated/noisy outputs');
+});
