@@ -4,6 +4,8 @@
  * packet-out captured in a namespace, a typed error tied to a bad flow-mod, roles and async config.
  */
 import t from 'tap';
+
+process.env.COAT_LOG_LEVEL ??= 'silent';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { newTag } from '../../lab/tag.js';

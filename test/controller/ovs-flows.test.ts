@@ -4,6 +4,8 @@
  * after ovs-vswitchd is killed and restarted, and coexistence with ovs-testcontroller.
  */
 import t from 'tap';
+
+process.env.COAT_LOG_LEVEL ??= 'silent';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { writeFile, readFile } from 'node:fs/promises';
