@@ -316,7 +316,6 @@ export class Agent {
           log,
           ...(args.compression ? { compression: args.compression } : {}),
           ...(args.rateBitsPerSecond ? { rateBitsPerSecond: args.rateBitsPerSecond } : {}),
-          ...(args.chunkBytes ? { chunkBytes: args.chunkBytes } : {}),
         });
         await this.recordTiming(args.migrationId, { step: 'stream.send', stepName: args.stepName, startedAt: new Date(t0).toISOString(), durationMs: r.elapsedMs, ok: true }, false);
         this.event(args.migrationId, 'stream.sent', { stepName: args.stepName, bytes: r.bytes, wireBytes: r.wireBytes, elapsedMs: r.elapsedMs, bitsPerSecond: r.bitsPerSecond, imageSha256: r.imageSha256 });

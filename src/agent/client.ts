@@ -210,7 +210,7 @@ export class AgentRegistry extends EventEmitter<RegistryEvents> {
     }
     if (!isSafeName(a?.host) || typeof a.pid !== 'number') return;
     const { info, restarted } = this.upsert(a.host, { pid: a.pid, startedAt: a.startedAt, stream: a.stream, holds: Array.isArray(a.holds) ? a.holds : [] });
-    this.log.info({ host: a.host, pid: a.pid, stream: a.stream, holds: info.holding }, 'agent registered');
+    this.log.info({ host: a.host, agentPid: a.pid, stream: a.stream, holds: info.holding }, "agent registered");
     if (restarted) this.emit('restarted', info);
     this.emit('registered', info);
   }

@@ -197,7 +197,6 @@ export interface StreamSendArgs {
   stepName: string;
   compression?: Compression;
   rateBitsPerSecond?: number;
-  chunkBytes?: number;
 }
 
 export interface ForgetArgs {

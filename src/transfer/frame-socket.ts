@@ -8,6 +8,7 @@ import { TransferError } from './errors.js';
 import { FrameDecoder, type Frame } from './frames.js';
 
 const HIGH_WATER_FRAMES = 8;
+const WRITE_BUFFER_BYTES = 2 * 1024 * 1024;
 
 export class FrameSocket {
   private readonly decoder = new FrameDecoder();
@@ -89,26 +90,27 @@ export class FrameSocket {
     });
   }
 
-  /** Writes bytes; resolves when the socket can take more (drain), rejects when it failed. */
+  /**
+   * Writes bytes; resolves at once while less than `WRITE_BUFFER_BYTES` wait in user space, else
+   * when the socket drained. Keeping a few chunks queued lets the kernel send while the caller
+   * reads and hashes the next chunk (waiting for 'drain' after every 256 KiB chunk halved the
+   * throughput on a veth). Rejects when the connection failed.
+   */
   write(bytes: Buffer): Promise<void> {
     if (this.failure && this.socket.destroyed) return Promise.reject(this.failure);
+    this.socket.write(bytes);
+    if (this.socket.writableLength < WRITE_BUFFER_BYTES) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const ok = this.socket.write(bytes, (err) => {
-        if (err) reject(new TransferError('TRANSFER_TRUNCATED', `${this.what}: write failed: ${err.message}`, { cause: err }));
-      });
-      if (ok) resolve();
-      else {
-        const onDrain = () => {
-          this.socket.off('close', onClose);
-          resolve();
-        };
-        const onClose = () => {
-          this.socket.off('drain', onDrain);
-          reject(this.failure ?? new TransferError('TRANSFER_TRUNCATED', `${this.what}: connection closed while writing`));
-        };
-        this.socket.once('drain', onDrain);
-        this.socket.once('close', onClose);
-      }
+      const onDrain = () => {
+        this.socket.off('close', onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.socket.off('drain', onDrain);
+        reject(this.failure ?? new TransferError('TRANSFER_TRUNCATED', `${this.what}: connection closed while writing`));
+      };
+      this.socket.once('drain', onDrain);
+      this.socket.once('close', onClose);
     });
   }
 }

@@ -2,11 +2,11 @@
  * Reading a step directory from disk: the file list a HELLO carries, and the image sha256 of a
  * directory (what the sender sends in its trailer, and what tests compare at both ends).
  */
-import { createReadStream } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TransferError } from './errors.js';
-import type { ImageFile } from './frames.js';
+import { CHUNK_BYTES, type ImageFile } from './frames.js';
 import { ImageDigest } from './image-digest.js';
 
 /**
@@ -42,9 +42,20 @@ export function imageBytes(files: ImageFile[]): number {
 export async function digestImageDir(dir: string): Promise<{ sha256: string; files: ImageFile[]; bytes: number }> {
   const files = await listImage(dir);
   const d = new ImageDigest();
+  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
   for (const f of files) {
     d.startFile(f);
-    for await (const b of createReadStream(join(dir, f.path))) d.update(b as Buffer);
+    const fh = await open(join(dir, f.path), 'r');
+    try {
+      for (let off = 0; off < f.size; off += CHUNK_BYTES) {
+        const want = Math.min(CHUNK_BYTES, f.size - off);
+        const { bytesRead } = await fh.read(buf, 0, want, off);
+        if (bytesRead !== want) throw new TransferError('TRANSFER_IO', `${f.path} changed while being hashed`, { file: f.path, offset: off });
+        d.addChunk(createHash('sha256').update(buf.subarray(0, want)).digest());
+      }
+    } finally {
+      await fh.close();
+    }
   }
   return { sha256: d.digest().toString('hex'), files, bytes: imageBytes(files) };
 }

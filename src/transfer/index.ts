@@ -4,5 +4,5 @@ export * from './frames.js';
 export { ImageDigest } from './image-digest.js';
 export { listImage, digestImageDir, imageBytes } from './image-dir.js';
 export { TokenBucket } from './token-bucket.js';
-export { sendImage, probeBandwidth, DEFAULT_CHUNK_BYTES, type SendOptions, type SendResult } from './sender.js';
+export { sendImage, probeBandwidth, type SendOptions, type SendResult } from './sender.js';
 export { ImageReceiver, type ReceivedImage, type ReceiverOptions } from './receiver.js';

@@ -16,7 +16,7 @@ import type { Logger } from '../log.js';
 import { decompressChunk } from './compression.js';
 import { TransferError } from './errors.js';
 import { FrameSocket } from './frame-socket.js';
-import { encodeFrame, type ChunkFrame, type HelloFrame, type TrailerFrame } from './frames.js';
+import { CHUNK_BYTES, encodeFrame, type ChunkFrame, type HelloFrame, type TrailerFrame } from './frames.js';
 import { ImageDigest } from './image-digest.js';
 import { imageBytes } from './image-dir.js';
 
@@ -49,6 +49,29 @@ interface Announcement {
 
 function tokenHash(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
+}
+
+/**
+ * Positional writes kept in flight (at most `depth`), so the disk works while the next chunk is
+ * decoded and hashed. The first failure is raised at the next push or at `settle`.
+ */
+class WriteQueue {
+  private readonly inflight: Promise<void>[] = [];
+  private error: Error | undefined;
+
+  constructor(private readonly depth = 4) {}
+
+  async push(h: FileHandle, data: Buffer, position: number): Promise<void> {
+    if (this.error) throw this.error;
+    this.inflight.push(h.write(data, 0, data.length, position).then(() => {}, (e: Error) => void (this.error ??= e)));
+    if (this.inflight.length >= this.depth) await this.inflight.shift();
+    if (this.error) throw this.error;
+  }
+
+  async settle(): Promise<void> {
+    await Promise.all(this.inflight.splice(0));
+    if (this.error) throw this.error;
+  }
 }
 
 export interface ImageReceiverEvents {
@@ -199,12 +222,14 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
     let expectedOffset = 0;
     let handle: FileHandle | undefined;
     let bytes = 0;
+    const writes = new WriteQueue();
 
     const finishCurrent = async () => {
       if (current < 0) return;
       const f = files[current]!;
       if (expectedOffset !== f.size) throw new TransferError('TRANSFER_TRUNCATED', `file ${f.path} ended at ${expectedOffset} of ${f.size} bytes`, { migrationId: mid, file: f.path, offset: expectedOffset });
       if (handle) {
+        await writes.settle();
         await handle.close();
         handles.splice(handles.indexOf(handle), 1);
         handle = undefined;
@@ -237,7 +262,8 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         const f = files[current]!;
         const offset = Number(c.offset);
         if (offset !== expectedOffset) throw new TransferError('TRANSFER_BAD_FRAME', `chunk of ${f.path} at offset ${c.offset}, expected ${expectedOffset}`, { migrationId: mid, file: f.path, offset });
-        if (offset + c.rawLength > f.size) throw new TransferError('TRANSFER_BAD_FRAME', `chunk of ${f.path} at ${offset}+${c.rawLength} runs past its size ${f.size}`, { migrationId: mid, file: f.path, offset });
+        const want = Math.min(CHUNK_BYTES, f.size - offset);
+        if (c.rawLength !== want) throw new TransferError('TRANSFER_BAD_FRAME', `chunk of ${f.path} at offset ${offset} holds ${c.rawLength} bytes, expected ${want} (every chunk is ${CHUNK_BYTES} bytes but a file's last)`, { migrationId: mid, file: f.path, offset });
         let raw: Buffer;
         try {
           raw = await decompressChunk(hello.compression, c.data, c.rawLength);
@@ -249,8 +275,8 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         if (!sha.equals(c.sha256)) {
           throw new TransferError('TRANSFER_CHUNK_CORRUPT', `chunk of ${f.path} at offset ${offset} (${c.rawLength} bytes): sha256 ${sha.toString('hex')} != ${c.sha256.toString('hex')}`, { migrationId: mid, file: f.path, offset });
         }
-        digest.update(raw);
-        if (handle) await handle.write(raw, 0, raw.length, offset);
+        digest.addChunk(sha);
+        if (handle) await writes.push(handle, raw, offset);
         expectedOffset += raw.length;
         bytes += raw.length;
       } else if (frame.type === 'TRAILER') {

@@ -17,12 +17,10 @@ import type { Logger } from '../log.js';
 import { compressChunk } from './compression.js';
 import { TransferError, isTransferErrorCode } from './errors.js';
 import { FrameSocket } from './frame-socket.js';
-import { encodeChunkHeader, encodeFrame, PROTOCOL_VERSION, MAX_CHUNK_BYTES, type Compression, type Frame, type ImageFile } from './frames.js';
+import { CHUNK_BYTES, encodeChunkHeader, encodeFrame, PROTOCOL_VERSION, type Compression, type Frame, type ImageFile } from './frames.js';
 import { ImageDigest } from './image-digest.js';
 import { imageBytes, listImage } from './image-dir.js';
 import { TokenBucket } from './token-bucket.js';
-
-export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 
 export interface SendOptions {
   host: string;
@@ -35,7 +33,6 @@ export interface SendOptions {
   compression?: Compression;
   /** Rate limit L in bits per second on the wire; absent = unlimited. */
   rateBitsPerSecond?: number;
-  chunkBytes?: number;
   /** Max wait for any answer from the receiver (default 15 s). */
   idleTimeoutMs?: number;
   signal?: AbortSignal;
@@ -102,29 +99,35 @@ function remoteError(f: Frame, migrationId: string): TransferError {
   return new TransferError(code, `receiver: ${f.message}`, details);
 }
 
-/** A source of chunks: the files of a directory, or generated probe bytes. */
+/** A source of chunks (the protocol's fixed CHUNK_BYTES pieces): a directory's files, or probe bytes. */
 interface ChunkSource {
   files: ImageFile[];
-  chunks(chunkBytes: number): AsyncGenerator<{ fileIndex: number; offset: number; raw: Buffer }>;
+  chunks(): AsyncGenerator<{ fileIndex: number; offset: number; raw: Buffer }>;
 }
 
 function dirSource(dir: string, files: ImageFile[]): ChunkSource {
   return {
     files,
-    async *chunks(chunkBytes) {
+    async *chunks() {
       for (const [fileIndex, f] of files.entries()) {
         const fh = await open(join(dir, f.path), 'r').catch((e: Error) => {
           throw new TransferError('TRANSFER_IO', `cannot open ${join(dir, f.path)}: ${e.message}`, { cause: e });
         });
         try {
-          let offset = 0;
-          while (offset < f.size) {
-            const want = Math.min(chunkBytes, f.size - offset);
+          const read = async (offset: number) => {
+            const want = Math.min(CHUNK_BYTES, f.size - offset);
             const raw = Buffer.allocUnsafe(want);
             const { bytesRead } = await fh.read(raw, 0, want, offset);
             if (bytesRead !== want) throw new TransferError('TRANSFER_IO', `${f.path} shrank while being sent (read ${bytesRead} of ${want} at ${offset})`, { file: f.path, offset });
+            return raw;
+          };
+          // Read one chunk ahead, so the disk read overlaps hashing and sending the current one.
+          let ahead = f.size > 0 ? read(0) : undefined;
+          for (let offset = 0; ahead; offset += CHUNK_BYTES) {
+            const raw = await ahead;
+            ahead = offset + CHUNK_BYTES < f.size ? read(offset + CHUNK_BYTES) : undefined;
+            ahead?.catch(() => {}); // surfaced when awaited
             yield { fileIndex, offset, raw };
-            offset += want;
           }
         } finally {
           await fh.close();
@@ -136,12 +139,12 @@ function dirSource(dir: string, files: ImageFile[]): ChunkSource {
 
 function probeSource(bytes: number): ChunkSource {
   // Random bytes, generated once: a probe measures the link, so it must not compress.
-  const block = randomBytes(Math.min(bytes, MAX_CHUNK_BYTES));
+  const block = randomBytes(Math.min(bytes, CHUNK_BYTES));
   return {
     files: [{ path: 'probe', size: bytes, mode: 0o600 }],
-    async *chunks(chunkBytes) {
-      for (let offset = 0; offset < bytes; offset += chunkBytes) {
-        yield { fileIndex: 0, offset, raw: block.subarray(0, Math.min(chunkBytes, bytes - offset, block.length)) };
+    async *chunks() {
+      for (let offset = 0; offset < bytes; offset += CHUNK_BYTES) {
+        yield { fileIndex: 0, offset, raw: block.subarray(0, Math.min(CHUNK_BYTES, bytes - offset)) };
       }
     },
   };
@@ -150,7 +153,6 @@ function probeSource(bytes: number): ChunkSource {
 async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkSource): Promise<SendResult> {
   const idle = opts.idleTimeoutMs ?? 15_000;
   const compression = kind === 'probe' ? 'none' : (opts.compression ?? 'none');
-  const chunkBytes = Math.min(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
   const log = opts.log?.child({ migrationId: opts.migrationId, peer: `${opts.host}:${opts.port}`, stepName: opts.stepName });
   if (opts.signal?.aborted) throw new TransferError('TRANSFER_ABORTED', 'aborted before connecting', { migrationId: opts.migrationId });
   const socket = await connectTo(opts.host, opts.port, idle);
@@ -180,14 +182,14 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
     log?.debug({ files: source.files.length, bytes: imageBytes(source.files), compression, rate: opts.rateBitsPerSecond }, 'stream accepted');
 
     const start = performance.now();
-    const bucket = opts.rateBitsPerSecond ? new TokenBucket(opts.rateBitsPerSecond, chunkBytes + 64, start) : undefined;
+    const bucket = opts.rateBitsPerSecond ? new TokenBucket(opts.rateBitsPerSecond, CHUNK_BYTES + 64, start) : undefined;
     const digest = new ImageDigest();
     let next = 0; // next file whose header goes into the digest
     let bytes = 0;
-    for await (const c of source.chunks(chunkBytes)) {
+    for await (const c of source.chunks()) {
       while (next <= c.fileIndex) digest.startFile(source.files[next++]!);
-      digest.update(c.raw);
       const sha256 = createHash('sha256').update(c.raw).digest();
+      digest.addChunk(sha256);
       const data = await compressChunk(compression, c.raw);
       const head = encodeChunkHeader({ fileIndex: c.fileIndex, offset: BigInt(c.offset), rawLength: c.raw.length, sha256 }, data.length);
       if (bucket) {

@@ -118,6 +118,9 @@ t.test('streaming between two namespaces', async (t) => {
     t.ok(p.bandwidthBitsPerSecond! > 50e6, `L = ${(p.bandwidthBitsPerSecond! / 1e6).toFixed(0)} Mbit/s over an unshaped veth`);
     t.equal(p.stateDirBytes, 20 * 1024 * 1024, 'M counts the state directory');
     t.same((await readdir(join(dataB, 'images', mid))).sort(), ['dump', 'pre-1'], 'a probe writes nothing');
-    t.ok(JSON.parse(await readFile(join(dataB, 'journal.json'), 'utf8')).migrations[mid].steps.some((s: { stepName: string }) => s.stepName === 'probe'));
+    // B journals the probe right after answering DONE: poll briefly.
+    const probed = async () => JSON.parse(await readFile(join(dataB, 'journal.json'), 'utf8')).migrations[mid].steps.some((s: { stepName: string }) => s.stepName === 'probe') as boolean;
+    for (let i = 0; i < 50 && !(await probed()); i++) await new Promise((r) => setTimeout(r, 20));
+    t.ok(await probed(), 'B journaled the probe it received');
   });
 });

@@ -15,7 +15,7 @@ import { newTag } from '../../lab/tag.js';
 import { logger } from '../../src/log.js';
 import { TransferError } from '../../src/transfer/errors.js';
 import { FrameSocket } from '../../src/transfer/frame-socket.js';
-import { encodeChunkHeader, encodeFrame, FrameDecoder, isSafeRelativePath, type Frame, type HelloFrame } from '../../src/transfer/frames.js';
+import { CHUNK_BYTES, encodeChunkHeader, encodeFrame, FrameDecoder, isSafeRelativePath, type Frame, type HelloFrame } from '../../src/transfer/frames.js';
 import { digestImageDir, listImage } from '../../src/transfer/image-dir.js';
 import { ImageReceiver, type ReceivedImage } from '../../src/transfer/receiver.js';
 import { sendImage } from '../../src/transfer/sender.js';
@@ -152,7 +152,7 @@ t.test('sender to receiver on loopback', async (t) => {
       t.teardown(() => rm(src, { recursive: true, force: true }));
       await makeImage(src);
       h.receiver.expect('mig-1', 'right-token');
-      const r = await sendImage(src, { host: '127.0.0.1', port: h.port, migrationId: 'mig-1', token: 'right-token', stepName: 'dump', compression, chunkBytes: 128 * 1024 });
+      const r = await sendImage(src, { host: '127.0.0.1', port: h.port, migrationId: 'mig-1', token: 'right-token', stepName: 'dump', compression });
       const want = await digestImageDir(src);
       const got = await digestImageDir(join(h.root, 'mig-1', 'dump'));
       t.equal(got.sha256, want.sha256, 'same image sha256 at both ends');
@@ -189,32 +189,45 @@ t.test('sender to receiver on loopback', async (t) => {
     h.receiver.expect('mig-1', 'right-token');
     const c = await rawClient(h.port);
     t.teardown(() => c.s.destroy());
-    const a = randomBytes(1000);
+    const a = randomBytes(CHUNK_BYTES);
     const b = randomBytes(1000);
-    await c.send(helloFor([{ path: 'mem.bin', size: 2000, mode: 0o644 }]));
+    await c.send(helloFor([{ path: 'mem.bin', size: CHUNK_BYTES + 1000, mode: 0o644 }]));
     t.match(await c.fs.next(2000), { type: 'ACCEPT' });
-    await c.send({ type: 'CHUNK', fileIndex: 0, offset: 0n, rawLength: 1000, sha256: sha(a), data: a });
+    await c.send({ type: 'CHUNK', fileIndex: 0, offset: 0n, rawLength: CHUNK_BYTES, sha256: sha(a), data: a });
     const flipped = Buffer.from(b);
     flipped[500] = flipped[500]! ^ 0x40;
-    await c.send({ type: 'CHUNK', fileIndex: 0, offset: 1000n, rawLength: 1000, sha256: sha(b), data: flipped });
+    await c.send({ type: 'CHUNK', fileIndex: 0, offset: BigInt(CHUNK_BYTES), rawLength: 1000, sha256: sha(b), data: flipped });
     const answer = await c.fs.next(2000);
-    t.match(answer, { type: 'ERROR', code: 'TRANSFER_CHUNK_CORRUPT', file: 'mem.bin', offset: 1000 });
+    t.match(answer, { type: 'ERROR', code: 'TRANSFER_CHUNK_CORRUPT', file: 'mem.bin', offset: CHUNK_BYTES });
     await new Promise((r) => setTimeout(r, 50));
-    t.match(h.failures[0], { code: 'TRANSFER_CHUNK_CORRUPT', file: 'mem.bin', offset: 1000, migrationId: 'mig-1' });
+    t.match(h.failures[0], { code: 'TRANSFER_CHUNK_CORRUPT', file: 'mem.bin', offset: CHUNK_BYTES, migrationId: 'mig-1' });
     t.same(await leftovers(h.root), [], 'neither the step dir nor a temporary dir remains');
     await t.rejects(stat(join(h.root, 'mig-1', 'dump')));
+  });
+
+  await t.test('a chunk off the protocol boundaries is refused', async (t) => {
+    const h = await harness(t);
+    h.receiver.expect('mig-1', 'right-token');
+    const c = await rawClient(h.port);
+    t.teardown(() => c.s.destroy());
+    const a = randomBytes(1000);
+    await c.send(helloFor([{ path: 'mem.bin', size: 2000, mode: 0o644 }]));
+    await c.fs.next(2000);
+    await c.send({ type: 'CHUNK', fileIndex: 0, offset: 0n, rawLength: 1000, sha256: sha(a), data: a });
+    t.match(await c.fs.next(2000), { type: 'ERROR', code: 'TRANSFER_BAD_FRAME', message: /holds 1000 bytes, expected 2000/ });
+    t.same(await leftovers(h.root), []);
   });
 
   await t.test('a truncated stream is refused; no partial image', async (t) => {
     const h = await harness(t);
     h.receiver.expect('mig-1', 'right-token');
     const c = await rawClient(h.port);
-    const a = randomBytes(1000);
-    await c.send(helloFor([{ path: 'mem.bin', size: 3000, mode: 0o644 }]));
+    const a = randomBytes(CHUNK_BYTES);
+    await c.send(helloFor([{ path: 'mem.bin', size: 2 * CHUNK_BYTES, mode: 0o644 }]));
     t.match(await c.fs.next(2000), { type: 'ACCEPT' });
-    await c.send({ type: 'CHUNK', fileIndex: 0, offset: 0n, rawLength: 1000, sha256: sha(a), data: a });
-    const next = encodeFrame({ type: 'CHUNK', fileIndex: 0, offset: 1000n, rawLength: 1000, sha256: sha(a), data: a });
-    await c.send(next.subarray(0, 600)); // cut mid-chunk
+    await c.send({ type: 'CHUNK', fileIndex: 0, offset: 0n, rawLength: CHUNK_BYTES, sha256: sha(a), data: a });
+    const next = encodeFrame({ type: 'CHUNK', fileIndex: 0, offset: BigInt(CHUNK_BYTES), rawLength: CHUNK_BYTES, sha256: sha(a), data: a });
+    await c.send(next.subarray(0, 60_000)); // cut mid-chunk
     c.s.end();
     for (let i = 0; i < 100 && h.failures.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
     t.match(h.failures[0], { code: 'TRANSFER_TRUNCATED', migrationId: 'mig-1' });
