@@ -25,6 +25,7 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exec } from '../src/exec.js';
 import { createNetns, disableTxOffload, openNetns, shapeEgress, shapeIngress, type NetnsClient } from '../src/netns/index.js';
 import { parseCidr } from '../src/packet/address.js';
 import { VSwitch } from '../src/ovsdb/vswitch.js';
@@ -204,6 +205,25 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
         await hc.setLink(layout.integrationBridge, { up: true }).catch(() => undefined);
       }),
     );
+
+    if (topo.tunnel === 'ovs') {
+      // OVS's userspace tunnels resolve the remote VTEP's MAC by ARP and drop the packet that
+      // triggered it; the lab knows every MAC, so it installs them (static tnl neighbours) and the
+      // very first overlay packet gets through.
+      progress(`lab ${tag}: tunnel neighbours`);
+      const vteps = await Promise.all(
+        names.hosts.map(async (h, i) => ({ ip: topo.hosts[i]!.underlay.ip, mac: (await nsClient.get(h.netns)!.getLink(hostLayout(resolved, tag, h.name).underlayBridge)).mac! })),
+      );
+      await Promise.all(
+        names.hosts.map(async (h, i) => {
+          const br = hostLayout(resolved, tag, h.name).underlayBridge;
+          for (const [j, v] of vteps.entries()) {
+            if (j === i) continue;
+            await exec('ovs-appctl', [`--target=${join(h.ovsDir, 'ovs-vswitchd.ctl')}`, 'tnl/neigh/set', br, v.ip, v.mac], { timeoutMs: 10_000 });
+          }
+        }),
+      );
+    }
 
     if (opts.nats !== false) {
       progress(`lab ${tag}: nats-server in ${names.ctlNetns}`);
