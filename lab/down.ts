@@ -11,6 +11,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deleteNetns, listNetns, netnsPids, openNetns } from '../src/netns/index.js';
+import { isAlive } from './process.js';
 import { activeTag, listStates, readState, releaseLock, stateFile } from './state.js';
 
 export interface DownReport {
@@ -22,14 +23,7 @@ export interface DownReport {
 }
 
 async function killPids(pids: number[], graceMs = 2000): Promise<number[]> {
-  const alive = (p: number) => {
-    try {
-      process.kill(p, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const alive = isAlive;
   const targets = pids.filter((p) => p !== process.pid && alive(p));
   for (const p of targets) {
     try {

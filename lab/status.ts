@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { listNetns } from '../src/netns/index.js';
+import { isAlive } from './process.js';
 import { activeTag, listStates, readState, type LabState } from './state.js';
 import type { ControllerStatusFile } from './up.js';
 
@@ -21,15 +22,6 @@ export interface LabStatus {
   runDir: string;
 }
 
-function alive(pid: number | null | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export async function labStatus(dir: string, tag?: string): Promise<LabStatus | undefined> {
   const t = tag ?? (await activeTag(dir)) ?? (await listStates(dir))[0];
@@ -46,7 +38,7 @@ export async function labStatus(dir: string, tag?: string): Promise<LabStatus | 
     } catch {
       cs = undefined;
     }
-    controller = { ...s.controller, alive: alive(s.controller.pid), ...(cs ? { switches: cs.switches, arp: cs.arp } : {}) };
+    controller = { ...s.controller, alive: isAlive(s.controller.pid), ...(cs ? { switches: cs.switches, arp: cs.arp } : {}) };
   }
   return {
     tag: s.tag,
