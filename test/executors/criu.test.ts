@@ -42,7 +42,7 @@ t.test('argv: pre-dump, dump, restore, page-server, check', async (t) => {
 
 t.test('every flag coat passes is one the installed criu documents', async (t) => {
   const help = await exec('criu', ['--help'], { timeoutMs: 10_000, allowFailure: true }).catch(() => undefined);
-  if (!help) return t.skip('criu is not installed');
+  if (!help) return t.skip('criu is not installed', () => {});
   const text = help.stdout + help.stderr;
   const all = [
     preDumpArgv({ pid: 1, imagesDir: '/i', prevImagesDir: '../p', shellJob: true, pageServer: { address: 'a', port: 1 } }),
@@ -125,7 +125,7 @@ async function runCriuRaw(args: string[]): Promise<{ code: number; text: string 
 
 t.test('real criu: a rejected option is CRIU_USAGE', async (t) => {
   const r = await runCriuRaw(['dump', '--no-such-flag-coat']).catch(() => undefined);
-  if (!r) return t.skip('criu is not installed');
+  if (!r) return t.skip('criu is not installed', () => {});
   const e = criuFailure('dump', r.code, r.text);
   t.equal(e?.code, 'CRIU_USAGE', r.text.slice(0, 200));
   t.match(e!.message, /--no-such-flag-coat/);
@@ -146,7 +146,7 @@ function context(dir: string, pid: number, stepName: string): ExecutorContext {
 
 t.test('criu executor against the real criu: live checkpoint where `criu check` passes', async (t) => {
   const check = await runCriuRaw(['check']).catch(() => undefined);
-  if (!check) return t.skip('criu is not installed');
+  if (!check) return t.skip('criu is not installed', () => {});
   const dir = await mkdtemp(join(tmpdir(), 'coat-criu-'));
   const pid = await startSleeper();
   t.teardown(async () => {
@@ -173,7 +173,7 @@ t.test('criu executor against the real criu: live checkpoint where `criu check` 
     t.ok(gone instanceof CriuError && gone.code === 'CRIU_NO_PROCESS', String(gone));
     const missing = await (await createExecutor('criu', { criu: '/nonexistent/criu' })).dump(context(dir, pid, 'dump3')).then(() => undefined, (e: unknown) => e);
     t.ok(missing instanceof CriuError && missing.code === 'CRIU_NOT_INSTALLED', String(missing));
-    t.skip(`live checkpoint/restore skipped: criu check fails on this kernel:\n${check.text.trim()}`);
+    t.skip(`live checkpoint/restore skipped: criu check fails on this kernel:\n${check.text.trim()}`, () => {});
     return;
   }
   // A kernel where CRIU works: dump leaves the sleeper stopped, abort thaws it.

@@ -12,12 +12,11 @@ import { createExecutor, type ExecutorContext } from '../../src/migration/execut
 import { HookError, hookArgv, hookEnv, parseHookResult } from '../../src/executors/hooks.js';
 import { isAlive } from '../../src/executors/criu-proc.js';
 
-async function tempDir(t: Tap): Promise<string> {
+async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'coat-hooks-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   return dir;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
 
 function ctx(root: string, stepName: string, signal?: AbortSignal): ExecutorContext {
   const c: ExecutorContext = {

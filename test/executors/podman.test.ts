@@ -118,7 +118,7 @@ t.test('the newest pre-checkpoint round is the one restore imports', async (t) =
 
 t.test('podman executor against real podman and a real container', async (t) => {
   const have = await exec('podman', ['--version'], { timeoutMs: 10_000, allowFailure: true }).catch(() => undefined);
-  if (!have || have.code !== 0) return t.skip('podman is not installed (scripts/setup.sh installs it)');
+  if (!have || have.code !== 0) return t.skip('podman is not installed (scripts/setup.sh installs it)', () => {});
   const tag = newTag();
   const name = `${tag}-svc`;
   const dir = await mkdtemp(join(tmpdir(), 'coat-podman-'));
@@ -166,7 +166,7 @@ t.test('podman executor against real podman and a real container', async (t) => 
   t.equal(running.stdout.trim(), 'true', 'the source container is still running');
   const pre = await executor.preDump(ctx('pre-0'), 0).then(() => undefined, (e: unknown) => e);
   t.ok(pre instanceof PodmanError && pre.code === 'PODMAN_NO_MEMORY_TRACKING', String(pre));
-  t.skip(`live checkpoint/restore skipped: criu check fails on this kernel:\n${((check?.stdout ?? '') + (check?.stderr ?? '')).trim()}`);
+  t.skip(`live checkpoint/restore skipped: criu check fails on this kernel:\n${((check?.stdout ?? '') + (check?.stderr ?? '')).trim()}`, () => {});
 });
 
 t.test('property: any podman output parses without throwing; a non-zero exit is always a PodmanError', async (t) => {
