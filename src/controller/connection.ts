@@ -150,6 +150,8 @@ const REPLY_TYPES = new Set<OfpMessage['type']>([
 
 /** At most this many bytes are queued to the socket before a batch waits for 'drain'. */
 const HIGH_WATER = 4 * 1024 * 1024;
+/** Queued bytes that trigger an immediate write instead of waiting for the microtask. */
+const FLUSH_AT = 64 * 1024;
 /** Fire-and-forget messages remembered (to name them in errors) until a barrier confirms them. */
 const UNCONFIRMED_LIMIT = 1_000_000;
 
@@ -177,6 +179,7 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
   private handshakeTimer: unknown;
   private readonly unconfirmed = new Map<number, Unconfirmed>();
   private outQueue: Buffer[] = [];
+  private outQueueBytes = 0;
   private flushScheduled = false;
   private nextBundleId = 1;
   private handshakeWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
@@ -382,16 +385,11 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
       this.remember(m, errors);
       this.write(m);
       xids.push(xid);
-      if (this.outBytes() + this.socket.writableLength > HIGH_WATER) await this.drain();
+      if (this.outQueueBytes + this.socket.writableLength > HIGH_WATER) await this.drain();
     }
     return xids;
   }
 
-  private outBytes(): number {
-    let n = 0;
-    for (const b of this.outQueue) n += b.length;
-    return n;
-  }
 
   private async drain(): Promise<void> {
     this.flush();
@@ -676,18 +674,28 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
       throw err; // the caller's message is malformed: its fault, not the switch's
     }
     this.outQueue.push(buf);
+    this.outQueueBytes += buf.length;
+    // Hand big batches to the kernel as they grow, so the switch works on the first flow-mods
+    // while we still encode the last ones (two processes, two cores).
+    if (this.outQueueBytes >= FLUSH_AT) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
+      queueMicrotask(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
     }
   }
 
   /** Writes queued messages in one go (a loop of 100 000 flow-mods becomes a few big writes). */
   private flush(): void {
-    this.flushScheduled = false;
     if (this.outQueue.length === 0 || this.socket.destroyed) return;
-    const data = this.outQueue.length === 1 ? this.outQueue[0]! : Buffer.concat(this.outQueue);
+    const data = this.outQueue.length === 1 ? this.outQueue[0]! : Buffer.concat(this.outQueue, this.outQueueBytes);
     this.outQueue = [];
+    this.outQueueBytes = 0;
     this.socket.write(data);
   }
 
@@ -715,6 +723,7 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
     // Send what is queued (an error reply, say) before closing our side.
     if (this.outQueue.length > 0 && !this.socket.destroyed) this.socket.write(Buffer.concat(this.outQueue));
     this.outQueue = [];
+    this.outQueueBytes = 0;
     this.socket.end();
     const t = setTimeout(() => this.socket.destroy(), 1000);
     t.unref();
