@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Agent, type ExecutorFactory, type NatsAuth } from '../../agent/agent.js';
+import { isSafeName } from '../../agent/protocol.js';
 import { createExecutor, EXECUTOR_NAMES, type ExecutorModule, type ExecutorName } from '../../migration/executor.js';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
 
@@ -88,6 +89,7 @@ export const command: Command = {
     const host = values.host as string | undefined;
     const nats = values.nats as string | undefined;
     if (!host) throw new UsageError('--host is required');
+    if (!isSafeName(host)) throw new UsageError(`--host ${JSON.stringify(host)}: use [A-Za-z0-9_-], at most 64 characters (it is a NATS subject token)`);
     if (!nats) throw new UsageError('--nats is required');
     const secretFile = values['secret-file'] as string | undefined;
     const secretText = secretFile ? readFileSync(secretFile, 'utf8').trim() : process.env.COAT_AGENT_SECRET;
