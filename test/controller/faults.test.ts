@@ -3,7 +3,7 @@
  * closes only the faulty connection, and says why (CloseReason code and message). A second,
  * healthy fake switch stays connected throughout.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 process.env.COAT_LOG_LEVEL ??= 'silent';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import { Controller, type CloseReason } from '../../src/controller/index.js';
 import { OFPET, type FlowStats } from '../../src/openflow/index.js';
 import { FakeSwitch } from './fake-switch.js';
 
-async function setup(t: Tap.Test, opts: { echoIntervalMs?: number; deadAfterMs?: number; requestTimeoutMs?: number } = {}) {
+async function setup(t: Test, opts: { echoIntervalMs?: number; deadAfterMs?: number; requestTimeoutMs?: number } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'coat-faults-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const ctl = new Controller({ echoIntervalMs: opts.echoIntervalMs ?? 5000, deadAfterMs: opts.deadAfterMs ?? 15000, requestTimeoutMs: opts.requestTimeoutMs ?? 2000 });
@@ -32,19 +32,13 @@ async function setup(t: Tap.Test, opts: { echoIntervalMs?: number; deadAfterMs?:
   return { ctl, path, attach, healthy, fakes };
 }
 
-declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
-  namespace Tap {
-    type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-  }
-}
 
 function downReason(ctl: Controller, dpid: bigint): Promise<CloseReason> {
   return new Promise((resolve) => ctl.on('switch_down', (sw, reason) => sw.dpid === dpid && resolve(reason)));
 }
 
 /** Runs one fault on a fresh fake switch and checks the controller's reaction. */
-async function fault(t: Tap.Test, name: string, inject: (fake: FakeSwitch) => void, expect: { code: string; message: RegExp }, opts?: Parameters<typeof setup>[1]) {
+async function fault(t: Test, name: string, inject: (fake: FakeSwitch) => void, expect: { code: string; message: RegExp }, opts?: Parameters<typeof setup>[1]) {
   t.test(name, async (t) => {
     const { ctl, attach, healthy } = await setup(t, opts);
     const { fake, sw } = await attach(0x1n);

@@ -3,7 +3,7 @@
  * features, echo, port status, a coat flow seen by ovs-ofctl, packet-in from a namespace,
  * packet-out captured in a namespace, a typed error tied to a bad flow-mod, roles and async config.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 process.env.COAT_LOG_LEVEL ??= 'silent';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { addBridge, addNsPort, dumpFlows, startSwitchOvs } from './helpers.js';
 
 const DPID = 0x00000000c0a70001n;
 
-async function setup(t: Tap.Test) {
+async function setup(t: Test) {
   const tag = newTag();
   const ovs = await startSwitchOvs(t, tag);
   const br = await addBridge(ovs, { dpid: DPID.toString(16).padStart(16, '0') });
@@ -30,12 +30,6 @@ async function setup(t: Tap.Test) {
   return { tag, ovs, br, ctl, sw };
 }
 
-declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
-  namespace Tap {
-    type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-  }
-}
 
 t.test('handshake, features, ports, echo, flows, packet-in/out, errors against real OVS', async (t) => {
   const { tag, ovs, br, ctl, sw } = await setup(t);

@@ -3,7 +3,7 @@
  * concurrent dump-flows loop, a bundle with one invalid flow-mod that changes nothing, resync
  * after ovs-vswitchd is killed and restarted, and coexistence with ovs-testcontroller.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 process.env.COAT_LOG_LEVEL ??= 'silent';
 import { join } from 'node:path';
@@ -27,7 +27,7 @@ function flowSet(port: number, n = 1000): FlowSpec[] {
   }));
 }
 
-async function setup(t: Tap.Test, opts: { controllers?: (ourSock: string) => string[] } = {}) {
+async function setup(t: Test, opts: { controllers?: (ourSock: string) => string[] } = {}) {
   const tag = newTag();
   const ovs = await startSwitchOvs(t, tag);
   const br = await addBridge(ovs, { dpid: DPID.toString(16).padStart(16, '0') });
@@ -41,12 +41,6 @@ async function setup(t: Tap.Test, opts: { controllers?: (ourSock: string) => str
   return { tag, ovs, br, ctl, sw, sock };
 }
 
-declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
-  namespace Tap {
-    type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-  }
-}
 
 /** Counts, in one dump, the flows of our 1000 that output to port 1 and to port 2. */
 function countOutputs(dump: string): { p1: number; p2: number } {
