@@ -1,0 +1,536 @@
+/**
+ * The orchestrator: runs one migration through the timeline of design.md ("Timeline of one
+ * migration"), step by step, through its ports (ports.ts), journaling every step (journal.ts) and
+ * moving only along the state machine's legal transitions (state-machine.ts).
+ *
+ *   plan -> prepare (destination namespace + staged flows) -> precopy rounds (dump + stream while
+ *   the service runs) -> hold (flows + barrier; packet-ins queue in the HoldQueue) -> dump (freeze)
+ *   -> stream -> restore (sockets stay in repair) -> switch (bundle per bridge + barrier) -> resume
+ *   -> replay (held packets, in order, packet-out toward the destination; hold flows removed) ->
+ *   release (source killed, namespace cleared) -> verify -> done
+ *
+ * A failure up to `switch` rolls back (undoPlan: switch back, abort the destination, thaw the
+ * source, replay the held packets to it, remove the hold, unstage and clear the destination); from
+ * `resume` on it rolls forward: held packets still go to the destination and the hold is removed,
+ * the source is left frozen for an operator, and the migration ends `failed`. Either way the
+ * outcome names the step that failed and why (`coat migrate` prints it).
+ *
+ * `recover()` does the same for migrations a crashed controller left in its journal.
+ */
+import type { Logger } from '../log.js';
+import { logger as rootChild } from '../log.js';
+import { MigrationError, reasonOf } from './errors.js';
+import { HoldQueue, type HoldLimits, type HoldStats } from './hold-queue.js';
+import { Journal, summarizeJournal, readJournal, journalPath, unfinishedMigrations, type ErrorSummary, type JournalSummary, type StepTiming } from './journal.js';
+import type { AgentPort, Clock, FlowPort, MigrationPlan, MigrationRef, Objective, PlannerPort, Side } from './ports.js';
+import { systemClock } from './ports.js';
+import { canRollBack, isTerminal, transition, undoPlan, type MigrationState, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
+
+/** What the verify step gets: the facts of the migration, from the orchestrator. */
+export interface MigrationFacts {
+  ref: MigrationRef;
+  plan: MigrationPlan;
+  startedAtMs: number;
+  steps: StepTiming[];
+  hold: HoldStats;
+  switchMs?: number;
+}
+
+/** Builds and stores the verification report (capture + workload client + facts; report.ts). */
+export interface VerifyPort {
+  verify(facts: MigrationFacts, signal: AbortSignal): Promise<{ verdict: string; reportPath?: string }>;
+}
+
+export interface OrchestratorPorts {
+  flows: FlowPort;
+  agents: AgentPort;
+  planner: PlannerPort;
+  verifier?: VerifyPort;
+  clock?: Clock;
+}
+
+export interface OrchestratorOptions {
+  /** Where journals live (`DATA_DIR/migrations/ID.jsonl`). */
+  dataDir: string;
+  holdLimits?: Partial<HoldLimits>;
+  /** Time limit of each step, ms (default 30 s); per-step overrides. */
+  stepTimeoutMs?: number;
+  stepTimeouts?: Partial<Record<StepName, number>>;
+  /** Time limit of the whole migration up to `resume` (after it, no deadline can undo anything). */
+  deadlineMs?: number;
+  /** p.haul's pre-copy stop rule: stop early when a round leaves this few dirty pages. */
+  precopyStopPages?: number;
+  log?: Logger;
+  /** Progress for the CLI, one event per step boundary. */
+  onEvent?: (e: MigrationEvent) => void;
+}
+
+export type MigrationEvent =
+  | { type: 'step-start'; migrationId: string; step: StepName; round?: number; atMs: number }
+  | { type: 'step-end'; migrationId: string; step: StepName; round?: number; atMs: number; ok: boolean; error?: ErrorSummary }
+  | { type: 'rollback'; migrationId: string; failedStep?: StepName; error?: ErrorSummary; actions: UndoAction[] }
+  | { type: 'undo'; migrationId: string; action: UndoAction; ok: boolean; error?: ErrorSummary }
+  | { type: 'end'; migrationId: string; state: TerminalState };
+
+export interface MigrationRequest {
+  ref: MigrationRef;
+  objective: Objective;
+}
+
+export interface MigrationOutcome {
+  migrationId: string;
+  state: TerminalState;
+  /** The step that failed, and why (absent when done). */
+  failedStep?: StepName;
+  error?: ErrorSummary;
+  /** Undo actions that failed during rollback (the operator's to-do list). */
+  undoFailures: { action: UndoAction; error: ErrorSummary }[];
+  plan?: MigrationPlan;
+  steps: StepTiming[];
+  hold: HoldStats;
+  switchMs?: number;
+  verdict?: string;
+  reportPath?: string;
+  startedAtMs: number;
+  endedAtMs: number;
+}
+
+class StepFailure extends Error {
+  constructor(
+    readonly step: StepName,
+    readonly original: unknown,
+  ) {
+    super(`${step}: ${reasonOf(original).message}`);
+  }
+}
+
+/** Runs migrations; one instance per controller. */
+export class Orchestrator {
+  private readonly clock: Clock;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly ports: OrchestratorPorts,
+    private readonly opts: OrchestratorOptions,
+  ) {
+    this.clock = ports.clock ?? systemClock;
+    this.log = opts.log ?? rootChild('migration');
+  }
+
+  /** Runs one migration to a terminal state. Never throws for a failed step: see the outcome. */
+  async migrate(req: MigrationRequest): Promise<MigrationOutcome> {
+    const run = new MigrationRun(this.ports, this.opts, this.clock, this.log, req.ref, undefined);
+    return run.forward(req.objective);
+  }
+
+  /**
+   * Finds the migrations a previous controller left unfinished in the journal and ends them:
+   * roll back before `resume`, roll forward from it. Held packets lived in the crashed
+   * controller's memory and are gone; TCP retransmits them (the report will show it).
+   */
+  async recover(): Promise<MigrationOutcome[]> {
+    const out: MigrationOutcome[] = [];
+    for (const summary of unfinishedMigrations(this.opts.dataDir)) {
+      const ref = refFromRequest(summary);
+      const run = new MigrationRun(this.ports, this.opts, this.clock, this.log, ref, summary);
+      out.push(await run.resumeAfterCrash());
+    }
+    return out;
+  }
+}
+
+/** Reads back the ref stored in the journal's begin record. */
+function refFromRequest(s: JournalSummary): MigrationRef {
+  const ref = s.request.ref as MigrationRef | undefined;
+  if (!ref || typeof ref.migrationId !== 'string' || typeof ref.source !== 'string' || typeof ref.destination !== 'string') {
+    throw new MigrationError('MIGRATION_JOURNAL_CORRUPT', `journal of ${s.migrationId}: begin record has no migration ref`, { migrationId: s.migrationId });
+  }
+  return ref;
+}
+
+/** One migration's mutable run; lives as long as the migration. */
+class MigrationRun {
+  private state: MigrationState = 'created';
+  private readonly journal: Journal;
+  private readonly hold: HoldQueue;
+  private readonly log: Logger;
+  private readonly started = new Set<StepName>();
+  private readonly steps: StepTiming[] = [];
+  private readonly startedAtMs: number;
+  private unsubscribe: (() => void) | undefined;
+  private plan: MigrationPlan | undefined;
+  private switchMs: number | undefined;
+  private deadlineAt: number | undefined;
+  private verdict: string | undefined;
+  private reportPath: string | undefined;
+  private undoFailures: { action: UndoAction; error: ErrorSummary }[] = [];
+
+  constructor(
+    private readonly ports: OrchestratorPorts,
+    private readonly opts: OrchestratorOptions,
+    private readonly clock: Clock,
+    log: Logger,
+    private readonly ref: MigrationRef,
+    recovered: JournalSummary | undefined,
+  ) {
+    this.log = log.child({ migrationId: ref.migrationId });
+    this.hold = new HoldQueue(opts.holdLimits);
+    if (recovered) {
+      this.journal = Journal.reopen(opts.dataDir, ref.migrationId);
+      this.state = recovered.state;
+      this.startedAtMs = recovered.startedAtMs;
+      for (const s of recovered.startedSteps) this.started.add(s);
+      this.steps.push(...recovered.steps);
+    } else {
+      this.startedAtMs = clock.now();
+      this.journal = Journal.create(opts.dataDir, ref.migrationId, { ref }, this.startedAtMs);
+    }
+    if (opts.deadlineMs !== undefined) this.deadlineAt = this.startedAtMs + opts.deadlineMs;
+  }
+
+  private get flows(): FlowPort {
+    return this.ports.flows;
+  }
+  private get agents(): AgentPort {
+    return this.ports.agents;
+  }
+
+  async forward(objective: Objective): Promise<MigrationOutcome> {
+    const m = this.ref;
+    try {
+      this.plan = await this.step('plan', (signal) => this.ports.planner.plan(m, objective, signal), (p) => ({ ...p }));
+      const plan = this.plan;
+
+      await this.step('prepare', async (signal) => {
+        // Both executors check their tools while the destination namespace is built.
+        await Promise.all([
+          this.agents.prepare(m.source, m, 'source', signal),
+          this.agents.prepareNamespace(m.destination, m, signal).then(() => this.agents.prepare(m.destination, m, 'destination', signal)),
+        ]);
+        await this.flows.stageDestination(m, signal);
+      });
+
+      if (plan.strategy === 'precopy') {
+        for (let round = 1; round <= plan.iterations; round++) {
+          const r = await this.step(
+            'precopy',
+            async (signal) => {
+              const d = await this.agents.preDump(m.source, m, round, signal);
+              const s = await this.agents.streamImage(m.source, m.destination, m, `pre-${round}`, signal);
+              return { ...d, streamedBytes: s.bytes };
+            },
+            (d) => ({ bytes: d.bytes, pages: d.pages, dirtyPages: d.dirtyPages, streamedBytes: d.streamedBytes, frozenMs: d.frozenMs }),
+            round,
+          );
+          if (this.opts.precopyStopPages !== undefined && r.dirtyPages !== undefined && r.dirtyPages <= this.opts.precopyStopPages) break;
+        }
+      }
+
+      await this.step('hold', async (signal) => {
+        // Subscribe before the flows exist, so not even the first packet-in can be missed.
+        this.unsubscribe = this.flows.onHeldPacket(m, (p) => {
+          const r = this.hold.push(p.frame, this.clock.now(), { ...(p.dpid !== undefined ? { dpid: p.dpid } : {}), ...(p.inPort !== undefined ? { inPort: p.inPort } : {}) });
+          if (r === 'dropped') this.log.warn({ event: 'hold-overflow', ...this.hold.stats() }, 'hold queue full: packet counted as dropped');
+        });
+        await this.flows.installHold(m, signal);
+      });
+
+      const dump = await this.step('dump', (signal) => this.agents.dump(m.source, m, signal), (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings }));
+      void dump;
+      await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal), (s) => ({ bytes: s.bytes }));
+      await this.step('restore', (signal) => this.agents.restore(m.destination, m, signal), (r) => ({ sockets: r.sockets, ...r.timings }));
+      await this.step(
+        'switch',
+        async (signal) => {
+          const r = await this.flows.switchTo(m, 'destination', signal);
+          this.switchMs = r.switchMs;
+          if (m.newMac !== undefined) {
+            // COAT's behaviour: the MAC changed, so the client must learn it again.
+            await this.flows.announce(m, signal);
+            if (m.clientHost !== undefined) await this.agents.flushNeighbour(m.clientHost, m, signal);
+          }
+          return r;
+        },
+        (r) => ({ switchMs: r.switchMs, bridges: r.bridges }),
+      );
+      // Point of no return: from here the destination may acknowledge client bytes.
+      await this.step('resume', (signal) => this.agents.resume(m.destination, m, signal));
+      await this.step('replay', (signal) => this.replayAndRelease('destination', signal), () => this.holdDetail());
+      await this.step('release', async (signal) => {
+        await this.agents.release(m.source, m, signal);
+        await this.agents.clearNamespace(m.source, m, signal);
+      });
+      if (this.ports.verifier) {
+        const facts = this.facts();
+        const v = await this.step('verify', (signal) => this.ports.verifier!.verify(facts, signal), (v) => ({ ...v }));
+        this.verdict = v.verdict;
+        this.reportPath = v.reportPath;
+      } else {
+        await this.step('verify', async () => ({ verdict: 'not-verified' }), (v) => v);
+      }
+      return this.end('done');
+    } catch (err) {
+      if (!(err instanceof StepFailure)) throw err;
+      return await this.onFailure(err); // awaited: the journal closes only after the rollback
+    } finally {
+      this.unsubscribe?.();
+      this.journal.close();
+    }
+  }
+
+  /** Ends a migration found unfinished in the journal after a controller restart. */
+  async resumeAfterCrash(): Promise<MigrationOutcome> {
+    try {
+      if (this.state === 'rolling-back' || canRollBack(this.state)) {
+        const failedStep = this.state === 'rolling-back' ? undefined : (this.state as StepName);
+        const err = new MigrationError('MIGRATION_INTERRUPTED', `the controller stopped during ${this.state}`, { migrationId: this.ref.migrationId });
+        return await this.rollBack(failedStep, reasonOf(err));
+      }
+      const step = this.state as StepName;
+      const err = reasonOf(new MigrationError('MIGRATION_INTERRUPTED', `the controller stopped during ${step}, after the point of no return; held packets in its memory were lost`, { migrationId: this.ref.migrationId, step }));
+      await this.rollForward(step);
+      return this.end('failed', step, err);
+    } finally {
+      this.journal.close();
+    }
+  }
+
+  private async onFailure(f: StepFailure): Promise<MigrationOutcome> {
+    const error = reasonOf(f.original);
+    this.log.error({ event: 'step-failed', step: f.step, err: error }, `step ${f.step} failed: ${error.message}`);
+    if (canRollBack(f.step)) return this.rollBack(f.step, error);
+    await this.rollForward(f.step);
+    return this.end('failed', f.step, error);
+  }
+
+  /** Undo everything the started steps did, in undoPlan's order; best effort, every action tried. */
+  private async rollBack(failedStep: StepName | undefined, error: ErrorSummary): Promise<MigrationOutcome> {
+    const already = this.state === 'rolling-back' ? this.journalUndone() : [];
+    if (this.state !== 'rolling-back') this.move('rolling-back');
+    const actions = undoPlan(this.started).filter((a) => !already.includes(a));
+    this.journal.append({ type: 'rollback-start', atMs: this.clock.now(), ...(failedStep ? { failedStep } : {}), error, actions });
+    this.emit({ type: 'rollback', migrationId: this.ref.migrationId, ...(failedStep ? { failedStep } : {}), error, actions });
+    this.log.warn({ event: 'rollback', failedStep, actions }, 'rolling back');
+    for (const action of actions) await this.undo(action);
+    if (this.undoFailures.length > 0) {
+      const why = this.undoFailures.map((u) => `${u.action}: ${u.error.message}`).join('; ');
+      const rbErr = reasonOf(new MigrationError('MIGRATION_ROLLBACK_FAILED', `rollback incomplete (${why}); first failure: ${failedStep ?? 'restart'}: ${error.message}`, { migrationId: this.ref.migrationId }));
+      return this.end('failed', failedStep, rbErr);
+    }
+    return this.end('rolled-back', failedStep, error);
+  }
+
+  private journalUndone(): UndoAction[] {
+    return summarizeJournal(readJournal(journalPath(this.opts.dataDir, this.ref.migrationId)).records).undone;
+  }
+
+  private async undo(action: UndoAction): Promise<void> {
+    const m = this.ref;
+    const ac = new AbortController();
+    const limit = this.opts.stepTimeoutMs ?? 30_000;
+    this.journal.append({ type: 'undo-start', action, atMs: this.clock.now() });
+    try {
+      await this.withTimer(action, limit, ac, async () => {
+        const signal = ac.signal;
+        switch (action) {
+          case 'switch-back':
+            await this.flows.switchTo(m, 'source', signal);
+            return;
+          case 'abort-destination':
+            await this.agents.abort(m.destination, m, 'destination', signal);
+            return;
+          case 'thaw-source':
+            await this.agents.abort(m.source, m, 'source', signal);
+            return;
+          case 'replay-to-source':
+            await this.replayQueued('source', signal);
+            return;
+          case 'remove-hold':
+            await this.removeHoldAndFlush('source', signal);
+            return;
+          case 'unstage-destination':
+            await this.flows.unstageDestination(m, signal);
+            return;
+          case 'clear-destination':
+            await this.agents.clearNamespace(m.destination, m, signal);
+            return;
+        }
+      });
+      this.journal.append({ type: 'undo-end', action, atMs: this.clock.now(), ok: true });
+      this.emit({ type: 'undo', migrationId: m.migrationId, action, ok: true });
+    } catch (err) {
+      const error = reasonOf(err);
+      this.undoFailures.push({ action, error });
+      this.journal.append({ type: 'undo-end', action, atMs: this.clock.now(), ok: false, error });
+      this.emit({ type: 'undo', migrationId: m.migrationId, action, ok: false, error });
+      this.log.error({ event: 'undo-failed', action, err: error }, `undo ${action} failed: ${error.message}`);
+    }
+  }
+
+  /**
+   * After the point of no return: whatever failed, held packets must not stay held. Replay them to
+   * the destination and remove the hold (best effort, logged). The source stays frozen, not
+   * released, so an operator can still decide.
+   */
+  private async rollForward(failedStep: StepName): Promise<void> {
+    this.log.error({ event: 'roll-forward', failedStep }, 'failure after the point of no return: finishing hold and replay, source left frozen');
+    if (this.started.has('hold') && failedStep !== 'release' && failedStep !== 'verify') {
+      const ac = new AbortController();
+      try {
+        await this.withTimer('roll-forward', this.opts.stepTimeoutMs ?? 30_000, ac, () => this.replayAndRelease('destination', ac.signal));
+      } catch (err) {
+        this.undoFailures.push({ action: 'remove-hold', error: reasonOf(err) });
+        this.log.error({ event: 'roll-forward-failed', err: reasonOf(err) }, 'could not finish the replay after a failure');
+      }
+    }
+  }
+
+  /** Replay everything held toward `side` until the queue is empty, then remove the hold. */
+  private async replayAndRelease(side: Side, signal: AbortSignal): Promise<void> {
+    await this.replayQueued(side, signal);
+    await this.removeHoldAndFlush(side, signal);
+  }
+
+  /** Drains the queue until empty: packets arriving during a replay queue behind it. */
+  private async replayQueued(side: Side, signal: AbortSignal): Promise<void> {
+    for (let batch = this.hold.drain(); batch.length > 0; batch = this.hold.drain()) {
+      const frames = batch.map((p) => p.frame);
+      let accepted: number;
+      try {
+        accepted = await this.flows.packetOut(this.ref, frames, side, signal);
+      } catch (err) {
+        this.hold.replayFailed(frames.length);
+        throw err;
+      }
+      const ok = Math.max(0, Math.min(frames.length, accepted));
+      this.hold.replayDone(ok);
+      if (ok < frames.length) {
+        this.hold.replayFailed(frames.length - ok);
+        this.log.warn({ event: 'replay-refused', refused: frames.length - ok }, 'switch refused packet-outs: counted as dropped');
+      }
+    }
+  }
+
+  /**
+   * Removes the hold flows, then replays the stragglers: packet-ins sent before the switch applied
+   * the removal arrive before its barrier reply (one ordered OpenFlow channel), so after
+   * `removeHold` resolves nothing more can arrive and the queue is closed.
+   */
+  private async removeHoldAndFlush(side: Side, signal: AbortSignal): Promise<void> {
+    await this.flows.removeHold(this.ref, signal);
+    this.hold.close();
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    await this.replayQueued(side, signal);
+  }
+
+  private holdDetail(): Record<string, unknown> {
+    const s = this.hold.stats();
+    return { held: s.held, replayed: s.replayed, dropped: s.dropped, peakPackets: s.peakPackets, peakBytes: s.peakBytes };
+  }
+
+  /**
+   * Runs one step: legal transition, write-ahead journal record, deadline, end record. A failure
+   * becomes a StepFailure naming the step.
+   */
+  private async step<T>(name: StepName, body: (signal: AbortSignal) => Promise<T>, detail?: (r: T) => Record<string, unknown>, round?: number): Promise<T> {
+    this.move(name);
+    this.started.add(name);
+    const startMs = this.clock.now();
+    const timing: StepTiming = { name, ...(round !== undefined ? { round } : {}), startMs };
+    this.steps.push(timing);
+    this.journal.append({ type: 'step-start', step: name, atMs: startMs, ...(round !== undefined ? { round } : {}) });
+    this.emit({ type: 'step-start', migrationId: this.ref.migrationId, step: name, ...(round !== undefined ? { round } : {}), atMs: startMs });
+    const ac = new AbortController();
+    let limit = this.opts.stepTimeouts?.[name] ?? this.opts.stepTimeoutMs ?? 30_000;
+    if (this.deadlineAt !== undefined && canRollBack(name)) limit = Math.min(limit, Math.max(0, this.deadlineAt - startMs));
+    try {
+      const result = await this.withTimer(name, limit, ac, () => body(ac.signal));
+      const endMs = this.clock.now();
+      const d = detail ? stripUndefined(detail(result)) : undefined;
+      Object.assign(timing, { endMs, ok: true, ...(d ? { detail: d } : {}) });
+      this.journal.append({ type: 'step-end', step: name, atMs: endMs, ...(round !== undefined ? { round } : {}), ok: true, ...(d ? { detail: d } : {}) });
+      this.emit({ type: 'step-end', migrationId: this.ref.migrationId, step: name, ...(round !== undefined ? { round } : {}), atMs: endMs, ok: true });
+      this.log.info({ event: 'step', step: name, round, ms: +(endMs - startMs).toFixed(3) }, `step ${name} done`);
+      return result;
+    } catch (err) {
+      const endMs = this.clock.now();
+      const error = reasonOf(err);
+      Object.assign(timing, { endMs, ok: false, error });
+      this.journal.append({ type: 'step-end', step: name, atMs: endMs, ...(round !== undefined ? { round } : {}), ok: false, error });
+      this.emit({ type: 'step-end', migrationId: this.ref.migrationId, step: name, ...(round !== undefined ? { round } : {}), atMs: endMs, ok: false, error });
+      throw new StepFailure(name, err);
+    }
+  }
+
+  /** Races `body` against a timer; on expiry aborts the signal and throws MIGRATION_DEADLINE. */
+  private withTimer<T>(what: string, limitMs: number, ac: AbortController, body: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const cancel = this.clock.setTimer(() => {
+        const err = new MigrationError('MIGRATION_DEADLINE', `${what} did not finish within ${limitMs} ms`, { migrationId: this.ref.migrationId, step: what, limitMs });
+        ac.abort(err);
+        reject(err);
+      }, limitMs);
+      body().then(
+        (v) => {
+          cancel();
+          resolve(v);
+        },
+        (e: unknown) => {
+          cancel();
+          reject(e);
+        },
+      );
+    });
+  }
+
+  private move(to: MigrationState): void {
+    this.state = transition(this.state, to, this.ref.migrationId);
+  }
+
+  private end(state: TerminalState, failedStep?: StepName, error?: ErrorSummary): MigrationOutcome {
+    if (!isTerminal(this.state)) this.move(state);
+    const endedAtMs = this.clock.now();
+    this.journal.append({ type: 'end', state, atMs: endedAtMs, ...(failedStep ? { failedStep } : {}), ...(error ? { error } : {}) });
+    this.emit({ type: 'end', migrationId: this.ref.migrationId, state });
+    this.log.info({ event: 'end', state, failedStep, totalMs: +(endedAtMs - this.startedAtMs).toFixed(3), hold: this.hold.stats() }, `migration ${state}`);
+    return {
+      migrationId: this.ref.migrationId,
+      state,
+      ...(failedStep ? { failedStep } : {}),
+      ...(error ? { error } : {}),
+      undoFailures: this.undoFailures,
+      ...(this.plan ? { plan: this.plan } : {}),
+      steps: this.steps,
+      hold: this.hold.stats(),
+      ...(this.switchMs !== undefined ? { switchMs: this.switchMs } : {}),
+      ...(this.verdict !== undefined ? { verdict: this.verdict } : {}),
+      ...(this.reportPath !== undefined ? { reportPath: this.reportPath } : {}),
+      startedAtMs: this.startedAtMs,
+      endedAtMs,
+    };
+  }
+
+  private facts(): MigrationFacts {
+    return {
+      ref: this.ref,
+      plan: this.plan!,
+      startedAtMs: this.startedAtMs,
+      steps: this.steps,
+      hold: this.hold.stats(),
+      ...(this.switchMs !== undefined ? { switchMs: this.switchMs } : {}),
+    };
+  }
+
+  private emit(e: MigrationEvent): void {
+    try {
+      this.opts.onEvent?.(e);
+    } catch (err) {
+      this.log.warn({ event: 'listener-failed', err: reasonOf(err) }, 'progress listener threw');
+    }
+  }
+}
+
+function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}

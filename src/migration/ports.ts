@@ -1,0 +1,133 @@
+/**
+ * The ports of the orchestrator: everything it needs from the controller (flows, packet-in,
+ * packet-out), the agents (namespaces, executor steps, image streaming), the planner and the clock,
+ * as interfaces. The orchestrator owns the order of the steps and nothing else; wiring it to the
+ * real controller and agents is implementing these interfaces (tests use fakes that record calls).
+ *
+ * Every method may throw; a thrown error fails the step that called it (rollback before `resume`,
+ * roll forward after). Methods that undo (`unstageDestination`, `removeHold`, `switchTo('source')`,
+ * `abort`, `clearNamespace`) must be idempotent: crash recovery may call them again for an effect
+ * that was already undone, or never made.
+ */
+import type { DumpResult, ExecutorName, RestoreResult, ServiceSpec } from './executor.js';
+
+export type Side = 'source' | 'destination';
+
+/** The migration as every port sees it. */
+export interface MigrationRef {
+  migrationId: string;
+  service: ServiceSpec;
+  /** Host names from the topology ("edge-a"). */
+  source: string;
+  destination: string;
+  /** The host of the service's client, whose agent flushes the neighbour entry in new-MAC mode. */
+  clientHost?: string;
+  executor: ExecutorName;
+  /** COAT's behaviour (`--new-mac`): the service gets this MAC at the destination. */
+  newMac?: string;
+}
+
+export interface HeldPacketIn {
+  /** The whole frame of the packet-in (OFP_NO_BUFFER: the switch kept nothing). */
+  frame: Buffer;
+  dpid?: bigint;
+  inPort?: number;
+}
+
+/** From the controller: flows on every bridge of the overlay, each change confirmed by a barrier. */
+export interface FlowPort {
+  /**
+   * Stage the destination (OVN's way for VM migration): its port, tunnel path and flows at a lower
+   * priority than the live ones, on every bridge, not yet in the forwarding path. Barrier.
+   */
+  stageDestination(m: MigrationRef, signal: AbortSignal): Promise<void>;
+  /** Remove what stageDestination added. Idempotent. */
+  unstageDestination(m: MigrationRef, signal: AbortSignal): Promise<void>;
+  /**
+   * Hold: at the overlay ingress, flows that send every packet for the service to the controller
+   * as a packet-in with the full frame (no buffer id). Resolves after the barrier reply: from then
+   * on no packet for the service is forwarded, each one reaches `onHeldPacket`.
+   */
+  installHold(m: MigrationRef, signal: AbortSignal): Promise<void>;
+  /** Delete the hold flows; resolves after the barrier reply. Idempotent. */
+  removeHold(m: MigrationRef, signal: AbortSignal): Promise<void>;
+  /**
+   * Point the service's flows at `side` on every bridge: one OpenFlow bundle per bridge
+   * (ONF EXT-230 on 1.3) flipping staged and live priorities, committed, then a barrier.
+   * `switchTo('source')` is the rollback and must be idempotent.
+   */
+  switchTo(m: MigrationRef, side: Side, signal: AbortSignal): Promise<SwitchResult>;
+  /**
+   * Packet-out `frames` in this order toward the service on `side` (its port on that host's
+   * bridge, through the tunnel if needed), then a barrier. Resolves to how many the switches
+   * accepted (an OFPT_ERROR for a packet-out before the barrier reply makes it not accepted).
+   */
+  packetOut(m: MigrationRef, frames: readonly Buffer[], toward: Side, signal: AbortSignal): Promise<number>;
+  /** Packet-ins caught by this migration's hold flows. Returns the unsubscribe function. */
+  onHeldPacket(m: MigrationRef, handler: (p: HeldPacketIn) => void): () => void;
+  /** New-MAC mode: a gratuitous ARP for the service's IP with its new MAC, sent by the controller. */
+  announce(m: MigrationRef, signal: AbortSignal): Promise<void>;
+}
+
+export interface SwitchResult {
+  /** From the first bundle commit sent to the last barrier reply, ms (the bench's "switch time"). */
+  switchMs: number;
+  bridges: number;
+}
+
+/** From the agents (over NATS), addressed by host name. */
+export interface AgentPort {
+  /** Destination: the service namespace with the same IP and MAC (or m.newMac), port on the bridge. */
+  prepareNamespace(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
+  /** Remove the service namespace and its bridge port on `host`. Idempotent. */
+  clearNamespace(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
+  /** The executor steps of executor.ts, run by the agent of `host` for this migration. */
+  prepare(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void>;
+  preDump(host: string, m: MigrationRef, round: number, signal: AbortSignal): Promise<DumpResult>;
+  dump(host: string, m: MigrationRef, signal: AbortSignal): Promise<DumpResult>;
+  restore(host: string, m: MigrationRef, signal: AbortSignal): Promise<RestoreResult>;
+  resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
+  release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
+  /** Idempotent: at the source thaw untouched, at the destination remove what restore made. */
+  abort(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void>;
+  /** Stream the image directory `stepName` from `from`'s agent straight to `to`'s agent. */
+  streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal): Promise<StreamResult>;
+  /** New-MAC mode: flush the stale neighbour entry for the service's IP on the client host. */
+  flushNeighbour(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
+}
+
+export interface StreamResult {
+  bytes: number;
+  sha256?: string;
+}
+
+export type Objective = 'min-downtime' | 'min-resources';
+
+/** What the planner (planner.ts, PAM + MOSE) decided. */
+export interface MigrationPlan {
+  strategy: 'cold' | 'precopy';
+  /** Pre-copy rounds before the final dump (0 for cold). */
+  iterations: number;
+  bandwidthMbit?: number;
+  predicted: { downtimeMs: number; totalMs: number };
+  reason?: string;
+}
+
+export interface PlannerPort {
+  plan(m: MigrationRef, objective: Objective, signal: AbortSignal): Promise<MigrationPlan>;
+}
+
+/** Monotonic-enough milliseconds (epoch based, so journals from before a restart compare). */
+export interface Clock {
+  now(): number;
+  /** Calls fn after ms; returns the cancel function. */
+  setTimer(fn: () => void, ms: number): () => void;
+}
+
+export const systemClock: Clock = {
+  now: () => performance.timeOrigin + performance.now(),
+  setTimer: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};

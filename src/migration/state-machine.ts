@@ -1,0 +1,145 @@
+/**
+ * The migration state machine (pure): the timeline of design.md ("Timeline of one migration") as
+ * explicit states and the only transitions between them. The orchestrator asks this module before
+ * every move, so an out-of-order call is a typed error, never a half-done migration.
+ *
+ *   created -> plan -> prepare -> precopy* -> hold -> dump -> stream -> restore -> switch
+ *           -> resume -> replay -> release -> verify -> done
+ *
+ * The point of no return is `resume`: until the destination takes its sockets out of repair mode
+ * the source is frozen but intact (executor contract: `dump` leaves it frozen, `abort` thaws it),
+ * so any failure up to and including `switch` rolls back (design.md step 8). Once the destination
+ * has run it may have acknowledged client bytes the source never saw, so from `resume` on a
+ * failure rolls forward: the remaining clean-up steps run best-effort and the migration ends
+ * `failed`, naming the step.
+ */
+import { MigrationError } from './errors.js';
+
+/** The steps of one migration, in timeline order. Each is also the state while it runs. */
+export const STEP_NAMES = [
+  'plan',
+  'prepare',
+  'precopy',
+  'hold',
+  'dump',
+  'stream',
+  'restore',
+  'switch',
+  'resume',
+  'replay',
+  'release',
+  'verify',
+] as const;
+export type StepName = (typeof STEP_NAMES)[number];
+
+export const TERMINAL_STATES = ['done', 'rolled-back', 'failed'] as const;
+export type TerminalState = (typeof TERMINAL_STATES)[number];
+
+export const MIGRATION_STATES = ['created', ...STEP_NAMES, 'rolling-back', ...TERMINAL_STATES] as const;
+export type MigrationState = (typeof MIGRATION_STATES)[number];
+
+/** Steps whose failure is undone (source thawed, held packets replayed to it, destination cleared). */
+export const ROLLBACK_STEPS: readonly StepName[] = ['plan', 'prepare', 'precopy', 'hold', 'dump', 'stream', 'restore', 'switch'];
+/** Steps whose failure cannot be undone: the destination owns the connection from `resume` on. */
+export const ROLL_FORWARD_STEPS: readonly StepName[] = ['resume', 'replay', 'release', 'verify'];
+
+const FORWARD: Record<MigrationState, readonly MigrationState[]> = {
+  created: ['plan'],
+  plan: ['prepare'],
+  // Cold migration goes straight to hold; iterative pre-copy runs one state per round.
+  prepare: ['precopy', 'hold'],
+  precopy: ['precopy', 'hold'],
+  hold: ['dump'],
+  dump: ['stream'],
+  stream: ['restore'],
+  restore: ['switch'],
+  switch: ['resume'],
+  resume: ['replay'],
+  replay: ['release'],
+  release: ['verify'],
+  verify: ['done'],
+  'rolling-back': ['rolled-back', 'failed'],
+  done: [],
+  'rolled-back': [],
+  failed: [],
+};
+
+export function isStep(s: string): s is StepName {
+  return (STEP_NAMES as readonly string[]).includes(s);
+}
+
+export function isTerminal(s: MigrationState): s is TerminalState {
+  return (TERMINAL_STATES as readonly string[]).includes(s);
+}
+
+/** True while a failure can still be undone. */
+export function canRollBack(s: MigrationState): boolean {
+  return s === 'created' || (isStep(s) && ROLLBACK_STEPS.includes(s));
+}
+
+/** Every state `from` may move to. */
+export function nextStates(from: MigrationState): readonly MigrationState[] {
+  const forward = FORWARD[from];
+  if (canRollBack(from)) return [...forward, 'rolling-back'];
+  if (isStep(from)) return [...forward, 'failed']; // roll-forward steps end `failed` on error
+  return forward;
+}
+
+export function isLegalTransition(from: MigrationState, to: MigrationState): boolean {
+  return nextStates(from).includes(to);
+}
+
+/** Returns `to`, or throws MIGRATION_ILLEGAL_TRANSITION naming both states and the legal ones. */
+export function transition(from: MigrationState, to: MigrationState, migrationId?: string): MigrationState {
+  if (!isLegalTransition(from, to)) {
+    throw new MigrationError(
+      'MIGRATION_ILLEGAL_TRANSITION',
+      `illegal transition ${from} -> ${to} (legal from ${from}: ${nextStates(from).join(', ') || 'none, terminal'})`,
+      { migrationId, from, to },
+    );
+  }
+  return to;
+}
+
+/** What rollback does, in the order it must happen. Each action is idempotent in the ports. */
+export const UNDO_ACTIONS = [
+  /** Flip every bridge back to the source flows (the switch bundle's inverse). Packets stay held. */
+  'switch-back',
+  /** Executor abort at the destination: remove what restore made (sockets never left repair mode). */
+  'abort-destination',
+  /** Executor abort at the source: thaw the frozen service untouched. */
+  'thaw-source',
+  /** Packet-out every held packet toward the source, in arrival order. */
+  'replay-to-source',
+  /** Delete the hold flows (+ barrier); traffic flows to the source directly again. */
+  'remove-hold',
+  /** Delete the destination's staged lower-priority flows. */
+  'unstage-destination',
+  /** Delete the destination's service namespace and its bridge port. */
+  'clear-destination',
+] as const;
+export type UndoAction = (typeof UNDO_ACTIONS)[number];
+
+/**
+ * The undo actions for a migration that started the given steps (pure; the orchestrator and the
+ * crash recovery both use it, the latter with the steps read back from the journal). A step that
+ * started counts even if it did not finish: its effect may be partly there.
+ */
+export function undoPlan(started: Iterable<StepName>): UndoAction[] {
+  const s = new Set(started);
+  const actions = new Set<UndoAction>();
+  if (s.has('switch')) actions.add('switch-back');
+  if (s.has('prepare')) {
+    actions.add('abort-destination');
+    // The source executor was prepared too (pre-copy tracking, or a frozen service after dump).
+    actions.add('thaw-source');
+    actions.add('unstage-destination');
+    actions.add('clear-destination');
+  }
+  if (s.has('dump')) actions.add('thaw-source');
+  if (s.has('hold')) {
+    actions.add('replay-to-source');
+    actions.add('remove-hold');
+  }
+  return UNDO_ACTIONS.filter((a) => actions.has(a));
+}

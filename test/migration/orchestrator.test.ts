@@ -1,0 +1,305 @@
+import t, { type Test } from 'tap';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Orchestrator, type MigrationEvent, type OrchestratorOptions } from '../../src/migration/orchestrator.js';
+import { journalPath, readJournal, summarizeJournal, unfinishedMigrations } from '../../src/migration/journal.js';
+import type { MigrationPlan } from '../../src/migration/ports.js';
+import { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef } from './fakes.js';
+
+const silent = pino({ level: 'silent' });
+const cold: MigrationPlan = { strategy: 'cold', iterations: 0, predicted: { downtimeMs: 50, totalMs: 80 } };
+const precopy3: MigrationPlan = { strategy: 'precopy', iterations: 3, predicted: { downtimeMs: 10, totalMs: 300 } };
+
+function dataDir(t: Test): string {
+  const d = mkdtempSync(join(tmpdir(), 'coat-orch-'));
+  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+interface Setup {
+  o: FakeOverlay;
+  orch: Orchestrator;
+  clock: ManualClock;
+  events: MigrationEvent[];
+  dir: string;
+}
+
+function setup(t: Test, id: string, plan: MigrationPlan, opts: Partial<OrchestratorOptions> & { dirty?: number[]; straggler?: number; refuse?: number; newMac?: string; dir?: string } = {}): Setup {
+  const ref = testRef(id, opts.newMac ? { newMac: opts.newMac } : {});
+  const o = new FakeOverlay(ref);
+  const clock = new ManualClock();
+  const events: MigrationEvent[] = [];
+  const dir = opts.dir ?? dataDir(t);
+  const orch = new Orchestrator(
+    { flows: fakeFlows(o, { stragglerOnRemove: opts.straggler ?? 0, refuse: opts.refuse ?? 0 }), agents: fakeAgents(o, opts.dirty), planner: fakePlanner(o, plan), clock },
+    { dataDir: dir, log: silent, onEvent: (e) => events.push(e), ...opts },
+  );
+  return { o, orch, clock, events, dir };
+}
+
+/** Client traffic at the moments that matter: before, during the hold, during the replay. */
+function withTraffic(o: FakeOverlay): void {
+  o.trafficOn.set('planner.plan', 2);
+  o.trafficOn.set('flows.installHold', 1); // sent as the hold goes in: still forwarded to the source
+  o.trafficOn.set('agents.dump@edge-a', 3);
+  o.trafficOn.set('agents.streamImage:dump@edge-a->edge-b', 2);
+  o.trafficOn.set('agents.restore@edge-b', 2);
+  o.trafficOn.set('flows.switchTo:destination', 1);
+  o.trafficOn.set('agents.resume@edge-b', 1);
+  o.trafficOn.set('flows.packetOut:destination', 1); // arrives during the replay: queues behind it
+}
+
+t.test('cold migration: every frame reaches the running service once, in order; held == replayed', async (t) => {
+  const { o, orch, events, dir } = setup(t, 'm-cold', cold, { straggler: 1 });
+  withTraffic(o);
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'done');
+  t.notOk(out.failedStep);
+  for (let i = 0; i < 2; i++) o.clientSends(); // after the migration: straight to the destination
+  t.same(o.lost, [], 'no frame reached a stopped service');
+  t.same([...o.received.source, ...o.received.destination], o.sent, 'all frames, once, in order');
+  t.ok(o.received.destination.length > 0 && o.received.source.length > 0);
+  t.equal(out.hold.dropped, 0);
+  t.equal(out.hold.held, out.hold.replayed);
+  t.ok(out.hold.held >= 10, `held ${out.hold.held} packets`);
+  t.ok(o.released, 'source released');
+  t.notOk(o.namespaces.has('edge-a'), 'source namespace cleared');
+  t.equal(out.switchMs, 0.4);
+  // Hold before freeze, switch before resume, replay before removing the hold, release last.
+  const at = (c: string): number => o.calls.indexOf(c);
+  t.ok(at('flows.onHeldPacket') < at('flows.installHold'), 'subscribed before the hold flows exist');
+  t.ok(at('flows.installHold') < at('agents.dump@edge-a'));
+  t.ok(at('flows.switchTo:destination') < at('agents.resume@edge-b'));
+  t.ok(at('agents.resume@edge-b') < at('flows.packetOut:destination'));
+  t.ok(at('flows.packetOut:destination') < at('flows.removeHold'));
+  t.ok(at('flows.removeHold') < at('agents.release@edge-a'));
+  t.notOk(o.calls.some((c) => c.startsWith('agents.preDump')), 'cold: no pre-copy');
+  const steps = events.filter((e) => e.type === 'step-end').map((e) => (e as { step: string }).step);
+  t.same(steps, ['plan', 'prepare', 'hold', 'dump', 'stream', 'restore', 'switch', 'resume', 'replay', 'release', 'verify']);
+  const summary = summarizeJournal(readJournal(journalPath(dir, 'm-cold')).records);
+  t.equal(summary.state, 'done');
+  t.same(summary.steps.map((s) => s.name), steps);
+  t.ok(summary.steps.every((s) => s.ok === true && s.endMs !== undefined));
+  t.same(summary.steps.find((s) => s.name === 'replay')?.detail?.held, out.hold.held);
+});
+
+t.test('pre-copy: planned rounds stream pre-N images; the stop rule ends early', async (t) => {
+  const a = setup(t, 'm-pre', precopy3);
+  const outA = await a.orch.migrate({ ref: a.o.ref, objective: 'min-downtime' });
+  t.equal(outA.state, 'done');
+  t.same(a.o.calls.filter((c) => c.startsWith('agents.preDump') || c.startsWith('agents.streamImage')), [
+    'agents.preDump:1@edge-a',
+    'agents.streamImage:pre-1@edge-a->edge-b',
+    'agents.preDump:2@edge-a',
+    'agents.streamImage:pre-2@edge-a->edge-b',
+    'agents.preDump:3@edge-a',
+    'agents.streamImage:pre-3@edge-a->edge-b',
+    'agents.streamImage:dump@edge-a->edge-b',
+  ]);
+  t.same(outA.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2, 3]);
+  const b = setup(t, 'm-pre-stop', precopy3, { precopyStopPages: 64, dirty: [500, 40, 10] });
+  const outB = await b.orch.migrate({ ref: b.o.ref, objective: 'min-downtime' });
+  t.equal(outB.state, 'done');
+  t.same(outB.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2], 'round 2 left 40 <= 64 dirty pages');
+});
+
+t.test('new-MAC mode: gratuitous ARP and neighbour flush on the client host, after the switch', async (t) => {
+  const { o, orch } = setup(t, 'm-mac', cold, { newMac: '02:00:00:00:00:99' });
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'done');
+  const at = (c: string): number => o.calls.indexOf(c);
+  t.ok(at('flows.switchTo:destination') < at('flows.announce'));
+  t.ok(at('flows.announce') < at('agents.flushNeighbour@client'));
+  t.ok(at('agents.flushNeighbour@client') < at('agents.resume@edge-b'));
+});
+
+// One failure per step before resume: the service keeps running at the source with every frame.
+const failures: [string, string, string[]][] = [
+  ['plan', 'planner.plan', []],
+  ['prepare', 'flows.stageDestination', ['abort-destination', 'thaw-source', 'unstage-destination', 'clear-destination']],
+  ['precopy', 'agents.preDump:2@edge-a', ['abort-destination', 'thaw-source', 'unstage-destination', 'clear-destination']],
+  ['hold', 'flows.installHold', ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+  ['dump', 'agents.dump@edge-a', ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+  ['stream', 'agents.streamImage:dump@edge-a->edge-b', ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+  ['restore', 'agents.restore@edge-b', ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+  ['switch', 'flows.switchTo:destination', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+];
+for (const [step, call, undo] of failures) {
+  t.test(`failure at ${step} rolls back: source runs, held frames replayed to it, destination cleared`, async (t) => {
+    const { o, orch, events, dir } = setup(t, `m-fail-${step}`, precopy3, { straggler: 1 });
+    withTraffic(o);
+    o.failOn.set(call, 'throw');
+    const out = await orch.migrate({ ref: o.ref, objective: 'min-downtime' });
+    t.equal(out.state, 'rolled-back');
+    t.equal(out.failedStep, step, 'names the failed step');
+    t.match(out.error?.message, /injected failure/, 'and why');
+    const rb = events.find((e) => e.type === 'rollback');
+    t.same(rb && rb.type === 'rollback' ? rb.actions : undefined, undo);
+    o.clientSends();
+    t.same(o.lost, [], 'no frame reached a stopped service');
+    t.same(o.received.destination, [], 'the destination never ran');
+    t.same(o.received.source, o.sent, 'every frame reached the source once, in order');
+    t.equal(o.pointsAt, 'source');
+    t.notOk(o.holding, 'hold removed');
+    t.notOk(o.frozen, 'source thawed');
+    t.notOk(o.namespaces.has('edge-b'), 'destination namespace gone');
+    t.notOk(o.staged, 'staged flows gone');
+    t.notOk(o.released);
+    t.equal(out.hold.held, out.hold.replayed);
+    t.equal(out.hold.dropped, 0);
+    const s = summarizeJournal(readJournal(journalPath(dir, `m-fail-${step}`)).records);
+    t.equal(s.state, 'rolled-back');
+    t.equal(s.failedStep, step);
+    t.same(s.undone, undo);
+    t.same(unfinishedMigrations(dir), []);
+  });
+}
+
+t.test('a step past its deadline is aborted and rolled back (MIGRATION_DEADLINE)', async (t) => {
+  const { o, orch, clock } = setup(t, 'm-deadline', cold, { stepTimeouts: { restore: 200 } });
+  o.failOn.set('agents.restore@edge-b', 'hang');
+  const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  while (!o.calls.includes('agents.restore@edge-b')) await new Promise((r) => setImmediate(r));
+  clock.advance(199);
+  await new Promise((r) => setImmediate(r));
+  t.notOk(o.calls.includes('agents.abort:destination@edge-b'), 'not yet at 199 ms');
+  clock.advance(1);
+  const out = await running;
+  t.equal(out.state, 'rolled-back');
+  t.equal(out.failedStep, 'restore');
+  t.equal(out.error?.code, 'MIGRATION_DEADLINE');
+  const restoreSignal = o.signals.get('agents.restore@edge-b');
+  t.ok(restoreSignal?.aborted, 'the hung step saw its signal aborted');
+});
+
+t.test('the whole-migration deadline bounds every step before resume', async (t) => {
+  const { o, orch, clock } = setup(t, 'm-total', cold, { deadlineMs: 1000, stepTimeoutMs: 60_000 });
+  o.failOn.set('agents.dump@edge-a', 'hang');
+  const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  while (!o.calls.includes('agents.dump@edge-a')) await new Promise((r) => setImmediate(r));
+  clock.advance(1000);
+  const out = await running;
+  t.equal(out.state, 'rolled-back');
+  t.equal(out.error?.code, 'MIGRATION_DEADLINE');
+});
+
+t.test('failure at resume rolls forward: held frames go to the destination, hold removed, source left frozen', async (t) => {
+  const { o, orch } = setup(t, 'm-resume', cold);
+  withTraffic(o);
+  o.failOn.set('agents.resume@edge-b', 'throw');
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'failed');
+  t.equal(out.failedStep, 'resume');
+  t.notOk(o.holding, 'hold removed');
+  t.notOk(o.released, 'source not released: an operator decides');
+  t.ok(o.frozen, 'source still frozen, not thawed behind the destination');
+  t.equal(out.hold.held, out.hold.replayed + out.hold.dropped);
+  t.notOk(o.calls.some((c) => c.startsWith('agents.abort')), 'no rollback after the point of no return');
+});
+
+t.test('a failing undo action does not stop the others; the migration ends failed, naming it', async (t) => {
+  const { o, orch, dir } = setup(t, 'm-undo-fail', cold);
+  o.failOn.set('agents.restore@edge-b', 'throw');
+  o.failOn.set('agents.abort:destination@edge-b', 'throw');
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'failed');
+  t.equal(out.failedStep, 'restore');
+  t.equal(out.error?.code, 'MIGRATION_ROLLBACK_FAILED');
+  t.match(out.error?.message, /abort-destination/);
+  t.same(out.undoFailures.map((u) => u.action), ['abort-destination']);
+  t.notOk(o.frozen, 'source thawed all the same');
+  t.notOk(o.holding);
+  const s = summarizeJournal(readJournal(journalPath(dir, 'm-undo-fail')).records);
+  t.equal(s.state, 'failed');
+  t.notOk(s.undone.includes('abort-destination'));
+  t.ok(s.undone.includes('thaw-source'));
+});
+
+t.test('hold overflow is counted as dropped, never silent; refused packet-outs too', async (t) => {
+  const { o, orch } = setup(t, 'm-overflow', cold, { holdLimits: { maxPackets: 3 }, refuse: 1 });
+  o.trafficOn.set('agents.dump@edge-a', 5);
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'done');
+  t.equal(out.hold.held, 5);
+  t.equal(out.hold.dropped, 2 + 1, '2 over the bound, 1 refused by the switch');
+  t.equal(out.hold.replayed, 2);
+  t.equal(out.hold.held, out.hold.replayed + out.hold.dropped);
+  t.same(o.received.destination, [0, 1], 'the accepted ones, in order');
+});
+
+t.test('crash before resume: a new orchestrator finds the journal and rolls back', async (t) => {
+  const dir = dataDir(t);
+  const first = setup(t, 'm-crash', cold, { dir });
+  first.o.failOn.set('agents.restore@edge-b', 'hang');
+  void first.orch.migrate({ ref: first.o.ref, objective: 'min-resources' }); // never ends: "crashed"
+  while (!first.o.calls.includes('agents.restore@edge-b')) await new Promise((r) => setImmediate(r));
+  // Tear the last line, as a crash in the middle of a write would.
+  appendFileSync(journalPath(dir, 'm-crash'), '{"type":"step-end","step":"rest');
+  const pending = unfinishedMigrations(dir);
+  t.same(pending.map((p) => [p.migrationId, p.state]), [['m-crash', 'restore']]);
+
+  const second = setup(t, 'm-crash', cold, { dir });
+  second.o.frozen = true; // the world as the crash left it
+  second.o.running.source = false;
+  second.o.holding = true;
+  second.o.namespaces.add('edge-b');
+  const outs = await second.orch.recover();
+  t.equal(outs.length, 1);
+  t.equal(outs[0]!.state, 'rolled-back');
+  t.equal(outs[0]!.failedStep, 'restore');
+  t.equal(outs[0]!.error?.code, 'MIGRATION_INTERRUPTED');
+  t.same(second.o.calls.filter((c) => c.startsWith('agents.abort')), ['agents.abort:destination@edge-b', 'agents.abort:source@edge-a']);
+  t.ok(second.o.calls.includes('flows.removeHold'));
+  t.ok(second.o.calls.includes('flows.unstageDestination'));
+  t.ok(second.o.calls.includes('agents.clearNamespace@edge-b'));
+  t.notOk(second.o.frozen, 'source thawed');
+  t.notOk(second.o.holding);
+  t.same(unfinishedMigrations(dir), [], 'nothing left to recover');
+  const text = readFileSync(journalPath(dir, 'm-crash'), 'utf8');
+  t.ok(text.endsWith('\n'));
+  t.equal(summarizeJournal(readJournal(journalPath(dir, 'm-crash')).records).state, 'rolled-back');
+});
+
+t.test('crash during a rollback: recovery finishes it without repeating what was undone', async (t) => {
+  const dir = dataDir(t);
+  const first = setup(t, 'm-crash-rb', cold, { dir });
+  first.o.failOn.set('agents.restore@edge-b', 'throw');
+  first.o.failOn.set('agents.abort:source@edge-a', 'hang'); // crash while thawing
+  void first.orch.migrate({ ref: first.o.ref, objective: 'min-resources' });
+  while (!first.o.calls.includes('agents.abort:source@edge-a')) await new Promise((r) => setImmediate(r));
+  t.equal(unfinishedMigrations(dir)[0]?.state, 'rolling-back');
+  const second = setup(t, 'm-crash-rb', cold, { dir });
+  const [out] = await second.orch.recover();
+  t.equal(out?.state, 'rolled-back');
+  t.notOk(second.o.calls.includes('agents.abort:destination@edge-b'), 'done before the crash: not repeated');
+  t.ok(second.o.calls.includes('agents.abort:source@edge-a'), 'the interrupted action runs again');
+  t.ok(second.o.calls.includes('agents.clearNamespace@edge-b'));
+});
+
+t.test('crash after resume: recovery rolls forward and ends failed (MIGRATION_INTERRUPTED)', async (t) => {
+  const dir = dataDir(t);
+  const first = setup(t, 'm-crash-fwd', cold, { dir });
+  first.o.failOn.set('flows.packetOut:destination', 'hang');
+  first.o.trafficOn.set('agents.dump@edge-a', 2);
+  void first.orch.migrate({ ref: first.o.ref, objective: 'min-resources' });
+  while (!first.o.calls.includes('flows.packetOut:destination')) await new Promise((r) => setImmediate(r));
+  const second = setup(t, 'm-crash-fwd', cold, { dir });
+  const [out] = await second.orch.recover();
+  t.equal(out?.state, 'failed');
+  t.equal(out?.failedStep, 'replay');
+  t.equal(out?.error?.code, 'MIGRATION_INTERRUPTED');
+  t.ok(second.o.calls.includes('flows.removeHold'), 'hold removed');
+  t.notOk(second.o.calls.some((c) => c.startsWith('agents.abort')), 'no rollback after resume');
+});
+
+t.test('a second migration with the same id is refused (MIGRATION_JOURNAL_EXISTS)', async (t) => {
+  const dir = dataDir(t);
+  const a = setup(t, 'm-dup', cold, { dir });
+  await a.orch.migrate({ ref: a.o.ref, objective: 'min-resources' });
+  const b = setup(t, 'm-dup', cold, { dir });
+  await t.rejects(b.orch.migrate({ ref: b.o.ref, objective: 'min-resources' }), { code: 'MIGRATION_JOURNAL_EXISTS' });
+  writeFileSync(join(dir, 'migrations', 'junk.jsonl'), 'not json\n{"type":"begin"}\n');
+  t.throws(() => unfinishedMigrations(dir), { code: 'MIGRATION_JOURNAL_CORRUPT' });
+});

@@ -1,0 +1,117 @@
+import t from 'tap';
+import fc from 'fast-check';
+import {
+  MIGRATION_STATES,
+  ROLLBACK_STEPS,
+  ROLL_FORWARD_STEPS,
+  STEP_NAMES,
+  canRollBack,
+  isLegalTransition,
+  isTerminal,
+  nextStates,
+  transition,
+  undoPlan,
+  type MigrationState,
+} from '../../src/migration/state-machine.js';
+import { MigrationError } from '../../src/migration/errors.js';
+
+t.test('the happy path of the timeline is legal, state by state', async (t) => {
+  const cold: MigrationState[] = ['created', 'plan', 'prepare', 'hold', 'dump', 'stream', 'restore', 'switch', 'resume', 'replay', 'release', 'verify', 'done'];
+  const precopy: MigrationState[] = ['created', 'plan', 'prepare', 'precopy', 'precopy', 'precopy', 'hold', 'dump'];
+  for (const path of [cold, precopy]) {
+    let s = path[0]!;
+    for (const next of path.slice(1)) s = transition(s, next);
+    t.equal(s, path[path.length - 1]);
+  }
+});
+
+t.test('skipping a step, going back, or leaving a terminal state is a typed error', async (t) => {
+  const bad: [MigrationState, MigrationState][] = [
+    ['created', 'hold'],
+    ['plan', 'dump'],
+    ['hold', 'switch'], // freeze before switching: never switch while the source runs
+    ['restore', 'resume'], // the switch comes before resume
+    ['switch', 'replay'],
+    ['dump', 'hold'],
+    ['done', 'plan'],
+    ['rolled-back', 'rolling-back'],
+    ['failed', 'rolling-back'],
+    ['resume', 'rolling-back'], // past the point of no return
+    ['replay', 'rolling-back'],
+    ['rolling-back', 'done'],
+  ];
+  for (const [from, to] of bad) {
+    t.notOk(isLegalTransition(from, to), `${from} -> ${to}`);
+    const err = t.throws(() => transition(from, to, 'm-1')) as unknown as MigrationError;
+    t.equal(err.code, 'MIGRATION_ILLEGAL_TRANSITION');
+    t.match(err.message, new RegExp(`${from} -> ${to}`));
+    t.equal(err.details.migrationId, 'm-1');
+  }
+});
+
+t.test('rollback is possible exactly before resume; roll-forward steps can only fail', async (t) => {
+  t.same([...ROLLBACK_STEPS, ...ROLL_FORWARD_STEPS], [...STEP_NAMES], 'the two sets partition the steps, in order');
+  for (const s of ROLLBACK_STEPS) {
+    t.ok(canRollBack(s), s);
+    t.ok(nextStates(s).includes('rolling-back'));
+    t.notOk(nextStates(s).includes('failed'), `${s} fails only through a rollback`);
+  }
+  for (const s of ROLL_FORWARD_STEPS) {
+    t.notOk(canRollBack(s), s);
+    t.ok(nextStates(s).includes('failed'));
+  }
+  for (const s of ['done', 'rolled-back', 'failed'] as const) {
+    t.ok(isTerminal(s));
+    t.same(nextStates(s), []);
+  }
+  t.same(nextStates('rolling-back'), ['rolled-back', 'failed']);
+});
+
+t.test('property: every random walk along legal edges ends terminal or continues; illegal edges always throw', async () => {
+  fc.assert(
+    fc.property(fc.array(fc.nat(), { maxLength: 40 }), (choices) => {
+      let s: MigrationState = 'created';
+      for (const c of choices) {
+        const next = nextStates(s);
+        if (next.length === 0) break;
+        s = transition(s, next[c % next.length]!);
+      }
+      return MIGRATION_STATES.includes(s);
+    }),
+  );
+  fc.assert(
+    fc.property(fc.constantFrom(...MIGRATION_STATES), fc.constantFrom(...MIGRATION_STATES), (a, b) => {
+      if (isLegalTransition(a, b)) return transition(a, b) === b;
+      try {
+        transition(a, b);
+        return false;
+      } catch (e) {
+        return e instanceof MigrationError && e.code === 'MIGRATION_ILLEGAL_TRANSITION';
+      }
+    }),
+  );
+});
+
+t.test('undoPlan: what rollback does depends on what started, in a fixed safe order', async (t) => {
+  t.same(undoPlan([]), []);
+  t.same(undoPlan(['plan']), []);
+  t.same(undoPlan(['plan', 'prepare']), ['abort-destination', 'thaw-source', 'unstage-destination', 'clear-destination']);
+  t.same(undoPlan(['plan', 'prepare', 'precopy', 'hold']), ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']);
+  t.same(undoPlan(['plan', 'prepare', 'hold', 'dump', 'stream', 'restore', 'switch']), [
+    'switch-back',
+    'abort-destination',
+    'thaw-source',
+    'replay-to-source',
+    'remove-hold',
+    'unstage-destination',
+    'clear-destination',
+  ]);
+  // Order matters: flows point back at the source before its packets are replayed, the source is
+  // thawed before the replay reaches it, and the hold goes only after the replay.
+  const all = undoPlan(STEP_NAMES);
+  const at = (a: string): number => all.indexOf(a as never);
+  t.ok(at('switch-back') < at('replay-to-source'));
+  t.ok(at('abort-destination') < at('thaw-source'), 'never two live copies');
+  t.ok(at('thaw-source') < at('replay-to-source'));
+  t.ok(at('replay-to-source') < at('remove-hold'));
+});
