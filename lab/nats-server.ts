@@ -112,6 +112,8 @@ export class NatsServer {
 
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
+    // A ports file left by an earlier server in this dir would give its stale port.
+    for (const n of await readdir(this.dir)) if (n.endsWith('.ports')) await rm(join(this.dir, n), { force: true });
     const conf = join(this.dir, 'nats-server.conf');
     await writeFile(conf, natsConfig(this.opts), { mode: 0o600 });
     const argv = this.netns ? ['ip', 'netns', 'exec', this.netns, 'nats-server', '-c', conf] : ['nats-server', '-c', conf];

@@ -30,7 +30,7 @@ import { createNetns, disableTxOffload, openNetns, shapeEgress, shapeIngress, ty
 import { parseCidr } from '../src/packet/address.js';
 import { VSwitch } from '../src/ovsdb/vswitch.js';
 import { configureHost } from '../src/vxlan/ovsdb-host.js';
-import { hostLayout } from '../src/vxlan/layout.js';
+import { hostLayout, kernelVxlanDevice } from '../src/vxlan/layout.js';
 import type { Topology } from '../src/vxlan/topology.js';
 import { labDownTag } from './down.js';
 import { labNames, type LabNames } from './names.js';
@@ -40,6 +40,16 @@ import { acquireLock, LabError, releaseLock, stateFile, writeState, type LabStat
 import { newTag } from './tag.js';
 
 export const OVSDB_PORT = 6640;
+const WORKER_STARTS_IN_PARALLEL = 4;
+
+async function inBatches<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
 export const NATS_PORT = 4222;
 
 export interface LabUpOptions {
@@ -119,13 +129,13 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
     await writeState(opts.stateDir, state);
     await Promise.all(allNs.map((n) => createNetns(n)));
     const nsClient = new Map<string, NetnsClient>();
-    await Promise.all(
-      allNs.map(async (n) => {
-        const c = await openNetns(n);
-        clients.push(c);
-        nsClient.set(n, c);
-      }),
-    );
+    // One netlink worker per namespace (src/netns/client.ts); starting a Node process costs CPU,
+    // so a few at a time rather than all at once on a small machine.
+    await inBatches(allNs, WORKER_STARTS_IN_PARALLEL, async (n) => {
+      const c = await openNetns(n, 30_000);
+      clients.push(c);
+      nsClient.set(n, c);
+    });
     const fab = nsClient.get(names.fabricNetns)!;
     const ctl = nsClient.get(names.ctlNetns)!;
 
@@ -186,9 +196,12 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
         const layout = hostLayout(resolved, tag, h.name);
         const hc = nsClient.get(h.netns)!;
         if (topo.tunnel === 'kernel') {
-          for (const t of Object.values(layout.tunnels)) {
-            await hc.createVxlan(t.port, { vni: topo.overlay.vni, local: topo.hosts[i]!.underlay.ip, remote: t.remoteIp });
-            await hc.setLink(t.port, { up: true });
+          const dev = kernelVxlanDevice(tag);
+          await hc.createVxlan(dev, { vni: topo.overlay.vni, local: topo.hosts[i]!.underlay.ip });
+          await hc.setLink(dev, { up: true });
+          for (const e of topo.endpoints) {
+            if (e.host === h.name) continue;
+            await hc.setFdb(dev, e.mac, topo.hosts.find((x) => x.name === e.host)!.underlay.ip);
           }
         }
         const vs = await VSwitch.connect(ovs.dbRemote);

@@ -39,6 +39,7 @@ class LocalClient implements NetnsClient {
   addRoute: RtnlApi['addRoute'] = (r) => this.rtnl.addRoute(r);
   setNeighbor: RtnlApi['setNeighbor'] = (d, i, m) => this.rtnl.setNeighbor(d, i, m);
   flushNeighbors = (d?: string) => this.rtnl.flushNeighbors(d);
+  setFdb: RtnlApi['setFdb'] = (d, m, i) => this.rtnl.setFdb(d, m, i);
   async close(): Promise<void> {
     this.rtnl.close();
   }
@@ -122,6 +123,7 @@ class WorkerClient implements NetnsClient {
   addRoute: RtnlApi['addRoute'] = (r) => this.call('addRoute', r);
   setNeighbor: RtnlApi['setNeighbor'] = (d, i, m) => this.call('setNeighbor', d, i, m);
   flushNeighbors = (d?: string) => this.call<number>('flushNeighbors', ...(d === undefined ? [] : [d]));
+  setFdb: RtnlApi['setFdb'] = (d, m, i) => this.call('setFdb', d, m, i);
 
   async close(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;

@@ -81,8 +81,8 @@ export function ifbLinkInfo(): Buffer {
 export interface VxlanOptions {
   vni: number;
   local: Ipv4Address;
-  /** Unicast remote (point-to-point tunnel). */
-  remote: Ipv4Address;
+  /** Unicast remote (point-to-point tunnel); absent: remotes come from the FDB. */
+  remote?: Ipv4Address;
   /** UDP destination port, default 4789 (IANA, RFC 7348 §5). */
   port?: number;
   /** ifindex of the underlay device. */
@@ -93,7 +93,7 @@ export interface VxlanOptions {
 export function vxlanLinkInfo(o: VxlanOptions): Buffer {
   const data = [
     nlattr(IFLA_VXLAN_ID, u32(o.vni)),
-    nlattr(IFLA_VXLAN_GROUP, inAddr(o.remote)),
+    ...(o.remote ? [nlattr(IFLA_VXLAN_GROUP, inAddr(o.remote))] : []),
     nlattr(IFLA_VXLAN_LOCAL, inAddr(o.local)),
     nlattr(IFLA_VXLAN_LEARNING, u8(0)),
     nlattr(IFLA_VXLAN_PORT, be16(o.port ?? 4789)),

@@ -16,6 +16,7 @@ import { bridgeLinkInfo, ifbLinkInfo, vethLinkInfo, vxlanLinkInfo, type VxlanOpt
 import { netnsPath } from './paths.js';
 
 const AF_INET = 2;
+const AF_BRIDGE = 7;
 const RT_TABLE_MAIN = 254;
 /** Flags of RTM_NEWLINK / NEWADDR / NEWROUTE / NEWNEIGH (include/uapi/linux/netlink.h). */
 const NLM_F_CREATE_EXCL = 0x400 | 0x200;
@@ -79,12 +80,14 @@ export interface RtnlApi {
   setNeighbor(dev: string, ip: Ipv4Address, mac: MacAddress): Promise<void>;
   /** Removes every IPv4 neighbour entry (on `dev` only, when given); returns how many. */
   flushNeighbors(dev?: string): Promise<number>;
+  /** A static forwarding entry on a VXLAN device: frames to `mac` go to VTEP `dst` (bridge-fdb(8) `dst`). */
+  setFdb(dev: string, mac: MacAddress, dst: Ipv4Address): Promise<void>;
 }
 
 export type RtnlOp = keyof RtnlApi;
 export const RTNL_OPS: readonly RtnlOp[] = [
   'listLinks', 'getLink', 'createVeth', 'createBridge', 'createIfb', 'createVxlan', 'deleteLink', 'setLink', 'addAddress', 'listAddresses', 'addRoute',
-  'setNeighbor', 'flushNeighbors',
+  'setNeighbor', 'flushNeighbors', 'setFdb',
 ];
 
 function ipBytes(ip: Ipv4Address): Buffer {
@@ -274,6 +277,16 @@ export class Rtnl implements RtnlApi {
     await kernel(
       `set neighbour ${ip} -> ${mac} on ${dev}`,
       this.sock.newNeighbor({ family: AF_INET, ifindex, state: { permanent: true } }, { dst: ipBytes(ip), lladdr: macToBytes(mac) }, { flags: NLM_F_CREATE_REPLACE }),
+    );
+  }
+
+  async setFdb(dev: string, mac: MacAddress, dst: Ipv4Address): Promise<void> {
+    const ifindex = await this.index(dev);
+    // RTM_NEWNEIGH in family AF_BRIDGE with NTF_SELF: an entry in the device's own FDB (the VXLAN
+    // driver's), not its master bridge's (include/uapi/linux/neighbour.h).
+    await kernel(
+      `set fdb ${mac} -> ${dst} on ${dev}`,
+      this.sock.newNeighbor({ family: AF_BRIDGE, ifindex, state: { permanent: true }, flags: { self: true } }, { lladdr: macToBytes(mac), dst: ipBytes(dst) }, { flags: NLM_F_CREATE_REPLACE }),
     );
   }
 

@@ -52,6 +52,11 @@ export function endpointNetns(prefix: string, endpoint: string): string {
   return `${prefix}-e-${endpoint}`;
 }
 
+/** The one kernel VXLAN device of a host when `tunnel: kernel`. */
+export function kernelVxlanDevice(prefix: string): string {
+  return `${prefix}-vxk`;
+}
+
 /** The namespace of a lab host. */
 export function hostNetns(prefix: string, host: string): string {
   return `${prefix}-h-${host}`;
@@ -65,7 +70,13 @@ export function hostLayout(topo: Topology, prefix: string, hostName: string): Ho
   const tunnels: HostLayout['tunnels'] = {};
   for (const [j, peer] of topo.hosts.entries()) {
     if (peer.name === hostName) continue;
-    tunnels[peer.name] = { port: `${prefix}-vx${j}`, ofport: TUNNEL_OFPORT_BASE + j, remoteIp: peer.underlay.ip };
+    tunnels[peer.name] =
+      topo.tunnel === 'ovs'
+        ? { port: `${prefix}-vx${j}`, ofport: TUNNEL_OFPORT_BASE + j, remoteIp: peer.underlay.ip }
+        : // Linux allows one VXLAN device per VNI and UDP port in a namespace (a second one is
+          // EEXIST, measured), so with kernel tunnels every peer is reached through the same
+          // device; its FDB (static, learning off) picks the remote VTEP by destination MAC.
+          { port: kernelVxlanDevice(prefix), ofport: TUNNEL_OFPORT_BASE, remoteIp: peer.underlay.ip };
   }
   const endpoints: HostLayout['endpoints'] = {};
   for (const [k, e] of topo.endpoints.entries()) {

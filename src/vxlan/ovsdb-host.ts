@@ -38,7 +38,10 @@ export async function configureHost(vs: VSwitch, topo: Topology, layout: HostLay
   await vs.addBridge(layout.underlayBridge, { ...bridgeOpts, datapathId: layout.underlayDpid, externalIds: ext });
   await vs.addPort(layout.underlayBridge, layout.uplink, { type: 'system', ofportRequest: layout.uplinkOfport, mayExist: true });
   const selfIp = topo.hosts[layout.index]!.underlay.ip;
+  const added = new Set<string>();
   for (const t of Object.values(layout.tunnels)) {
+    if (added.has(t.port)) continue; // kernel mode: one device for every peer
+    added.add(t.port);
     if (topo.tunnel === 'ovs') {
       // RFC 7348 §5: the VNI rides in every packet (options:key); local_ip pins the source VTEP.
       await vs.addVxlanPort(layout.integrationBridge, t.port, { remoteIp: t.remoteIp, key: topo.overlay.vni, localIp: selfIp, ofportRequest: t.ofport, mayExist: true });
