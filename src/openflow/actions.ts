@@ -7,7 +7,7 @@
 import { OFPAT, OFPIT, type OfpatName, type OfpitName } from './constants.js';
 import { OfpError } from './errors.js';
 import { decodeOxm, encodeOxm, oxmLength, type OxmField } from './oxm.js';
-import { align8, need, structEnd, zero } from './wire.js';
+import { align8, need, structEnd, zero, readU64, writeU64 } from './wire.js';
 
 export type Action =
   | { type: 'output'; port: number; maxLen: number }
@@ -167,10 +167,13 @@ export function decodeActions(buf: Buffer, off: number, end: number): Action[] {
   return out;
 }
 
+const ACTION_CODE: Readonly<Record<string, number>> = { ...OFPAT };
+const INSTRUCTION_CODE: Readonly<Record<string, number>> = { ...OFPIT };
+
 export function encodeAction(a: Action, buf: Buffer, off: number): number {
   const c = actionCodec(a);
   const p = c.encode(a, buf, off);
-  const code = a.type === 'unknown' ? a.actionType : OFPAT[a.type];
+  const code = a.type === 'unknown' ? a.actionType : ACTION_CODE[a.type]!;
   if (p - off > 0xffff) throw new OfpError('OFP_ENCODE_TOO_LONG', off, 'action.len <= 65535');
   buf.writeUInt16BE(code, off);
   buf.writeUInt16BE(p - off, off + 2);
@@ -220,12 +223,12 @@ const INSTRUCTIONS: { [N in Exclude<InstructionType, 'unknown'>]: StructCodec<In
   write_metadata: {
     decode: (buf, off, end) => (
       fixedLen(off, end, 24, 'ofp_instruction_write_metadata'),
-      { type: 'write_metadata', metadata: buf.readBigUInt64BE(off + 8), metadataMask: buf.readBigUInt64BE(off + 16) }
+      { type: 'write_metadata', metadata: readU64(buf, off + 8), metadataMask: readU64(buf, off + 16) }
     ),
     encode: (v, buf, off) => {
       zero(buf, off + 4, 4);
-      buf.writeBigUInt64BE(v.metadata, off + 8);
-      return buf.writeBigUInt64BE(v.metadataMask, off + 16);
+      writeU64(buf, v.metadata, off + 8);
+      return writeU64(buf, v.metadataMask, off + 16);
     },
     length: () => 24,
   },
@@ -293,7 +296,7 @@ export function encodeInstructions(list: readonly Instruction[], buf: Buffer, of
   for (const i of list) {
     const p = instructionCodec(i).encode(i, buf, off);
     if (p - off > 0xffff) throw new OfpError('OFP_ENCODE_TOO_LONG', off, 'instruction.len <= 65535');
-    buf.writeUInt16BE(i.type === 'unknown' ? i.instructionType : OFPIT[i.type], off);
+    buf.writeUInt16BE(i.type === 'unknown' ? i.instructionType : INSTRUCTION_CODE[i.type]!, off);
     buf.writeUInt16BE(p - off, off + 2);
     off = p;
   }

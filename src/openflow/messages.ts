@@ -10,14 +10,26 @@
 import { ONF_ET, ONF_EXPERIMENTER_ID, OFPMP as OFPMP_CODE, OFPT, OFP_HEADER_LEN, OFP_MAX_MESSAGE_LEN, OFP_VERSION, type OfptName, type BundleCtrlType, OFPBCT } from './constants.js';
 import { OfpError } from './errors.js';
 import { actionsLength, decodeActions, decodeInstructions, encodeActions, encodeInstructions, instructionsLength, type Action, type Instruction } from './actions.js';
-import { decodeMatch, encodeMatch, matchLength, matchWireLength, type Match } from './oxm.js';
+import { decodeMatch as oxm_decodeMatch, encodeMatch as oxm_encodeMatch, matchLength as oxm_matchLength, matchWireLength as oxm_matchWireLength, type Match } from './oxm.js';
 import { MULTIPART_REPLIES, MULTIPART_REQUESTS, OFPMP_BY_CODE, type BodyCodec, type MultipartReplyBody, type MultipartRequestBody } from './multipart.js';
 import {
   bucketsLength, decodeBuckets, decodeHelloElements, decodeMeterBands, decodePacketQueue, decodePort, encodeBuckets,
   encodeHelloElements, encodeMeterBands, encodePacketQueue, encodePort, helloElementsLength, meterBandsLength,
   packetQueueLength, PORT_LEN, type Bucket, type HelloElement, type MeterBand, type PacketQueue, type Port,
 } from './structs.js';
-import { asBuffer, need, readMac, writeMac, zero } from './wire.js';
+import { asBuffer as wire_asBuffer, need as wire_need, readMac, writeMac, zero as wire_zero, readU64 as wire_readU64, writeU64 as wire_writeU64 } from './wire.js';
+
+// Hot-path helpers bound once: under a CommonJS-style loader (tsx in tests and benches) every
+// access to an imported binding is a getter call, which costs more than the bounds check itself.
+const need = wire_need;
+const decodeMatch = oxm_decodeMatch;
+const encodeMatch = oxm_encodeMatch;
+const matchLength = oxm_matchLength;
+const matchWireLength = oxm_matchWireLength;
+const zero = wire_zero;
+const readU64 = wire_readU64;
+const writeU64 = wire_writeU64;
+const asBuffer = wire_asBuffer;
 
 /** `[master/equal mask, slave mask]`, as in `ofp_async_config` (§7.3.10). */
 export type AsyncMaskPair = [number, number];
@@ -187,8 +199,8 @@ const switchConfig = <T extends SwitchConfig['type']>(type: T): MessageCodec<Swi
 });
 
 const roleMessage = <T extends RoleMessage['type']>(type: T): MessageCodec<RoleMessage> => ({
-  decode: (buf, off, end, xid) => (exactly(off, end, 16, type), { type, xid, role: buf.readUInt32BE(off), generationId: buf.readBigUInt64BE(off + 8) }),
-  encode: (m, buf, off) => (buf.writeUInt32BE(m.role, off), zero(buf, off + 4, 4), buf.writeBigUInt64BE(m.generationId, off + 8)),
+  decode: (buf, off, end, xid) => (exactly(off, end, 16, type), { type, xid, role: buf.readUInt32BE(off), generationId: readU64(buf, off + 8) }),
+  encode: (m, buf, off) => (buf.writeUInt32BE(m.role, off), zero(buf, off + 4, 4), writeU64(buf, m.generationId, off + 8)),
   length: () => 16,
 });
 
@@ -347,7 +359,7 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
       {
         type: 'features_reply',
         xid,
-        datapathId: buf.readBigUInt64BE(off),
+        datapathId: readU64(buf, off),
         nBuffers: buf.readUInt32BE(off + 8),
         nTables: buf[off + 12]!,
         auxiliaryId: buf[off + 13]!,
@@ -356,7 +368,7 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
       }
     ),
     encode: (m, buf, off) => {
-      buf.writeBigUInt64BE(m.datapathId, off);
+      writeU64(buf, m.datapathId, off);
       buf.writeUInt32BE(m.nBuffers, off + 8);
       buf.writeUInt8(m.nTables, off + 12);
       buf.writeUInt8(m.auxiliaryId, off + 13);
@@ -383,7 +395,7 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
         totalLen: buf.readUInt16BE(off + 4),
         reason: buf[off + 6]!,
         tableId: buf[off + 7]!,
-        cookie: buf.readBigUInt64BE(off + 8),
+        cookie: readU64(buf, off + 8),
         match,
         data: buf.subarray(dataOff, end),
       };
@@ -393,7 +405,7 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
       buf.writeUInt16BE(m.totalLen, off + 4);
       buf.writeUInt8(m.reason, off + 6);
       buf.writeUInt8(m.tableId, off + 7);
-      buf.writeBigUInt64BE(m.cookie, off + 8);
+      writeU64(buf, m.cookie, off + 8);
       const p = zero(buf, encodeMatch(m.match, buf, off + 16), 2);
       return p + m.data.copy(buf, p);
     },
@@ -407,7 +419,7 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
       return {
         type: 'flow_removed',
         xid,
-        cookie: buf.readBigUInt64BE(off),
+        cookie: readU64(buf, off),
         priority: buf.readUInt16BE(off + 8),
         reason: buf[off + 10]!,
         tableId: buf[off + 11]!,
@@ -415,13 +427,13 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
         durationNsec: buf.readUInt32BE(off + 16),
         idleTimeout: buf.readUInt16BE(off + 20),
         hardTimeout: buf.readUInt16BE(off + 22),
-        packetCount: buf.readBigUInt64BE(off + 24),
-        byteCount: buf.readBigUInt64BE(off + 32),
+        packetCount: readU64(buf, off + 24),
+        byteCount: readU64(buf, off + 32),
         match,
       };
     },
     encode: (m, buf, off) => {
-      buf.writeBigUInt64BE(m.cookie, off);
+      writeU64(buf, m.cookie, off);
       buf.writeUInt16BE(m.priority, off + 8);
       buf.writeUInt8(m.reason, off + 10);
       buf.writeUInt8(m.tableId, off + 11);
@@ -429,8 +441,8 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
       buf.writeUInt32BE(m.durationNsec, off + 16);
       buf.writeUInt16BE(m.idleTimeout, off + 20);
       buf.writeUInt16BE(m.hardTimeout, off + 22);
-      buf.writeBigUInt64BE(m.packetCount, off + 24);
-      buf.writeBigUInt64BE(m.byteCount, off + 32);
+      writeU64(buf, m.packetCount, off + 24);
+      writeU64(buf, m.byteCount, off + 32);
       return encodeMatch(m.match, buf, off + 40);
     },
     length: (m) => 40 + matchLength(m.match),
@@ -472,8 +484,8 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
       return {
         type: 'flow_mod',
         xid,
-        cookie: buf.readBigUInt64BE(off),
-        cookieMask: buf.readBigUInt64BE(off + 8),
+        cookie: readU64(buf, off),
+        cookieMask: readU64(buf, off + 8),
         tableId: buf[off + 16]!,
         command: buf[off + 17]!,
         idleTimeout: buf.readUInt16BE(off + 18),
@@ -488,8 +500,8 @@ const MESSAGES: { [T in OfpMessageType]: MessageCodec<MessageOf<T>> } = {
       };
     },
     encode: (m, buf, off) => {
-      buf.writeBigUInt64BE(m.cookie, off);
-      buf.writeBigUInt64BE(m.cookieMask, off + 8);
+      writeU64(buf, m.cookie, off);
+      writeU64(buf, m.cookieMask, off + 8);
       buf.writeUInt8(m.tableId, off + 16);
       buf.writeUInt8(m.command, off + 17);
       buf.writeUInt16BE(m.idleTimeout, off + 18);
@@ -601,18 +613,22 @@ const DECODERS: (MessageCodec<OfpMessage> | undefined)[] = [];
 for (const name of Object.keys(OFPT) as OfptName[]) DECODERS[OFPT[name]] = MESSAGES[name] as MessageCodec<OfpMessage>;
 
 /** Decodes the message whose header is at `off`; `end` is where the enclosing input ends. */
+const HEADER_LEN = OFP_HEADER_LEN;
+const VERSION = OFP_VERSION;
+const TYPE_HELLO = OFPT.hello;
+
 function decodeOne(buf: Buffer, off: number, end: number): OfpMessage {
-  need(off, OFP_HEADER_LEN, end, 'ofp_header');
+  need(off, HEADER_LEN, end, 'ofp_header');
   const version = buf[off]!;
   const type = buf[off + 1]!;
   const length = buf.readUInt16BE(off + 2);
   const xid = buf.readUInt32BE(off + 4);
-  if (length < OFP_HEADER_LEN) throw new OfpError('OFP_BAD_LENGTH', off + 2, 'ofp_header.length >= 8', `got ${length}`);
+  if (length < HEADER_LEN) throw new OfpError('OFP_BAD_LENGTH', off + 2, 'ofp_header.length >= 8', `got ${length}`);
   need(off, length, end, 'ofp_header.length');
   const msgEnd = off + length;
-  if (version !== OFP_VERSION) {
+  if (version !== VERSION) {
     // Version negotiation (§6.3.1): a hello of any version must be readable.
-    if (type === OFPT.hello) {
+    if (type === TYPE_HELLO) {
       const m = MESSAGES.hello.decode(buf, off + 8, msgEnd, xid);
       m.version = version;
       return m;
@@ -621,7 +637,7 @@ function decodeOne(buf: Buffer, off: number, end: number): OfpMessage {
   }
   const codec = DECODERS[type];
   if (codec === undefined) throw new OfpError('OFP_BAD_TYPE', off + 1, 'ofp_header.type is an OFPT_* value of OpenFlow 1.3', `got ${type}`);
-  return codec.decode(buf, off + OFP_HEADER_LEN, msgEnd, xid);
+  return codec.decode(buf, off + HEADER_LEN, msgEnd, xid);
 }
 
 function codecOf(msg: OfpMessage): MessageCodec<OfpMessage> {

@@ -10,7 +10,7 @@ import {
   bucketsLength, decodeBuckets, decodeMeterBands, decodePort, encodeBuckets, encodeMeterBands, encodePort,
   meterBandsLength, PORT_LEN, type Bucket, type MeterBand, type Port,
 } from './structs.js';
-import { align8, need, readFixedString, structEnd, writeFixedString, zero } from './wire.js';
+import { align8, need, readFixedString, structEnd, writeFixedString, zero, readU64, writeU64 } from './wire.js';
 
 // ---------------------------------------------------------------------------------------------
 // Entry types.
@@ -271,8 +271,8 @@ function flowRequest<N extends 'flow' | 'aggregate'>(type: N): BodyCodec<Req<N>>
         tableId: buf[off]!,
         outPort: buf.readUInt32BE(off + 4),
         outGroup: buf.readUInt32BE(off + 8),
-        cookie: buf.readBigUInt64BE(off + 16),
-        cookieMask: buf.readBigUInt64BE(off + 24),
+        cookie: readU64(buf, off + 16),
+        cookieMask: readU64(buf, off + 24),
         match,
       } as Req<N>;
     },
@@ -283,8 +283,8 @@ function flowRequest<N extends 'flow' | 'aggregate'>(type: N): BodyCodec<Req<N>>
       buf.writeUInt32BE(v.outPort, off + 4);
       buf.writeUInt32BE(v.outGroup, off + 8);
       zero(buf, off + 12, 4);
-      buf.writeBigUInt64BE(v.cookie, off + 16);
-      buf.writeBigUInt64BE(v.cookieMask, off + 24);
+      writeU64(buf, v.cookie, off + 16);
+      writeU64(buf, v.cookieMask, off + 24);
       return encodeMatch(v.match, buf, off + 32);
     },
     length: (v) => 32 + matchLength((v as FlowStatsRequest).match),
@@ -303,9 +303,9 @@ const flowStats = list<FlowStats>(
       idleTimeout: buf.readUInt16BE(off + 14),
       hardTimeout: buf.readUInt16BE(off + 16),
       flags: buf.readUInt16BE(off + 18),
-      cookie: buf.readBigUInt64BE(off + 24),
-      packetCount: buf.readBigUInt64BE(off + 32),
-      byteCount: buf.readBigUInt64BE(off + 40),
+      cookie: readU64(buf, off + 24),
+      packetCount: readU64(buf, off + 32),
+      byteCount: readU64(buf, off + 40),
       match,
       instructions: decodeInstructions(buf, off + 48 + matchWireLength(buf, off + 48), end),
     };
@@ -320,9 +320,9 @@ const flowStats = list<FlowStats>(
     buf.writeUInt16BE(e.hardTimeout, off + 16);
     buf.writeUInt16BE(e.flags, off + 18);
     zero(buf, off + 20, 4);
-    buf.writeBigUInt64BE(e.cookie, off + 24);
-    buf.writeBigUInt64BE(e.packetCount, off + 32);
-    buf.writeBigUInt64BE(e.byteCount, off + 40);
+    writeU64(buf, e.cookie, off + 24);
+    writeU64(buf, e.packetCount, off + 32);
+    writeU64(buf, e.byteCount, off + 40);
     const p = encodeInstructions(e.instructions, buf, encodeMatch(e.match, buf, off + 48));
     return backpatch16(buf, off, off, p, 'ofp_flow_stats');
   },
@@ -334,15 +334,15 @@ const tableStats = list<TableStats>(
   (buf, off) => ({
     tableId: buf[off]!,
     activeCount: buf.readUInt32BE(off + 4),
-    lookupCount: buf.readBigUInt64BE(off + 8),
-    matchedCount: buf.readBigUInt64BE(off + 16),
+    lookupCount: readU64(buf, off + 8),
+    matchedCount: readU64(buf, off + 16),
   }),
   (e, buf, off) => {
     buf.writeUInt8(e.tableId, off);
     zero(buf, off + 1, 3);
     buf.writeUInt32BE(e.activeCount, off + 4);
-    buf.writeBigUInt64BE(e.lookupCount, off + 8);
-    return buf.writeBigUInt64BE(e.matchedCount, off + 16);
+    writeU64(buf, e.lookupCount, off + 8);
+    return writeU64(buf, e.matchedCount, off + 16);
   },
   () => 24,
 );
@@ -356,25 +356,25 @@ const portStats = list<PortStats>(
   fixedEntry(112, 'ofp_port_stats'),
   (buf, off) => ({
     portNo: buf.readUInt32BE(off),
-    rxPackets: buf.readBigUInt64BE(off + 8),
-    txPackets: buf.readBigUInt64BE(off + 16),
-    rxBytes: buf.readBigUInt64BE(off + 24),
-    txBytes: buf.readBigUInt64BE(off + 32),
-    rxDropped: buf.readBigUInt64BE(off + 40),
-    txDropped: buf.readBigUInt64BE(off + 48),
-    rxErrors: buf.readBigUInt64BE(off + 56),
-    txErrors: buf.readBigUInt64BE(off + 64),
-    rxFrameErr: buf.readBigUInt64BE(off + 72),
-    rxOverErr: buf.readBigUInt64BE(off + 80),
-    rxCrcErr: buf.readBigUInt64BE(off + 88),
-    collisions: buf.readBigUInt64BE(off + 96),
+    rxPackets: readU64(buf, off + 8),
+    txPackets: readU64(buf, off + 16),
+    rxBytes: readU64(buf, off + 24),
+    txBytes: readU64(buf, off + 32),
+    rxDropped: readU64(buf, off + 40),
+    txDropped: readU64(buf, off + 48),
+    rxErrors: readU64(buf, off + 56),
+    txErrors: readU64(buf, off + 64),
+    rxFrameErr: readU64(buf, off + 72),
+    rxOverErr: readU64(buf, off + 80),
+    rxCrcErr: readU64(buf, off + 88),
+    collisions: readU64(buf, off + 96),
     durationSec: buf.readUInt32BE(off + 104),
     durationNsec: buf.readUInt32BE(off + 108),
   }),
   (e, buf, off) => {
     buf.writeUInt32BE(e.portNo, off);
     let p = zero(buf, off + 4, 4);
-    for (const k of PORT_COUNTERS) p = buf.writeBigUInt64BE(e[k], p);
+    for (const k of PORT_COUNTERS) p = writeU64(buf, e[k], p);
     buf.writeUInt32BE(e.durationSec, p);
     return buf.writeUInt32BE(e.durationNsec, p + 4);
   },
@@ -386,18 +386,18 @@ const queueStats = list<QueueStats>(
   (buf, off) => ({
     portNo: buf.readUInt32BE(off),
     queueId: buf.readUInt32BE(off + 4),
-    txBytes: buf.readBigUInt64BE(off + 8),
-    txPackets: buf.readBigUInt64BE(off + 16),
-    txErrors: buf.readBigUInt64BE(off + 24),
+    txBytes: readU64(buf, off + 8),
+    txPackets: readU64(buf, off + 16),
+    txErrors: readU64(buf, off + 24),
     durationSec: buf.readUInt32BE(off + 32),
     durationNsec: buf.readUInt32BE(off + 36),
   }),
   (e, buf, off) => {
     buf.writeUInt32BE(e.portNo, off);
     buf.writeUInt32BE(e.queueId, off + 4);
-    buf.writeBigUInt64BE(e.txBytes, off + 8);
-    buf.writeBigUInt64BE(e.txPackets, off + 16);
-    buf.writeBigUInt64BE(e.txErrors, off + 24);
+    writeU64(buf, e.txBytes, off + 8);
+    writeU64(buf, e.txPackets, off + 16);
+    writeU64(buf, e.txErrors, off + 24);
     buf.writeUInt32BE(e.durationSec, off + 32);
     return buf.writeUInt32BE(e.durationNsec, off + 36);
   },
@@ -409,12 +409,12 @@ const groupStats = list<GroupStats>(
   (buf, off, end) => {
     if ((end - off - 40) % 16 !== 0) throw new OfpError('OFP_BAD_LENGTH', off, 'ofp_group_stats.length == 40 + 16 * n_buckets', `got ${end - off}`);
     const bucketStats: BucketCounter[] = [];
-    for (let p = off + 40; p < end; p += 16) bucketStats.push({ packetCount: buf.readBigUInt64BE(p), byteCount: buf.readBigUInt64BE(p + 8) });
+    for (let p = off + 40; p < end; p += 16) bucketStats.push({ packetCount: readU64(buf, p), byteCount: readU64(buf, p + 8) });
     return {
       groupId: buf.readUInt32BE(off + 4),
       refCount: buf.readUInt32BE(off + 8),
-      packetCount: buf.readBigUInt64BE(off + 16),
-      byteCount: buf.readBigUInt64BE(off + 24),
+      packetCount: readU64(buf, off + 16),
+      byteCount: readU64(buf, off + 24),
       durationSec: buf.readUInt32BE(off + 32),
       durationNsec: buf.readUInt32BE(off + 36),
       bucketStats,
@@ -425,11 +425,11 @@ const groupStats = list<GroupStats>(
     buf.writeUInt32BE(e.groupId, off + 4);
     buf.writeUInt32BE(e.refCount, off + 8);
     zero(buf, off + 12, 4);
-    buf.writeBigUInt64BE(e.packetCount, off + 16);
-    buf.writeBigUInt64BE(e.byteCount, off + 24);
+    writeU64(buf, e.packetCount, off + 16);
+    writeU64(buf, e.byteCount, off + 24);
     buf.writeUInt32BE(e.durationSec, off + 32);
     let p = buf.writeUInt32BE(e.durationNsec, off + 36);
-    for (const b of e.bucketStats) p = buf.writeBigUInt64BE(b.byteCount, buf.writeBigUInt64BE(b.packetCount, p));
+    for (const b of e.bucketStats) p = writeU64(buf, b.byteCount, writeU64(buf, b.packetCount, p));
     return backpatch16(buf, off, off, p, 'ofp_group_stats');
   },
   (e) => 40 + 16 * e.bucketStats.length,
@@ -452,12 +452,12 @@ const meterStats = list<MeterStats>(
   (buf, off, end) => {
     if ((end - off - 40) % 16 !== 0) throw new OfpError('OFP_BAD_LENGTH', off, 'ofp_meter_stats.len == 40 + 16 * n_bands', `got ${end - off}`);
     const bandStats: MeterBandStats[] = [];
-    for (let p = off + 40; p < end; p += 16) bandStats.push({ packetBandCount: buf.readBigUInt64BE(p), byteBandCount: buf.readBigUInt64BE(p + 8) });
+    for (let p = off + 40; p < end; p += 16) bandStats.push({ packetBandCount: readU64(buf, p), byteBandCount: readU64(buf, p + 8) });
     return {
       meterId: buf.readUInt32BE(off),
       flowCount: buf.readUInt32BE(off + 12),
-      packetInCount: buf.readBigUInt64BE(off + 16),
-      byteInCount: buf.readBigUInt64BE(off + 24),
+      packetInCount: readU64(buf, off + 16),
+      byteInCount: readU64(buf, off + 24),
       durationSec: buf.readUInt32BE(off + 32),
       durationNsec: buf.readUInt32BE(off + 36),
       bandStats,
@@ -467,11 +467,11 @@ const meterStats = list<MeterStats>(
     buf.writeUInt32BE(e.meterId, off);
     zero(buf, off + 6, 6);
     buf.writeUInt32BE(e.flowCount, off + 12);
-    buf.writeBigUInt64BE(e.packetInCount, off + 16);
-    buf.writeBigUInt64BE(e.byteInCount, off + 24);
+    writeU64(buf, e.packetInCount, off + 16);
+    writeU64(buf, e.byteInCount, off + 24);
     buf.writeUInt32BE(e.durationSec, off + 32);
     let p = buf.writeUInt32BE(e.durationNsec, off + 36);
-    for (const b of e.bandStats) p = buf.writeBigUInt64BE(b.byteBandCount, buf.writeBigUInt64BE(b.packetBandCount, p));
+    for (const b of e.bandStats) p = writeU64(buf, b.byteBandCount, writeU64(buf, b.packetBandCount, p));
     return backpatch16(buf, off, off + 4, p, 'ofp_meter_stats');
   },
   (e) => 40 + 16 * e.bandStats.length,
@@ -617,8 +617,8 @@ const tableFeatures = list<TableFeatures>(
     return {
       tableId: buf[off + 2]!,
       name: readFixedString(buf, off + 8, OFP_MAX_TABLE_NAME_LEN),
-      metadataMatch: buf.readBigUInt64BE(off + 40),
-      metadataWrite: buf.readBigUInt64BE(off + 48),
+      metadataMatch: readU64(buf, off + 40),
+      metadataWrite: readU64(buf, off + 48),
       config: buf.readUInt32BE(off + 56),
       maxEntries: buf.readUInt32BE(off + 60),
       properties,
@@ -628,8 +628,8 @@ const tableFeatures = list<TableFeatures>(
     buf.writeUInt8(e.tableId, off + 2);
     zero(buf, off + 3, 5);
     writeFixedString(buf, off + 8, OFP_MAX_TABLE_NAME_LEN, e.name, 'ofp_table_features.name');
-    buf.writeBigUInt64BE(e.metadataMatch, off + 40);
-    buf.writeBigUInt64BE(e.metadataWrite, off + 48);
+    writeU64(buf, e.metadataMatch, off + 40);
+    writeU64(buf, e.metadataWrite, off + 48);
     buf.writeUInt32BE(e.config, off + 56);
     let p = buf.writeUInt32BE(e.maxEntries, off + 60);
     for (const prop of e.properties) p = encodeTableFeatureProperty(prop, buf, p);
@@ -725,11 +725,11 @@ export const MULTIPART_REPLIES: { [N in OfpmpName]: BodyCodec<Rep<N>> } = {
   aggregate: {
     decode: (buf, off, end) => (
       exactly(off, end, 24, 'ofp_aggregate_stats_reply'),
-      { type: 'aggregate', packetCount: buf.readBigUInt64BE(off), byteCount: buf.readBigUInt64BE(off + 8), flowCount: buf.readUInt32BE(off + 16) }
+      { type: 'aggregate', packetCount: readU64(buf, off), byteCount: readU64(buf, off + 8), flowCount: buf.readUInt32BE(off + 16) }
     ),
     encode: (v, buf, off) => {
-      buf.writeBigUInt64BE(v.packetCount, off);
-      buf.writeBigUInt64BE(v.byteCount, off + 8);
+      writeU64(buf, v.packetCount, off);
+      writeU64(buf, v.byteCount, off + 8);
       buf.writeUInt32BE(v.flowCount, off + 16);
       return zero(buf, off + 20, 4);
     },

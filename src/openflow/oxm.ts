@@ -6,7 +6,16 @@
  */
 import { ONF_EXPERIMENTER_ID, OFPMT, OFPXMC, OXM_BASIC_FIELDS, OXM_FIELD_NUMBER, NXM_FIELD_NAMES, type OxmBasicName, type OxmKind, type OxmKindOf } from './constants.js';
 import { OfpError } from './errors.js';
-import { align8, need, readIpv4, readIpv6, readMac, structEnd, writeIpv4, writeIpv6, writeMac, zero } from './wire.js';
+import { align8 as wire_align8, need as wire_need, readIpv4, readIpv6, readMac, structEnd as wire_structEnd, writeIpv4, writeIpv6, writeMac, zero as wire_zero, readU64 as wire_readU64, writeU64 as wire_writeU64 } from './wire.js';
+
+// Hot-path helpers bound once: under a CommonJS-style loader (tsx in tests and benches) every
+// access to an imported binding is a getter call, which costs more than the bounds check itself.
+const align8 = wire_align8;
+const need = wire_need;
+const structEnd = wire_structEnd;
+const zero = wire_zero;
+const readU64 = wire_readU64;
+const writeU64 = wire_writeU64;
 
 /** The TypeScript type of an OXM value of a given kind. */
 export type OxmValue<K extends OxmKind> = K extends 'u64' ? bigint : K extends 'mac' | 'ipv4' | 'ipv6' ? string : number;
@@ -40,7 +49,7 @@ const READERS: Record<OxmKind, Reader> = {
   u16: (b, o) => b.readUInt16BE(o),
   u24: (b, o) => b.readUIntBE(o, 3),
   u32: (b, o) => b.readUInt32BE(o),
-  u64: (b, o) => b.readBigUInt64BE(o),
+  u64: (b, o) => readU64(b, o),
   mac: readMac,
   ipv4: readIpv4,
   ipv6: readIpv6,
@@ -64,12 +73,17 @@ const WRITERS: Record<OxmKind, Writer> = {
     if (typeof v !== 'bigint' || v < 0n || v > 0xffffffffffffffffn) {
       throw new OfpError('OFP_ENCODE_INVALID', o, `${what} is a bigint in [0, 2^64)`, `got ${String(v)}`);
     }
-    return b.writeBigUInt64BE(v, o);
+    return writeU64(b, v, o);
   },
   mac: (b, o, v, what) => writeMac(b, o, v as string, what),
   ipv4: (b, o, v, what) => writeIpv4(b, o, v as string, what),
   ipv6: (b, o, v, what) => writeIpv6(b, o, v as string, what),
 };
+
+// Module-local copies of the tables the hot paths consult on every TLV.
+const CLASS_BASIC: number = OFPXMC.openflow_basic;
+const MATCH_TYPE_OXM: number = OFPMT.oxm;
+const FIELD_NUMBER: Readonly<Record<string, number>> = { ...OXM_FIELD_NUMBER };
 
 /** Per field number: name, size, reader, writer (the decoder's lookup table, no switch). */
 const BASIC = OXM_BASIC_FIELDS.map((f) => ({ name: f.name, bytes: f.bytes, read: READERS[f.kind], write: WRITERS[f.kind] }));
@@ -77,7 +91,7 @@ const BASIC = OXM_BASIC_FIELDS.map((f) => ({ name: f.name, bytes: f.bytes, read:
 /** Wire length of one OXM TLV, header included. */
 export function oxmLength(f: OxmField): number {
   if (f.field === 'opaque') return 4 + f.payload.length;
-  const def = BASIC[OXM_FIELD_NUMBER[f.field]];
+  const def = BASIC[FIELD_NUMBER[f.field]!];
   if (def === undefined) throw new OfpError('OFP_ENCODE_INVALID', 0, 'OXM field name is an OpenFlow-basic field', `got ${String(f.field)}`);
   return 4 + (f.mask === undefined ? def.bytes : 2 * def.bytes);
 }
@@ -91,7 +105,7 @@ export function decodeOxm(buf: Buffer, off: number, end: number): OxmField {
   const oxmClass = header >>> 16;
   const fieldNo = (header >>> 9) & 0x7f;
   const hasMask = (header & 0x100) !== 0;
-  const def = oxmClass === OFPXMC.openflow_basic ? BASIC[fieldNo] : undefined;
+  const def = oxmClass === CLASS_BASIC ? BASIC[fieldNo] : undefined;
   if (def === undefined) {
     return { field: 'opaque', oxmClass, oxmField: fieldNo, hasMask, payload: buf.subarray(off + 4, off + 4 + len) };
   }
@@ -110,12 +124,12 @@ export function encodeOxm(f: OxmField, buf: Buffer, off: number): number {
     f.payload.copy(buf, off + 4);
     return off + 4 + f.payload.length;
   }
-  const fieldNo = OXM_FIELD_NUMBER[f.field];
-  const def = BASIC[fieldNo];
+  const fieldNo = FIELD_NUMBER[f.field];
+  const def = fieldNo === undefined ? undefined : BASIC[fieldNo];
   if (def === undefined) throw new OfpError('OFP_ENCODE_INVALID', off, 'OXM field name is an OpenFlow-basic field', `got ${String(f.field)}`);
   const hasMask = f.mask !== undefined;
   const len = hasMask ? 2 * def.bytes : def.bytes;
-  buf.writeUInt32BE((OFPXMC.openflow_basic << 16 | fieldNo << 9 | (hasMask ? 0x100 : 0) | len) >>> 0, off);
+  buf.writeUInt32BE((CLASS_BASIC << 16 | fieldNo! << 9 | (hasMask ? 0x100 : 0) | len) >>> 0, off);
   let p = def.write(buf, off + 4, f.value, `OXM ${f.field} value`);
   if (hasMask) p = def.write(buf, p, f.mask, `OXM ${f.field} mask`);
   return p;
@@ -136,7 +150,7 @@ export function matchWireLength(buf: Buffer, off: number): number {
 export function decodeMatch(buf: Buffer, off: number, end: number): Match {
   need(off, 4, end, 'ofp_match');
   const type = buf.readUInt16BE(off);
-  if (type !== OFPMT.oxm) throw new OfpError('OFP_BAD_MATCH', off, 'ofp_match.type == OFPMT_OXM', `got ${type}`);
+  if (type !== MATCH_TYPE_OXM) throw new OfpError('OFP_BAD_MATCH', off, 'ofp_match.type == OFPMT_OXM', `got ${type}`);
   const length = buf.readUInt16BE(off + 2);
   const oxmEnd = structEnd(off, length, 4, end, 'ofp_match');
   need(off, align8(length), end, 'ofp_match padding');
@@ -152,7 +166,7 @@ export function decodeMatch(buf: Buffer, off: number, end: number): Match {
 export function encodeMatch(m: Match, buf: Buffer, off: number): number {
   let p = off + 4;
   for (const f of m) p = encodeOxm(f, buf, p);
-  buf.writeUInt16BE(OFPMT.oxm, off);
+  buf.writeUInt16BE(MATCH_TYPE_OXM, off);
   buf.writeUInt16BE(p - off, off + 2);
   return zero(buf, p, align8(p - off) - (p - off));
 }

@@ -25,8 +25,38 @@ export function align8(n: number): number {
 
 /** Writes `n` zero bytes (padding is always zero on the wire, and the target may be reused memory). */
 export function zero(buf: Buffer, off: number, n: number): number {
-  if (n > 0) buf.fill(0, off, off + n);
+  // Padding is at most 7 bytes; a loop beats fill()'s argument checks at that size.
+  if (n <= 16) for (let i = 0; i < n; i++) buf[off + i] = 0;
+  else buf.fill(0, off, off + n);
   return off + n;
+}
+
+const U64_MAX = 0xffffffffffffffffn;
+
+/**
+ * Reads a big-endian uint64 as bigint. Equivalent to Buffer#readBigUInt64BE but skips the shift
+ * when the high word is zero (cookies and counters usually are small), the decoder's hot path.
+ */
+export function readU64(buf: Buffer, off: number): bigint {
+  if (off < 0 || off + 8 > buf.length) throw new RangeError(`readU64 at ${off} is outside the buffer`);
+  const hi = buf.readUInt32BE(off);
+  const lo = buf.readUInt32BE(off + 4);
+  return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+/** Writes a uint64 big-endian (argument order as Buffer#writeBigUInt64BE); returns the end offset. */
+export function writeU64(buf: Buffer, value: bigint, off: number): number {
+  if (typeof value !== 'bigint' || value < 0n || value > U64_MAX) {
+    throw new RangeError(`The value of "value" is out of range. It must be a bigint >= 0n and <= 2n ** 64n - 1n. Received ${String(value)}`);
+  }
+  if (value <= 0xffffffffn) {
+    buf.writeUInt32BE(0, off);
+    buf.writeUInt32BE(Number(value), off + 4);
+  } else {
+    buf.writeUInt32BE(Number(value >> 32n), off);
+    buf.writeUInt32BE(Number(value & 0xffffffffn), off + 4);
+  }
+  return off + 8;
 }
 
 /** Converts any Uint8Array to a Buffer view over the same memory (no copy). */
