@@ -37,15 +37,19 @@ export class FakeSwitch {
     });
   }
 
+  /** Connects to a controller listening on a unix socket and sends HELLO. */
   static connect(path: string, opts: FakeSwitchOptions): Promise<FakeSwitch> {
     return new Promise((resolve, reject) => {
-      const s = net.connect(path, () => {
-        const fake = new FakeSwitch(s, opts);
-        fake.send({ type: 'hello', xid: 1, version: opts.helloVersion ?? 4, elements: opts.versions === undefined ? [{ type: 'versionbitmap', versions: [4] }] : opts.versions.length ? [{ type: 'versionbitmap', versions: opts.versions }] : [] });
-        resolve(fake);
-      });
+      const s = net.connect(path, () => resolve(FakeSwitch.over(s, opts)));
       s.once('error', reject);
     });
+  }
+
+  /** Speaks as a switch over an established socket (TCP, TLS, unix; either side opened it). */
+  static over(s: net.Socket, opts: FakeSwitchOptions): FakeSwitch {
+    const fake = new FakeSwitch(s, opts);
+    fake.send({ type: 'hello', xid: 1, version: opts.helloVersion ?? 4, elements: opts.versions === undefined ? [{ type: 'versionbitmap', versions: [4] }] : opts.versions.length ? [{ type: 'versionbitmap', versions: opts.versions }] : [] });
+    return fake;
   }
 
   send(m: OfpMessage): void {
