@@ -20,6 +20,8 @@ export class FakeSwitch {
   readonly received: OfpMessage[] = [];
   /** When true the fake answers nothing (and sends nothing): a hung switch. */
   silent = false;
+  /** Refuse ONF bundles as a switch without EXT-230 would (OFPET_BAD_REQUEST/OFPBRC_BAD_EXPERIMENTER). */
+  refuseBundles = false;
   /** Message types the fake does not answer. */
   readonly ignore = new Set<string>();
   private readonly parser = new OfpStreamParser();
@@ -86,6 +88,10 @@ export class FakeSwitch {
             this.send({ type: 'multipart_reply', xid: m.xid, flags: i < parts - 1 ? 1 : 0, body: { type: 'flow', stats: flows.slice(i * per, (i + 1) * per) } });
           }
         }
+        return;
+      case 'bundle_control':
+        if (this.refuseBundles) this.send({ type: 'error', xid: m.xid, errorType: 1, code: 3, data: Buffer.alloc(0) });
+        else this.send({ ...m, controlType: m.controlType.replace('_request', '_reply') as typeof m.controlType });
         return;
       case 'barrier_request':
         this.send({ type: 'barrier_reply', xid: m.xid });

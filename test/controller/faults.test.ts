@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Controller, type CloseReason } from '../../src/controller/index.js';
-import { OFPET, type FlowStats } from '../../src/openflow/index.js';
+import { OFPET, flowMod, type FlowStats } from '../../src/openflow/index.js';
 import { FakeSwitch } from './fake-switch.js';
 
 async function setup(t: Test, opts: { echoIntervalMs?: number; deadAfterMs?: number; requestTimeoutMs?: number } = {}) {
@@ -139,4 +139,27 @@ t.test('deadlines, late replies and multipart reassembly', async (t) => {
   fake.ignore.delete('barrier_request');
   await sw.barrier();
   t.equal(sw.state, 'up', 'a late reply is not a protocol violation');
+});
+
+t.test('bundles: a switch that refuses them gets plain flow-mods, with a warning, once', async (t) => {
+  const { attach } = await setup(t);
+  const { fake, sw } = await attach(0x1n);
+  fake.refuseBundles = true;
+  const warnings: unknown[] = [];
+  const origWarn = sw.log.warn.bind(sw.log);
+  sw.log.warn = ((obj: unknown, ...rest: unknown[]) => (warnings.push(obj), origWarn(obj as object, ...(rest as [string])))) as typeof sw.log.warn;
+  const mods = [1, 2, 3].map((i) => flowMod({ cookie: 0xc0a7n << 48n, priority: i }));
+  t.equal(await sw.bundle(mods), 'plain');
+  t.equal(sw.bundlesSupported, false);
+  t.same(fake.received.filter((m) => m.type === 'flow_mod').map((m) => (m as { priority: number }).priority), [1, 2, 3], 'the flow-mods were sent plainly');
+  t.ok(warnings.some((w) => (w as { event?: string }).event === 'bundle_fallback'), 'a warning was logged');
+  t.equal(await sw.bundle(mods), 'plain', 'later bundles fall back without asking again');
+  t.equal(fake.received.filter((m) => m.type === 'bundle_control').length, 1);
+  await t.rejects(sw.bundle(mods, { fallback: 'throw' }), { code: 'OFC_BUNDLE' }, 'or fail when the caller needs atomicity');
+
+  fake.refuseBundles = false;
+  const { fake: f2, sw: sw2 } = await attach(0x2n);
+  t.equal(await sw2.bundle(mods), 'bundle');
+  t.same(f2.received.filter((m) => m.type === 'bundle_control').map((m) => (m as { controlType: string }).controlType), ['open_request', 'commit_request']);
+  t.same(f2.received.filter((m) => m.type === 'bundle_add').map((m) => (m as { message: { xid: number }; xid: number }).message.xid === m.xid), [true, true, true], 'inner xid = outer xid');
 });
