@@ -82,15 +82,22 @@ export class Monitor extends EventEmitter {
   }
 
   /**
-   * Resolves once `predicate(replica)` holds (checked now and after every change); rejects with
-   * OvsdbTimeoutError-like OVSDB_CALL_TIMEOUT after `timeoutMs`.
+   * Resolves with the first truthy `predicate(replica)` (checked now and after every change or
+   * rebuild); rejects with what the predicate throws, or OVSDB_WAIT_TIMEOUT after `timeoutMs`.
    */
   waitFor<T>(what: string, predicate: (r: Replica) => T | undefined | false, timeoutMs = 5000): Promise<T> {
-    const now = predicate(this.replica);
-    if (now) return Promise.resolve(now);
     return new Promise<T>((resolve, reject) => {
+      // The predicate runs inside 'change' listeners: its exceptions reject this wait and never
+      // reach the session that emitted the change.
       const check = () => {
-        const v = predicate(this.replica);
+        let v: T | undefined | false;
+        try {
+          v = predicate(this.replica);
+        } catch (err) {
+          cleanup();
+          reject(err);
+          return;
+        }
         if (v) {
           cleanup();
           resolve(v);
@@ -107,6 +114,7 @@ export class Monitor extends EventEmitter {
       };
       this.on('change', check);
       this.on('rebuilt', check);
+      check();
     });
   }
 }

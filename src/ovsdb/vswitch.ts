@@ -365,8 +365,8 @@ export class VSwitch {
 
   /**
    * Waits until ovs-vswitchd has given interface `name` an OpenFlow port (Interface.ofport > 0) and
-   * reports it with its MAC (Interface.mac_in_use). ofport -1 means the interface could not be
-   * created: that fails at once with the reason from Interface.error.
+   * reports it with its MAC (Interface.mac_in_use). ofport -1 or an Interface.error means the
+   * interface could not be created: that fails at once with the reason.
    */
   async waitForInterface(name: string, timeoutMs = 5000): Promise<InterfaceState> {
     const mon = await this.interfaces();
@@ -376,7 +376,8 @@ export class VSwitch {
         for (const row of r.table('Interface').values()) {
           if (row.name !== name) continue;
           const i = row as unknown as InterfaceRow;
-          if (i.ofport === -1) throw new VSwitchError('OVSDB_NOT_FOUND', `interface ${name} failed: ${i.error ?? 'ofport -1'}`);
+          // ovs-vswitchd.conf.db(5) Interface.ofport: -1 when the interface cannot be created; `error` says why.
+          if (i.ofport === -1 || i.error !== null) throw new VSwitchError('OVSDB_NOT_FOUND', `interface ${name} failed: ${i.error ?? 'ofport -1'}`);
           if (i.ofport !== null && i.ofport > 0) return { name, ofport: i.ofport, mac: i.mac_in_use };
         }
         return undefined;
