@@ -103,3 +103,22 @@ t.test('cookie space and priority bands', async (t) => {
   t.notOk(isCoatCookie(0xc0a6n << 48n));
   t.equal(canonicalJson({ b: 1n, a: Buffer.from([1, 2]) }), '{"a":"0x0102","b":"1n"}');
 });
+
+t.test('reconcile plan: diff by cookie, duplicates first, stale after, foreign cookies ignored', async (t) => {
+  const { planReconcile } = await import('../../src/controller/reconcile.js');
+  const { coatFlowMods } = await import('../../src/controller/flows.js');
+  const { match, applyActions, output } = await import('../../src/openflow/index.js');
+  const [a, b, c] = coatFlowMods([1, 2, 3].map((p) => ({ band: 'forward', match: match({ in_port: p }), instructions: [applyActions(output(9))] })));
+  const stale = COAT_COOKIE | 0x1234n;
+  const plan = planReconcile([a!, b!, c!], [{ cookie: a!.cookie }, { cookie: b!.cookie }, { cookie: b!.cookie }, { cookie: stale }, { cookie: 0n }, { cookie: 0x1234n }]);
+  t.same(plan.deleteFirst, [b!.cookie], 'a cookie present twice is deleted before it is added back');
+  t.same(plan.add.map((f) => f.cookie), [b!.cookie, c!.cookie]);
+  t.same(plan.deleteAfter, [stale], 'only coat-space cookies are deleted');
+  t.equal(plan.kept, 1);
+  t.same(planReconcile([], [{ cookie: 0n }]), { deleteFirst: [], add: [], deleteAfter: [], kept: 0 }, 'never touches flows outside the cookie space');
+  t.throws(() => planReconcile([{ ...a!, cookie: 5n }], []), RangeError);
+  const twice = coatFlowMods([{ band: 'hold', match: [], instructions: [] }, { band: 'hold', match: [], instructions: [] }]);
+  t.equal(twice.length, 1, 'identical specs collapse to one flow');
+  t.equal(a!.priority, 1000);
+  t.equal(a!.cookie >> 40n, (COAT_COOKIE >> 40n) | 3n, 'band id of "forward" in the cookie');
+});
