@@ -26,6 +26,9 @@ const decodeMatch = oxm_decodeMatch;
 const encodeMatch = oxm_encodeMatch;
 const matchLength = oxm_matchLength;
 const matchWireLength = oxm_matchWireLength;
+const HEADER_LEN = OFP_HEADER_LEN;
+const VERSION = OFP_VERSION;
+const TYPE_HELLO = OFPT.hello;
 const zero = wire_zero;
 const readU64 = wire_readU64;
 const writeU64 = wire_writeU64;
@@ -279,6 +282,7 @@ const ONF_MESSAGES: Record<number, MessageCodec<BundleControl | BundleAdd>> = {
     decode: (buf, off, end, xid) => {
       need(off, 8 + OFP_HEADER_LEN, end, 'ofp_bundle_add_msg');
       const innerLen = buf.readUInt16BE(off + 8 + 2);
+      if (innerLen < HEADER_LEN) throw new OfpError('OFP_BAD_LENGTH', off + 10, 'bundle_add inner ofp_header.length >= 8', `got ${innerLen}`);
       need(off + 8, innerLen, end, 'bundle_add inner message');
       const message = decodeOne(buf, off + 8, off + 8 + innerLen);
       return { type: 'bundle_add', xid, bundleId: buf.readUInt32BE(off), flags: buf.readUInt16BE(off + 6), message, properties: buf.subarray(off + 8 + innerLen, end) };
@@ -613,10 +617,6 @@ const DECODERS: (MessageCodec<OfpMessage> | undefined)[] = [];
 for (const name of Object.keys(OFPT) as OfptName[]) DECODERS[OFPT[name]] = MESSAGES[name] as MessageCodec<OfpMessage>;
 
 /** Decodes the message whose header is at `off`; `end` is where the enclosing input ends. */
-const HEADER_LEN = OFP_HEADER_LEN;
-const VERSION = OFP_VERSION;
-const TYPE_HELLO = OFPT.hello;
-
 function decodeOne(buf: Buffer, off: number, end: number): OfpMessage {
   need(off, HEADER_LEN, end, 'ofp_header');
   const version = buf[off]!;
