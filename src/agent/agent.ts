@@ -303,8 +303,8 @@ export class Agent {
         need('token', 'string');
         need('stepName', 'string');
         need('peer', 'object');
-        const dir = join(this.imageDir(args.migrationId), args.stepName);
         if (!isSafeName(args.stepName)) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.send: stepName ${JSON.stringify(args.stepName)} is not a plain name`);
+        const dir = join(this.imageDir(args.migrationId), args.stepName);
         const t0 = Date.now();
         const r = await sendImage(dir, {
           host: args.peer.host,

@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { TransferError } from './errors.js';
-import { FrameDecoder, type Frame } from './frames.js';
+import { FrameDecoder, type ErrorFrame, type Frame } from './frames.js';
 
 const HIGH_WATER_FRAMES = 8;
 const WRITE_BUFFER_BYTES = 2 * 1024 * 1024;
@@ -16,12 +16,14 @@ export class FrameSocket {
   private waiter: { resolve(f: Frame): void; reject(e: Error): void } | undefined;
   private failure: Error | undefined;
   private ended = false;
+  private discarding = false;
   /** Bytes read from the socket so far. */
   bytesIn = 0;
 
   constructor(readonly socket: Socket, private readonly what: string) {
     socket.on('data', (b: Buffer) => {
       this.bytesIn += b.length;
+      if (this.discarding) return;
       let frames: Frame[];
       try {
         frames = this.decoder.push(b);
@@ -61,6 +63,14 @@ export class FrameSocket {
     }
   }
 
+  /**
+   * An ERROR frame the peer sent that nobody has read yet. A sender checks this between chunks
+   * and after a failed write: the peer's reason (e.g. a corrupt chunk) beats "connection reset".
+   */
+  peerError(): ErrorFrame | undefined {
+    return this.queue.find((f): f is ErrorFrame => f.type === 'ERROR');
+  }
+
   /** True once the peer ended its side. */
   get peerEnded(): boolean {
     return this.ended;
@@ -94,23 +104,48 @@ export class FrameSocket {
    * Writes bytes; resolves at once while less than `WRITE_BUFFER_BYTES` wait in user space, else
    * when the socket drained. Keeping a few chunks queued lets the kernel send while the caller
    * reads and hashes the next chunk (waiting for 'drain' after every 256 KiB chunk halved the
-   * throughput on a veth). Rejects when the connection failed.
+   * throughput on a veth). Rejects when the connection failed, or with TRANSFER_TIMEOUT when the
+   * peer stopped reading for `timeoutMs`.
    */
-  write(bytes: Buffer): Promise<void> {
+  write(bytes: Buffer, timeoutMs = 15_000): Promise<void> {
     if (this.failure && this.socket.destroyed) return Promise.reject(this.failure);
     this.socket.write(bytes);
     if (this.socket.writableLength < WRITE_BUFFER_BYTES) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const onDrain = () => {
+      const done = () => {
+        clearTimeout(timer);
+        this.socket.off('drain', onDrain);
         this.socket.off('close', onClose);
+      };
+      const onDrain = () => {
+        done();
         resolve();
       };
       const onClose = () => {
-        this.socket.off('drain', onDrain);
+        done();
         reject(this.failure ?? new TransferError('TRANSFER_TRUNCATED', `${this.what}: connection closed while writing`));
       };
+      const timer = setTimeout(() => {
+        done();
+        reject(new TransferError('TRANSFER_TIMEOUT', `${this.what}: peer read nothing for ${timeoutMs} ms`));
+      }, timeoutMs);
       this.socket.once('drain', onDrain);
       this.socket.once('close', onClose);
     });
+  }
+
+  /**
+   * Closes after a failure without losing the ERROR frame just written: half-close, then read and
+   * drop whatever the peer still sends until it closes (or `lingerMs`). Closing a socket with
+   * unread input makes the kernel send a RST, and a RST can destroy the peer's copy of our ERROR
+   * frame before it reads it (the lingering close of HTTP servers, RFC 9112 §9.6).
+   */
+  lingerClose(lingerMs = 2000): void {
+    this.discarding = true;
+    this.queue.length = 0;
+    this.socket.end();
+    this.socket.resume();
+    const timer = setTimeout(() => this.socket.destroy(), lingerMs);
+    this.socket.once('close', () => clearTimeout(timer));
   }
 }

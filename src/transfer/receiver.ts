@@ -42,6 +42,8 @@ export interface ReceivedImage {
   peer: string;
 }
 
+const MAX_CONNECTIONS = 64;
+
 interface Announcement {
   tokenHash: Buffer;
   expiresAt: number;
@@ -94,6 +96,8 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       const server = createServer((s) => void this.handle(s));
+      // Streams per host are few (one per step in flight); this bounds what strangers can hold open.
+      server.maxConnections = MAX_CONNECTIONS;
       server.once('error', reject);
       server.listen({ host, port }, () => {
         server.off('error', reject);
@@ -201,12 +205,14 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         if (err.file !== undefined) ef.file = err.file;
         if (err.offset !== undefined) ef.offset = err.offset;
         await fs.write(encodeFrame(ef)).catch(() => {});
+        fs.lingerClose();
       }
       this.emit('failed', err, { ...(hello ? { migrationId: hello.migrationId } : {}), peer });
     } finally {
       for (const h of handles) await h.close().catch(() => {});
-      socket.end();
-      this.sockets.delete(socket);
+      if (!socket.writableEnded) socket.end();
+      socket.once('close', () => this.sockets.delete(socket));
+      if (socket.destroyed) this.sockets.delete(socket);
     }
   }
 

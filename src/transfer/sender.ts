@@ -160,6 +160,7 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
   const onAbort = () => socket.destroy(new TransferError('TRANSFER_ABORTED', 'aborted', { migrationId: opts.migrationId }));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   let wireBytes = 0;
+  let ok = false;
   const send = async (b: Buffer) => {
     wireBytes += b.length;
     await fs.write(b);
@@ -199,6 +200,9 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
       await send(head);
       await send(data);
       bytes += c.raw.length;
+      // The receiver stops at the first failed check and says why; stop sending at once too.
+      const early = fs.peerError();
+      if (early) throw remoteError(early, opts.migrationId);
     }
     while (next < source.files.length) digest.startFile(source.files[next++]!);
     const imageSha256 = digest.digest();
@@ -221,16 +225,19 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
       receiverElapsedMs: verdict.elapsedMs,
     };
     log?.info({ bytes, wireBytes, elapsedMs: Math.round(elapsedMs), mbitPerSecond: +(result.bitsPerSecond / 1e6).toFixed(2) }, 'stream sent');
+    ok = true;
     return result;
   } catch (e) {
-    const err = e instanceof TransferError ? e : new TransferError('TRANSFER_IO', (e as Error).message, { migrationId: opts.migrationId, cause: e });
+    const told = e instanceof TransferError && e.remote ? undefined : fs.peerError();
+    const err = told ? remoteError(told, opts.migrationId) : e instanceof TransferError ? e : new TransferError('TRANSFER_IO', (e as Error).message, { migrationId: opts.migrationId, cause: e });
     if (opts.signal?.aborted && err.code !== 'TRANSFER_ABORTED') throw new TransferError('TRANSFER_ABORTED', 'aborted', { migrationId: opts.migrationId, cause: err });
     log?.warn({ err: err.toJSON() }, 'stream failed');
     throw err;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
-    socket.end();
-    socket.destroySoon?.();
+    // After DONE the receiver closes its side too; after a failure nothing more is owed to it.
+    if (ok) socket.end();
+    else socket.destroy();
   }
 }
 

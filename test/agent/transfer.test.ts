@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile, chmod } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -286,6 +286,27 @@ t.test('sender to receiver on loopback', async (t) => {
     await c.send(evil);
     t.match(await c.fs.next(2000), { type: 'ERROR', code: 'TRANSFER_BAD_HEADER' });
     t.same(await readdir(h.root).catch(() => []), []);
+  });
+
+  await t.test('the sender reports the receiver\'s reason when it stops mid-stream', async (t) => {
+    // A fake receiver on the real codec: accepts, reads one chunk, then refuses it and closes.
+    const server = createServer((sock) => {
+      const fs = new FrameSocket(sock, 'fake receiver');
+      void (async () => {
+        await fs.next(2000);
+        await fs.write(encodeFrame({ type: 'ACCEPT' }));
+        await fs.next(2000);
+        await fs.write(encodeFrame({ type: 'ERROR', code: 'TRANSFER_CHUNK_CORRUPT', message: 'chunk of big.bin at offset 0 is bad', file: 'big.bin', offset: 0 }));
+        fs.lingerClose();
+      })().catch(() => sock.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.teardown(() => new Promise((r) => server.close(r)));
+    const src = await mkdtemp(join(tmpdir(), `coat-${tag}-src-`));
+    t.teardown(() => rm(src, { recursive: true, force: true }));
+    await writeFile(join(src, 'big.bin'), randomBytes(8 * 1024 * 1024));
+    const err = await sendImage(src, { host: '127.0.0.1', port: (server.address() as AddressInfo).port, migrationId: 'mig-1', token: 'x', stepName: 'dump', idleTimeoutMs: 3000 }).catch((e: unknown) => e);
+    t.match(err, { code: 'TRANSFER_CHUNK_CORRUPT', remote: true, file: 'big.bin', offset: 0 }, 'the receiver\'s code, not a connection reset');
   });
 
   await t.test('file list order is canonical', async (t) => {
