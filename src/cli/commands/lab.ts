@@ -6,6 +6,7 @@ import { labDown } from '../../../lab/down.js';
 import { stateDir } from '../../../lab/state.js';
 import { labStatus } from '../../../lab/status.js';
 import { labUp } from '../../../lab/up.js';
+import { runMininet } from '../../../lab/mininet/run.js';
 import { hasCode } from '../../errors.js';
 import { defaultTopology, parseTopology, TopologyError } from '../../vxlan/topology.js';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
@@ -13,6 +14,7 @@ import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command }
 const HELP = `usage: coat lab up [FILE] [--state-dir DIR] [--no-controller] [--json]
        coat lab down [--tag TAG] [--state-dir DIR] [--json]
        coat lab status [--state-dir DIR] [--json]
+       coat lab mininet [FILE] [--test] [--json]
 
 Builds COAT's testbed on this machine in network namespaces named after a unique tag: one namespace
 per host with its own ovsdb-server + ovs-vswitchd (integration and underlay bridges), an underlay
@@ -25,6 +27,11 @@ fabric shaped per link (tbf), a management network to a ctl namespace running na
                    works after a crash too (state file plus a sweep by tag)
   status           what is up; --json: {tag, hosts:[{name, namespace}], endpoints:[{name, host,
                    namespace, ip, mac}], controller, ...}
+
+  mininet [FILE]   the same overlay in Mininet: one OVS user-space switch per host (point-to-point
+                   links where the lab has VXLAN tunnels), endpoints as Mininet hosts, coat
+                   controller as the remote controller; opens Mininet's CLI, or with --test pings
+                   every endpoint pair and exits (0 when all pass)
 
   --state-dir DIR  where state files live (default $COAT_LAB_DIR or /run/coat/labs)
   --tag TAG        down: remove the lab with this tag (also without a state file)
@@ -39,6 +46,7 @@ export const command: Command = {
       'state-dir': { type: 'string' },
       tag: { type: 'string' },
       'no-controller': { type: 'boolean' },
+      test: { type: 'boolean' },
     });
     const [verb, ...rest] = positionals;
     if (values.help || verb === undefined) {
@@ -99,8 +107,28 @@ export const command: Command = {
         }
         return st.healthy ? ExitCode.ok : ExitCode.negative;
       }
+      case 'mininet': {
+        if (rest.length > 1) throw new UsageError(`lab mininet takes at most one topology file (got ${rest.join(' ')})`);
+        let topo;
+        try {
+          topo = rest[0] ? parseTopology(await readFile(rest[0], 'utf8'), rest[0]) : defaultTopology();
+        } catch (e) {
+          if (e instanceof TopologyError) {
+            io.stderr.write(`coat lab mininet: ${e.message}\n`);
+            return ExitCode.badInput;
+          }
+          throw new UsageError(`cannot read ${rest[0]}: ${(e as Error).message}`);
+        }
+        const r = await runMininet(topo, { test: !!values.test, progress: (l) => io.stderr.write(l + '\n') });
+        if (values.test) {
+          if (json) writeJson(io.stdout, { tag: r.tag, exitCode: r.exitCode, ...r.result, arp: r.controller?.arp });
+          else io.stdout.write(`mininet ${r.tag}: ${r.result?.pairs ?? 0} endpoint pairs reached each other${r.result?.failures.length ? `; FAILED: ${r.result.failures.join(', ')}` : ''}; coat answered ${r.controller?.arp.replies ?? 0} ARP requests\n`);
+          if (r.exitCode !== 0 && !r.result) io.stderr.write(r.output.slice(-2000));
+        }
+        return r.exitCode === 0 ? ExitCode.ok : ExitCode.negative;
+      }
       default:
-        throw new UsageError(`unknown lab verb '${verb}' (up, down, status)`);
+        throw new UsageError(`unknown lab verb '${verb}' (up, down, status, mininet)`);
     }
   },
 };
