@@ -284,11 +284,18 @@ const ONF_MESSAGES: Record<number, MessageCodec<BundleControl | BundleAdd>> = {
       const innerLen = buf.readUInt16BE(off + 8 + 2);
       if (innerLen < HEADER_LEN) throw new OfpError('OFP_BAD_LENGTH', off + 10, 'bundle_add inner ofp_header.length >= 8', `got ${innerLen}`);
       need(off + 8, innerLen, end, 'bundle_add inner message');
+      // OpenFlow 1.4 §7.3.9.6: a bundle cannot carry bundle messages (this also bounds recursion).
+      if (buf[off + 9] === OFPT.experimenter && innerLen >= 16 && buf.readUInt32BE(off + 16) === ONF_EXPERIMENTER_ID) {
+        throw new OfpError('OFP_BAD_TYPE', off + 8, 'bundle_add inner message is not an ONF experimenter (bundle) message');
+      }
       const message = decodeOne(buf, off + 8, off + 8 + innerLen);
       return { type: 'bundle_add', xid, bundleId: buf.readUInt32BE(off), flags: buf.readUInt16BE(off + 6), message, properties: buf.subarray(off + 8 + innerLen, end) };
     },
     encode: (m, buf, off) => {
       const b = m as BundleAdd;
+      if (b.message.type === 'bundle_add' || b.message.type === 'bundle_control') {
+        throw new OfpError('OFP_ENCODE_INVALID', off, 'bundle_add inner message is not a bundle message');
+      }
       buf.writeUInt32BE(b.bundleId, off);
       zero(buf, off + 4, 2);
       buf.writeUInt16BE(b.flags, off + 6);
@@ -672,6 +679,7 @@ function encodeError(err: unknown, off: number): unknown {
 /** Decodes exactly one whole message starting at `offset`; the input may continue after it. */
 export function decodeMessage(bytes: Uint8Array, offset = 0): OfpMessage {
   const buf = asBuffer(bytes);
+  if (!Number.isInteger(offset) || offset < 0) throw new OfpError('OFP_TRUNCATED', 0, 'offset is a non-negative integer', `got ${offset}`);
   return decodeOne(buf, offset, buf.length);
 }
 

@@ -143,6 +143,23 @@ t.test('bundle control and bundle add (ONF EXT-230) on the wire', async (t) => {
   const badInner = Buffer.from(bytes);
   badInner.writeUInt16BE(4, 26); // inner ofp_header.length = 4
   t.equal(caught(() => decodeMessage(badInner)).code, 'OFP_BAD_LENGTH');
+  // A bundle inside a bundle is refused (OpenFlow 1.4 §7.3.9.6), which also bounds recursion.
+  t.equal(caught(() => encodeMessage({ ...add, message: ctl })).code, 'OFP_ENCODE_INVALID', 'the encoder refuses it too');
+  const nested = Buffer.from(encodeMessage({ ...add, message: { type: 'experimenter', xid: 1, experimenter: 0x4f4e4600, expType: 2300, data: Buffer.alloc(8) } }));
+  const ne = caught(() => decodeMessage(nested));
+  t.same([ne.code, ne.offset], ['OFP_BAD_TYPE', 24]);
+  let deep: Buffer = encodeMessage(inner);
+  for (let i = 0; i < 2000; i++) {
+    const h = Buffer.from(deep.subarray(0, 24));
+    h.writeUInt16BE(deep.length + 24, 2);
+    h.writeUInt8(4, 1);
+    h.writeUInt32BE(0x4f4e4600, 8);
+    h.writeUInt32BE(2301, 12);
+    deep = Buffer.concat([h, deep]);
+    if (deep.length > 60_000) break;
+  }
+  t.equal(caught(() => decodeMessage(deep)).code, 'OFP_BAD_TYPE', 'deeply nested bundles: a typed error, no stack overflow');
+  t.equal(caught(() => decodeMessage(deep, -1)).code, 'OFP_TRUNCATED', 'negative offset');
 });
 
 t.test('hello of another version decodes (negotiation); other messages of another version do not', async (t) => {
