@@ -14,7 +14,7 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import {
-  OfpError, OfpStreamParser, encodeMessage, errorName, hello as helloMessage, flowDelete, bundleAdd, bundleControl,
+  OfpError, OfpStreamParser, errorName, hello as helloMessage, flowDelete, bundleAdd, bundleControl,
   packetOut as packetOutMessage, OFPET, OFPCR_ROLE, OFPP, OFPG, OFPTT, OFPBF, OFPMPF, OFPCML, OFPPR, OFP_VERSION,
   type OfpMessage, type MessageOf, type Port, type FeaturesReply, type MultipartRequestBody, type MultipartReplyBody,
   type FlowStats, type FlowMod, type Action, type PacketIn, type PortStatus, type FlowRemoved, type ErrorMessage,
@@ -27,6 +27,7 @@ import { RequestTable, RequestTimeoutError } from './requests.js';
 import { XidAllocator } from './xid.js';
 import { COAT_COOKIE, COAT_COOKIE_MASK } from './cookies.js';
 import { planReconcile, type DesiredFlows, type ReconcilePlan } from './reconcile.js';
+import { encodeWithXid } from './wire-cache.js';
 
 /** OFPT_ERROR received for one of our messages, tied to that message (OpenFlow 1.3.5 §7.4.4). */
 export class OfpErrorReply extends ControllerError {
@@ -325,9 +326,8 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
   send(msg: Sendable): number {
     this.assertOpen(msg.type);
     const xid = msg.xid || this.xids.allocate((x) => this.requests.has(x) || this.unconfirmed.has(x));
-    const m = msg.xid === xid ? msg : ({ ...msg, xid } as OfpMessage);
-    this.remember(m);
-    this.write(m);
+    this.remember(msg, xid);
+    this.write(msg, xid);
     return xid;
   }
 
@@ -380,10 +380,9 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
     for (const msg of msgs) {
       this.assertOpen(msg.type);
       const xid = this.xids.allocate((x) => this.requests.has(x) || this.unconfirmed.has(x));
-      const m = { ...msg, xid } as OfpMessage;
-      if (m.type === 'bundle_add') m.message = { ...m.message, xid }; // EXT-230: inner xid = outer xid
-      this.remember(m, errors);
-      this.write(m);
+      // (For a bundle add, encodeWithXid puts the same xid on the inner message: EXT-230.)
+      this.remember(msg, xid, errors);
+      this.write(msg, xid);
       xids.push(xid);
       if (this.outQueueBytes + this.socket.writableLength > HIGH_WATER) await this.drain();
     }
@@ -639,13 +638,14 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
   // -------------------------------------------------------------------------------------------
   // Bookkeeping.
 
-  private remember(m: OfpMessage, batch?: OfpErrorReply[]): void {
+  /** Keeps a sent message (as the caller gave it) so an OFPT_ERROR carrying `xid` can name it. */
+  private remember(m: OfpMessage, xid: number, batch?: OfpErrorReply[]): void {
     if (m.type === 'barrier_request') return;
     if (this.unconfirmed.size >= UNCONFIRMED_LIMIT) {
       const oldest = this.unconfirmed.keys().next().value;
       if (oldest !== undefined) this.unconfirmed.delete(oldest);
     }
-    this.unconfirmed.set(m.xid, batch ? { msg: m, seq: this.sendSeq, batch } : { msg: m, seq: this.sendSeq });
+    this.unconfirmed.set(xid, batch ? { msg: m, seq: this.sendSeq, batch } : { msg: m, seq: this.sendSeq });
   }
 
   /** A barrier reply: every message sent before it is done (errors for them already arrived). */
@@ -662,15 +662,15 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
   private barrierMarks = new Map<number, number>();
   private sendSeq = 0;
 
-  private write(m: OfpMessage): void {
+  private write(m: OfpMessage, xid: number = m.xid): void {
     if (this.state === 'closed') return;
-    if (m.type === 'barrier_request') this.barrierMarks.set(m.xid, this.sendSeq);
+    if (m.type === 'barrier_request') this.barrierMarks.set(xid, this.sendSeq);
     this.sendSeq++;
     let buf: Buffer;
     try {
-      buf = encodeMessage(m);
+      buf = encodeWithXid(m, xid);
     } catch (err) {
-      this.unconfirmed.delete(m.xid);
+      this.unconfirmed.delete(xid);
       throw err; // the caller's message is malformed: its fault, not the switch's
     }
     this.outQueue.push(buf);

@@ -14,8 +14,8 @@
  *   whose cookie ... matches under the cookie_mask"), so coat never reads nor deletes another
  *   controller's flows (whose cookies are, say, 0).
  * - The band id lets a whole band be removed with one flow-mod (mask 0xFFFFFF << 40).
- * - The content hash makes a flow's cookie a function of what the flow is (table, priority, match,
- *   instructions, timeouts, flags). Reconciliation then compares cookies only, never matches: a
+ * - The content hash makes a flow's cookie a function of what the flow is (its flow-mod's wire
+ *   encoding: table, priority, match, instructions, timeouts, flags). Reconciliation then compares cookies only, never matches: a
  *   switch may print a match back normalised (field order, prerequisites, masks), but it returns the
  *   cookie verbatim.
  *
@@ -120,23 +120,13 @@ export function bandCookie(band: PriorityBand): bigint {
 }
 
 /**
- * JSON with sorted keys, bigint as `"<n>n"`, bytes as hex: the same value always gives the same
- * text whatever order its properties were written in.
+ * The coat cookie of a flow whose identity is `wire`: its OFPT_FLOW_MOD encoded with cookie 0 and
+ * xid 0 (table, priority, match, instructions, timeouts, flags: everything the switch keeps).
+ * Hashing the encoding rather than the object makes the cookie independent of how the object was
+ * written, and the encoding is needed anyway to send the flow.
  */
-export function canonicalJson(v: unknown): string {
-  if (typeof v === 'bigint') return JSON.stringify(`${v}n`);
-  if (Buffer.isBuffer(v) || v instanceof Uint8Array) return JSON.stringify(`0x${Buffer.from(v).toString('hex')}`);
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const keys = Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
-}
-
-/** The coat cookie of a flow whose identity (everything but the cookie) is `content`. */
-export function flowCookie(band: PriorityBand, content: unknown): bigint {
-  const digest = createHash('sha256').update(canonicalJson(content)).digest();
+export function flowCookie(band: PriorityBand, wire: Uint8Array): bigint {
+  const digest = createHash('sha256').update(wire).digest();
   const hash = digest.readBigUInt64BE(0) & HASH_MASK;
   return bandCookie(band) | hash;
 }

@@ -5,8 +5,9 @@
  * the cookie is derived from the flow's content (see cookies.ts), which is what lets
  * reconciliation diff by cookie alone.
  */
-import { flowMod, OFPFC, type FlowMod, type Instruction, type Match } from '../openflow/index.js';
+import { encodeMessage, flowMod, OFPFC, type FlowMod, type Instruction, type Match } from '../openflow/index.js';
 import { BandTable, flowCookie } from './cookies.js';
+import { rememberEncoding } from './wire-cache.js';
 import { ControllerError, ControllerErrorCode } from './errors.js';
 
 export interface FlowSpec {
@@ -24,7 +25,10 @@ export interface FlowSpec {
   flags?: number;
 }
 
-/** The OFPFC_ADD for one coat flow, its cookie in coat's cookie space. */
+/**
+ * The OFPFC_ADD for one coat flow, its cookie in coat's cookie space. The result is frozen and its
+ * encoding kept (wire-cache.ts): build a new one instead of changing it.
+ */
 export function coatFlowMod(spec: FlowSpec, bands: BandTable = DEFAULT_BAND_TABLE): FlowMod {
   const band = bands.get(spec.band);
   const priority = bands.priority(spec.band, spec.rank ?? 0);
@@ -37,7 +41,11 @@ export function coatFlowMod(spec: FlowSpec, bands: BandTable = DEFAULT_BAND_TABL
     hardTimeout: spec.hardTimeout ?? 0,
     flags: spec.flags ?? 0,
   };
-  return flowMod({ ...content, command: OFPFC.add, cookie: flowCookie(band, content) });
+  const unnamed = flowMod({ ...content, command: OFPFC.add, cookie: 0n });
+  const wire = encodeMessage(unnamed);
+  const cookie = flowCookie(band, wire);
+  wire.writeBigUInt64BE(cookie, 8); // ofp_flow_mod.cookie is the first field after the header (§7.3.4.1)
+  return rememberEncoding({ ...unnamed, cookie }, wire);
 }
 
 /** Flow-mods for a list of specs; rejects two different flows that would share a cookie. */
