@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCoatCookie } from '../../src/controller/cookies.js';
@@ -52,11 +52,11 @@ t.test("COAT's testbed: overlay reachability, 10 MB transfer, shaped rate, ARP f
   const cli = st.endpoints[1]!;
 
   // a second lab up is refused, and builds nothing
-  const nsBefore = (await listNetns()).length;
   const again = await coat(['lab', 'up', '--state-dir', dir]);
   t.equal(again.code, 1);
   t.match(again.stderr, new RegExp(`a lab is already up \\(tag ${st.tag}`));
-  t.equal((await listNetns()).length, nsBefore, 'no namespace was made by the refused lab up');
+  t.notMatch(again.stderr, /namespaces/, 'the refused lab up started no build step');
+  t.same((await readdir(dir)).filter((f) => f.endsWith('.json')), [`${st.tag}.json`], 'and wrote no second state file');
 
   // status --json holds the contract fields
   const status = await coat(['lab', 'status', '--state-dir', dir, '--json']);
