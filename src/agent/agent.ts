@@ -44,7 +44,7 @@ import {
   type StepTiming,
   type StreamEndpoint,
 } from './protocol.js';
-import { clearServiceNetns, prepareServiceNetns } from './service-netns.js';
+import { clearServiceNetns, flushNeighbour, prepareServiceNetns } from './service-netns.js';
 
 /** How to reach NATS; the same shape for agents and the controller (see docs/agent.md). */
 export interface NatsAuth {
@@ -324,6 +324,13 @@ export class Agent {
       case 'timings':
         need('migrationId', 'string');
         return { steps: this.journal.get(a.migrationId as string)?.steps ?? [] } satisfies Commands['timings']['result'];
+      case 'neigh.flush': {
+        need('migrationId', 'string');
+        need('ip', 'string');
+        const flushed = await flushNeighbour(a.ip as string, a.netns as string | undefined);
+        log.info({ ip: a.ip, netns: a.netns, flushed }, 'neighbour entry flushed');
+        return { flushed };
+      }
       case 'forget': {
         need('migrationId', 'string');
         const id = a.migrationId as string;

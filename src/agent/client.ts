@@ -18,7 +18,7 @@ import { connect, ErrorCode, JSONCodec, type NatsConnection, type NatsError, typ
 import { logger as rootChild, type Logger } from '../log.js';
 import { natsConnectionOptions, type NatsAuth } from './agent.js';
 import { signCommand } from './auth.js';
-import { AgentBadReplyError, AgentGoneError, AgentRefusedError, AgentRemoteError, AgentTimeoutError, AgentUnknownError } from './errors.js';
+import { AgentAbortedError, AgentBadReplyError, AgentGoneError, AgentRefusedError, AgentRemoteError, AgentTimeoutError, AgentUnknownError } from './errors.js';
 import {
   DEAD_AFTER_MS,
   isSafeName,
@@ -73,8 +73,10 @@ export interface RegistryOptions {
 }
 
 export interface RequestOptions {
-  /** Deadline for the reply, ms (default 5000). */
+  /** Deadline for the reply, ms (default 5000); the agent aborts the work at it too. */
   deadlineMs?: number;
+  /** Abandons the wait (AgentAbortedError); the agent stops at its deadline, not at this signal. */
+  signal?: AbortSignal;
 }
 
 interface Pending {
@@ -285,11 +287,16 @@ export class AgentClient {
     if (!info) throw new AgentUnknownError(this.host);
     if (!info.alive) throw new AgentGoneError(this.host, 'not heartbeating', command);
     const migrationId = (args as { migrationId?: string }).migrationId;
+    if (opts.signal?.aborted) throw new AgentAbortedError(this.host, command, migrationId);
     const subject = subjects.command(this.host, command);
     const req = signCommand(this.secret, subject, args, deadlineMs, Date.now());
     let untrack = () => {};
+    let unlisten = () => {};
     const gone = new Promise<never>((_, reject) => {
       untrack = this.registry.track(this.host, { command, reject });
+      const onAbort = () => reject(new AgentAbortedError(this.host, command, migrationId));
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      unlisten = () => opts.signal?.removeEventListener('abort', onAbort);
     });
     try {
       const msg = await Promise.race([
@@ -313,6 +320,7 @@ export class AgentClient {
       throw new AgentRemoteError(this.host, command, err.code, err.message, { name: err.name, code: err.code, message: err.message, ...(err.details ?? {}) });
     } finally {
       untrack();
+      unlisten();
       gone.catch(() => {}); // settled or not, never an unhandled rejection
     }
   }

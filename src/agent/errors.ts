@@ -12,6 +12,8 @@
  * |                      |                    | error code (e.g. TRANSFER_REFUSED, EXEC_FAILED)              |
  * | AGENT_UNKNOWN        | AgentUnknownError  | no agent of that name has registered                         |
  * | AGENT_BAD_REPLY      | AgentBadReplyError | a reply that is not a valid reply (version skew, corruption) |
+ * | AGENT_ABORTED        | AgentAbortedError  | the caller's AbortSignal fired first; the agent may still be  |
+ * |                      |                    | running the command until its own deadline                   |
  */
 import { CoatError } from '../errors.js';
 
@@ -67,6 +69,12 @@ export class AgentUnknownError extends AgentError {
 export class AgentBadReplyError extends AgentError {
   constructor(host: string, readonly command: string, why: string) {
     super('AGENT_BAD_REPLY', host, `agent ${host}: malformed reply to ${command}: ${why}`);
+  }
+}
+
+export class AgentAbortedError extends AgentError {
+  constructor(host: string, readonly command: string, readonly migrationId?: string) {
+    super('AGENT_ABORTED', host, `agent ${host}: ${command} abandoned by the caller${migrationId ? ` (migration ${migrationId})` : ''}`);
   }
 }
 

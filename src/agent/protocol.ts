@@ -199,6 +199,14 @@ export interface StreamSendArgs {
   rateBitsPerSecond?: number;
 }
 
+/** New-MAC mode: forget the service IP's stale neighbour entry on the client's host. */
+export interface NeighFlushArgs {
+  migrationId: string;
+  ip: string;
+  /** Namespace holding the client (default: the agent's own). */
+  netns?: string;
+}
+
 export interface ForgetArgs {
   migrationId: string;
   /** Also delete the image directory. */
@@ -217,9 +225,10 @@ export interface Commands {
   'stream.send': { args: StreamSendArgs; result: SendResult };
   timings: { args: { migrationId: string }; result: { steps: StepTiming[] } };
   forget: { args: ForgetArgs; result: { forgotten: boolean } };
+  'neigh.flush': { args: NeighFlushArgs; result: { flushed: boolean } };
 }
 export type CommandName = keyof Commands;
-export const COMMAND_NAMES: readonly CommandName[] = ['ping', 'status', 'netns.prepare', 'netns.clear', 'executor.step', 'profile', 'stream.expect', 'stream.send', 'timings', 'forget'];
+export const COMMAND_NAMES: readonly CommandName[] = ['ping', 'status', 'netns.prepare', 'netns.clear', 'executor.step', 'profile', 'stream.expect', 'stream.send', 'timings', 'forget', 'neigh.flush'];
 
 /**
  * A command on the wire. `args` is a JSON string, not an object, so the HMAC covers exactly the

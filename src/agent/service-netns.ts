@@ -82,3 +82,13 @@ export async function clearServiceNetns(netns: string, hostIf?: string, ovs?: { 
   if (hostIf && IFNAME.test(hostIf) && (await linkExists(hostIf))) await exec('ip', ['link', 'del', hostIf], t);
   return existed;
 }
+
+/** `ip neigh flush to IP` (in a namespace): the client re-resolves the service's new MAC. */
+export async function flushNeighbour(ip: string, netns?: string): Promise<boolean> {
+  const m = IPV4_CIDR.exec(ip);
+  if (!m || m[5] !== undefined || [1, 2, 3, 4].some((i) => Number(m[i]) > 255)) throw new AgentCommandError('AGENT_BAD_ARGS', `neigh.flush: ip ${JSON.stringify(ip)} is not an IPv4 address`);
+  if (netns !== undefined && !NETNS_NAME.test(netns)) throw new AgentCommandError('AGENT_BAD_ARGS', `neigh.flush: namespace name ${JSON.stringify(netns)} is not valid`);
+  const had = (await exec('ip', ['neigh', 'show', 'to', ip], { timeoutMs: 5000, ...(netns ? { netns } : {}) })).stdout.trim() !== '';
+  await exec('ip', ['neigh', 'flush', 'to', ip], { timeoutMs: 5000, ...(netns ? { netns } : {}) });
+  return had;
+}

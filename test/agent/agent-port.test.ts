@@ -1,0 +1,109 @@
+/**
+ * The orchestrator's AgentPort over NATS (NatsAgentPort): the whole agent side of one migration's
+ * timeline, in the orchestrator's order, against two real in-process agents, a real nats-server and
+ * the test file executor; then abandoning a step through the AbortSignal.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile, access } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { newTag } from '../../lab/tag.js';
+import { Agent } from '../../src/agent/agent.js';
+import { NatsAgentPort } from '../../src/agent/agent-port.js';
+import { AgentRegistry } from '../../src/agent/client.js';
+import { AgentAbortedError } from '../../src/agent/errors.js';
+import { exec } from '../../src/exec.js';
+import { logger } from '../../src/log.js';
+import type { MigrationRef } from '../../src/migration/ports.js';
+import { digestImageDir } from '../../src/transfer/image-dir.js';
+import { startNats } from '../fixtures/nats.js';
+import { createExecutor } from './helpers/file-executor.js';
+
+process.env.COAT_LOG_LEVEL ??= 'silent';
+const tag = newTag();
+const secret = Buffer.from(randomBytes(32).toString('hex'));
+
+t.test('NatsAgentPort drives a migration\'s agent steps', async (t) => {
+  const nats = await startNats(t, { tag });
+  const work = await mkdtemp(join(tmpdir(), `coat-${tag}-port-`));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const hosts = { src: `${tag}-s`, dst: `${tag}-d`, cli: `${tag}-c` };
+  for (const h of Object.values(hosts)) {
+    const agent = new Agent({ host: h, nats: { servers: nats.url }, secret, dataDir: join(work, h), listen: { host: '127.0.0.1', port: 0 }, executorFactory: async (_n, o) => createExecutor(o), log: logger('agent', { host: h }) });
+    await agent.start();
+    t.teardown(() => agent.stop());
+  }
+  const reg = await AgentRegistry.connect({ nats: { servers: nats.url }, secret });
+  t.teardown(() => reg.close());
+  for (const h of Object.values(hosts)) await reg.waitFor(h, 5000);
+
+  const clientNs = `${tag}-cl`;
+  await exec('ip', ['netns', 'add', clientNs]);
+  t.teardown(() => exec('ip', ['netns', 'del', clientNs], { allowFailure: true }));
+  const svcNs = `${tag}-svc`;
+  t.teardown(() => exec('ip', ['netns', 'del', svcNs], { allowFailure: true }));
+
+  const stateSrc = join(work, 'state-src');
+  const stateDst = join(work, 'state-dst');
+  await mkdir(stateSrc);
+  await writeFile(join(stateSrc, 'db'), randomBytes(3 * 1024 * 1024));
+  const m: MigrationRef = {
+    migrationId: `${tag}-mig`,
+    service: { name: 'svc', netns: svcNs, ip: '10.11.0.10', mac: '02:00:00:11:00:10', stateDir: stateSrc },
+    source: hosts.src,
+    destination: hosts.dst,
+    clientHost: hosts.cli,
+    executor: 'hooks',
+  };
+  // The destination's executor writes to its own state dir: same service, other host.
+  const port = new NatsAgentPort(reg, { clientNetnsOf: () => clientNs });
+  const dst: MigrationRef = { ...m, service: { ...m.service, stateDir: stateDst } };
+  const signal = new AbortController().signal;
+
+  await port.prepareNamespace(m.destination, m, signal);
+  const [link] = JSON.parse((await exec('ip', ['-n', svcNs, '-j', 'link', 'show', 'dev', 'eth0'])).stdout) as { address: string }[];
+  t.equal(link!.address, m.service.mac, 'destination namespace with the service MAC');
+  await port.prepare(m.source, m, 'source', signal);
+  await port.prepare(m.destination, dst, 'destination', signal);
+  const pre = await port.preDump(m.source, m, 1, signal);
+  t.equal(pre.bytes, 3 * 1024 * 1024);
+  port.setStreamRate(m.migrationId, 400e6);
+  const s1 = await port.streamImage(m.source, m.destination, m, 'pre-1', signal);
+  t.equal(s1.bytes, 3 * 1024 * 1024);
+  const dump = await port.dump(m.source, m, signal);
+  t.ok(dump.bytes > 3 * 1024 * 1024);
+  const s2 = await port.streamImage(m.source, m.destination, m, 'dump', signal);
+  t.equal(s2.sha256, (await digestImageDir(join(work, hosts.dst, 'images', m.migrationId, 'dump'))).sha256, 'the stream result carries the image sha256 that landed');
+  await port.restore(m.destination, dst, signal);
+  const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
+  t.equal(await sha(join(stateDst, 'db')), await sha(join(stateSrc, 'db')), 'restored state equals the source state');
+  await exec('ip', ['-n', clientNs, 'link', 'set', 'lo', 'up']);
+  await exec('ip', ['-n', clientNs, 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1']);
+  await exec('ip', ['-n', clientNs, 'link', 'set', 'd0', 'up']);
+  await exec('ip', ['-n', clientNs, 'neigh', 'replace', '10.11.0.10', 'lladdr', '02:00:00:11:00:99', 'dev', 'd0', 'nud', 'stale']);
+  t.match((await exec('ip', ['-n', clientNs, 'neigh', 'show', 'to', '10.11.0.10'])).stdout, '02:00:00:11:00:99', 'the client host has the old entry');
+  await port.flushNeighbour(m.clientHost!, m, signal);
+  t.equal((await exec('ip', ['-n', clientNs, 'neigh', 'show', 'to', '10.11.0.10'])).stdout.trim(), '', 'the client host forgot the old neighbour entry');
+  await port.resume(m.destination, dst, signal);
+  await port.release(m.source, m, signal);
+  await access(join(stateDst, 'resumed.marker'));
+  await access(join(stateSrc, 'released.marker'));
+  await port.clearNamespace(m.destination, m, signal);
+  t.notMatch((await exec('ip', ['netns', 'list'])).stdout, svcNs, 'namespace cleared');
+  await port.clearNamespace(m.destination, m, signal); // idempotent, as ports.ts requires
+  await port.abort(m.source, m, 'source', signal); // idempotent too
+  await port.forget(m);
+  t.same((await reg.agent(hosts.src).status()).holds, [], 'both agents forgot the migration');
+  t.same((await reg.agent(hosts.dst).status()).holds, []);
+
+  await t.test('the orchestrator\'s signal abandons a step', async (t) => {
+    const slow = new NatsAgentPort(reg, { executorOptions: () => ({ delayMs: { prepare: 5000 } }) });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 200);
+    const t0 = performance.now();
+    const err = await slow.prepare(m.source, { ...m, migrationId: `${tag}-mig2` }, 'source', ac.signal).catch((e: unknown) => e);
+    t.type(err, AgentAbortedError);
+    t.ok(performance.now() - t0 < 1000, 'at once, not at the deadline');
+  });
+});
