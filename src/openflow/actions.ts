@@ -40,8 +40,12 @@ interface StructCodec<T> {
   length(v: T): number;
 }
 
-function header4<T>(fields: (buf: Buffer, off: number) => T, write: (v: T, buf: Buffer, off: number) => void): StructCodec<T> {
-  // `ofp_action_*` with a 4-byte field then 4 bytes of pad (or a 2-byte field then 2 of pad): 8 bytes.
+/**
+ * An 8-byte action (§7.2.5): the 4-byte header, then at most one field and zero padding up to 8
+ * (`ofp_action_generic`, `ofp_action_push`, `ofp_action_mpls_ttl`, `ofp_action_group`, ...).
+ * `write` fills the field after the padding has been zeroed.
+ */
+function eightByteAction<T>(fields: (buf: Buffer, off: number) => T, write: (v: T, buf: Buffer, off: number) => void): StructCodec<T> {
   return {
     decode: (buf, off, end) => {
       if (end - off !== 8) throw new OfpError('OFP_BAD_LENGTH', off, 'action.len == 8', `got ${end - off}`);
@@ -58,9 +62,9 @@ function header4<T>(fields: (buf: Buffer, off: number) => T, write: (v: T, buf: 
 
 type ActionOf<N extends ActionType> = Extract<Action, { type: N }>;
 const bare = <N extends ActionType>(type: N) =>
-  header4<ActionOf<N>>(() => ({ type }) as ActionOf<N>, () => undefined);
+  eightByteAction<ActionOf<N>>(() => ({ type }) as ActionOf<N>, () => undefined);
 const ethertype = <N extends 'push_vlan' | 'push_mpls' | 'pop_mpls' | 'push_pbb'>(type: N) =>
-  header4<ActionOf<N>>(
+  eightByteAction<ActionOf<N>>(
     (b, o) => ({ type, ethertype: b.readUInt16BE(o + 4) }) as ActionOf<N>,
     (v, b, o) => b.writeUInt16BE((v as { ethertype: number }).ethertype, o + 4),
   );
@@ -81,15 +85,15 @@ const ACTIONS: { [N in Exclude<ActionType, 'unknown'>]: StructCodec<ActionOf<N>>
   },
   copy_ttl_out: bare('copy_ttl_out'),
   copy_ttl_in: bare('copy_ttl_in'),
-  set_mpls_ttl: header4((b, o) => ({ type: 'set_mpls_ttl', mplsTtl: b[o + 4]! }), (v, b, o) => b.writeUInt8(v.mplsTtl, o + 4)),
+  set_mpls_ttl: eightByteAction((b, o) => ({ type: 'set_mpls_ttl', mplsTtl: b[o + 4]! }), (v, b, o) => b.writeUInt8(v.mplsTtl, o + 4)),
   dec_mpls_ttl: bare('dec_mpls_ttl'),
   push_vlan: ethertype('push_vlan'),
   pop_vlan: bare('pop_vlan'),
   push_mpls: ethertype('push_mpls'),
   pop_mpls: ethertype('pop_mpls'),
-  set_queue: header4((b, o) => ({ type: 'set_queue', queueId: b.readUInt32BE(o + 4) }), (v, b, o) => b.writeUInt32BE(v.queueId, o + 4)),
-  group: header4((b, o) => ({ type: 'group', groupId: b.readUInt32BE(o + 4) }), (v, b, o) => b.writeUInt32BE(v.groupId, o + 4)),
-  set_nw_ttl: header4((b, o) => ({ type: 'set_nw_ttl', nwTtl: b[o + 4]! }), (v, b, o) => b.writeUInt8(v.nwTtl, o + 4)),
+  set_queue: eightByteAction((b, o) => ({ type: 'set_queue', queueId: b.readUInt32BE(o + 4) }), (v, b, o) => b.writeUInt32BE(v.queueId, o + 4)),
+  group: eightByteAction((b, o) => ({ type: 'group', groupId: b.readUInt32BE(o + 4) }), (v, b, o) => b.writeUInt32BE(v.groupId, o + 4)),
+  set_nw_ttl: eightByteAction((b, o) => ({ type: 'set_nw_ttl', nwTtl: b[o + 4]! }), (v, b, o) => b.writeUInt8(v.nwTtl, o + 4)),
   dec_nw_ttl: bare('dec_nw_ttl'),
   set_field: {
     // §7.2.5: one OXM TLV, then zero padding to a multiple of 8.

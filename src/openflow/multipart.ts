@@ -540,62 +540,90 @@ function encodeOxmIds(ids: readonly OxmId[], buf: Buffer, off: number): number {
   return off;
 }
 
-function tableFeaturePropBodyLength(p: TableFeatureProperty): number {
-  if ('instructionIds' in p) return p.instructionIds.reduce((n, i) => n + 4 + i.data.length, 0);
-  if ('actionIds' in p) return p.actionIds.reduce((n, i) => n + 4 + i.data.length, 0);
-  if ('tableIds' in p) return p.tableIds.length;
-  if ('oxmIds' in p) return p.oxmIds.reduce((n, i) => n + (i.oxmClass === 0xffff ? 8 : 4), 0);
-  if (p.type === 'unknown') return p.data.length;
-  return 8 + p.data.length;
+type PropBody<K extends string, V> = { [k in K]: V };
+
+/** How a table-feature property body is laid out, per property type (§7.3.5.5.2). */
+interface PropLayout {
+  decode(buf: Buffer, off: number, end: number): object;
+  encode(p: TableFeatureProperty, buf: Buffer, off: number): number;
+  length(p: TableFeatureProperty): number;
 }
+
+const ids = (key: 'instructionIds' | 'actionIds', what: string): PropLayout => {
+  const list = (p: TableFeatureProperty) => (p as unknown as PropBody<typeof key, FeatureId[]>)[key];
+  return {
+    decode: (buf, off, end) => ({ [key]: decodeFeatureIds(buf, off, end, what) }),
+    encode: (p, buf, off) => encodeFeatureIds(list(p), buf, off),
+    length: (p) => list(p).reduce((n, i) => n + 4 + i.data.length, 0),
+  };
+};
+
+const TABLE_IDS: PropLayout = {
+  decode: (buf, off, end) => ({ tableIds: Array.from(buf.subarray(off, end)) }),
+  encode: (p, buf, off) => {
+    for (const t of (p as PropBody<'tableIds', number[]>).tableIds) off = buf.writeUInt8(t, off);
+    return off;
+  },
+  length: (p) => (p as PropBody<'tableIds', number[]>).tableIds.length,
+};
+
+const OXM_IDS: PropLayout = {
+  decode: (buf, off, end) => ({ oxmIds: decodeOxmIds(buf, off, end) }),
+  encode: (p, buf, off) => encodeOxmIds((p as PropBody<'oxmIds', OxmId[]>).oxmIds, buf, off),
+  length: (p) => (p as PropBody<'oxmIds', OxmId[]>).oxmIds.reduce((n, i) => n + (i.oxmClass === 0xffff ? 8 : 4), 0),
+};
+
+const EXPERIMENTER_PROP: PropLayout = {
+  decode: (buf, off, end) => {
+    need(off, 8, end, 'ofp_table_feature_prop_experimenter');
+    return { experimenter: buf.readUInt32BE(off), expType: buf.readUInt32BE(off + 4), data: buf.subarray(off + 8, end) };
+  },
+  encode: (p, buf, off) => {
+    const e = p as ExperimenterBody;
+    buf.writeUInt32BE(e.experimenter, off);
+    buf.writeUInt32BE(e.expType, off + 4);
+    return off + 8 + e.data.copy(buf, off + 8);
+  },
+  length: (p) => 8 + (p as ExperimenterBody).data.length,
+};
+
+const UNKNOWN_PROP: PropLayout = {
+  decode: (buf, off, end) => ({ data: buf.subarray(off, end) }),
+  encode: (p, buf, off) => off + (p as { data: Buffer }).data.copy(buf, off),
+  length: (p) => (p as { data: Buffer }).data.length,
+};
+
+/** One layout per OFPTFPT_* type; `_miss` twins share their base type's layout. */
+const PROP_LAYOUTS: { readonly [N in OfptfptName]: PropLayout } = {
+  instructions: ids('instructionIds', 'instruction id'),
+  instructions_miss: ids('instructionIds', 'instruction id'),
+  next_tables: TABLE_IDS,
+  next_tables_miss: TABLE_IDS,
+  write_actions: ids('actionIds', 'action id'),
+  write_actions_miss: ids('actionIds', 'action id'),
+  apply_actions: ids('actionIds', 'action id'),
+  apply_actions_miss: ids('actionIds', 'action id'),
+  match: OXM_IDS,
+  wildcards: OXM_IDS,
+  write_setfield: OXM_IDS,
+  write_setfield_miss: OXM_IDS,
+  apply_setfield: OXM_IDS,
+  apply_setfield_miss: OXM_IDS,
+  experimenter: EXPERIMENTER_PROP,
+  experimenter_miss: EXPERIMENTER_PROP,
+};
+
+const layoutOf = (p: TableFeatureProperty): PropLayout => (p.type === 'unknown' ? UNKNOWN_PROP : PROP_LAYOUTS[p.type]);
 
 function decodeTableFeatureProperty(buf: Buffer, off: number, end: number): TableFeatureProperty {
   const code = buf.readUInt16BE(off);
   const type = TFPT_BY_CODE.get(code);
-  const b = off + 4;
-  switch (type) {
-    case 'instructions':
-    case 'instructions_miss':
-      return { type, instructionIds: decodeFeatureIds(buf, b, end, 'instruction id') };
-    case 'next_tables':
-    case 'next_tables_miss':
-      return { type, tableIds: Array.from(buf.subarray(b, end)) };
-    case 'write_actions':
-    case 'write_actions_miss':
-    case 'apply_actions':
-    case 'apply_actions_miss':
-      return { type, actionIds: decodeFeatureIds(buf, b, end, 'action id') };
-    case 'match':
-    case 'wildcards':
-    case 'write_setfield':
-    case 'write_setfield_miss':
-    case 'apply_setfield':
-    case 'apply_setfield_miss':
-      return { type, oxmIds: decodeOxmIds(buf, b, end) };
-    case 'experimenter':
-    case 'experimenter_miss':
-      need(b, 8, end, 'ofp_table_feature_prop_experimenter');
-      return { type, experimenter: buf.readUInt32BE(b), expType: buf.readUInt32BE(b + 4), data: buf.subarray(b + 8, end) };
-    default:
-      return { type: 'unknown', propType: code, data: buf.subarray(b, end) };
-  }
+  if (type === undefined) return { type: 'unknown', propType: code, data: buf.subarray(off + 4, end) };
+  return { type, ...PROP_LAYOUTS[type].decode(buf, off + 4, end) } as TableFeatureProperty;
 }
 
 function encodeTableFeatureProperty(p: TableFeatureProperty, buf: Buffer, off: number): number {
-  const b = off + 4;
-  let e: number;
-  if ('instructionIds' in p) e = encodeFeatureIds(p.instructionIds, buf, b);
-  else if ('actionIds' in p) e = encodeFeatureIds(p.actionIds, buf, b);
-  else if ('tableIds' in p) {
-    e = b;
-    for (const t of p.tableIds) e = buf.writeUInt8(t, e);
-  } else if ('oxmIds' in p) e = encodeOxmIds(p.oxmIds, buf, b);
-  else if (p.type === 'unknown') e = b + p.data.copy(buf, b);
-  else {
-    buf.writeUInt32BE(p.experimenter, b);
-    buf.writeUInt32BE(p.expType, b + 4);
-    e = b + 8 + p.data.copy(buf, b + 8);
-  }
+  const e = layoutOf(p).encode(p, buf, off + 4);
   buf.writeUInt16BE(p.type === 'unknown' ? p.propType : OFPTFPT[p.type], off);
   backpatch16(buf, off, off + 2, e, 'ofp_table_feature_prop');
   // §7.3.5.5.2: each property is padded to 8; `length` excludes the padding.
@@ -635,7 +663,7 @@ const tableFeatures = list<TableFeatures>(
     for (const prop of e.properties) p = encodeTableFeatureProperty(prop, buf, p);
     return backpatch16(buf, off, off, p, 'ofp_table_features');
   },
-  (e) => 64 + e.properties.reduce((n, p) => n + align8(4 + tableFeaturePropBodyLength(p)), 0),
+  (e) => 64 + e.properties.reduce((n, p) => n + align8(4 + layoutOf(p).length(p)), 0),
 );
 
 // ---------------------------------------------------------------------------------------------
