@@ -21,6 +21,7 @@ export type {
   FlowRemoved, PortStatus, PacketOut, FlowMod, GroupMod, PortMod, TableMod, MultipartRequest, MultipartReply,
   QueueGetConfigRequest, QueueGetConfigReply, RoleMessage, AsyncConfig, MeterMod, BundleControl, BundleAdd,
 } from './messages.js';
+export { joinMultipartReplyBodies } from './multipart.js';
 export { decodeMessage, decodeAll, encodeMessage, encodeMessageInto, encodingLength, peekLength } from './messages.js';
 export { OfpStreamParser, type OfpStreamParserOptions } from './stream.js';
 export * from './builders.js';

@@ -814,3 +814,30 @@ export const MULTIPART_REPLIES: { [N in OfpmpName]: BodyCodec<Rep<N>> } = {
 };
 
 export const OFPMP_BY_CODE = new Map<number, OfpmpName>((Object.keys(OFPMP) as OfpmpName[]).map((k) => [OFPMP[k], k]));
+
+/** The list field of each list-shaped reply body (the bodies a switch may split with OFPMPF_REPLY_MORE). */
+const REPLY_LIST_KEY: Partial<Record<OfpmpName, string>> = {
+  flow: 'stats', table: 'stats', port_stats: 'stats', queue: 'stats', group: 'stats', group_desc: 'groups',
+  meter: 'stats', meter_config: 'configs', table_features: 'tables', port_desc: 'ports',
+};
+
+/**
+ * Joins the bodies of one multipart reply that the switch split over several messages (all but
+ * the last carry OFPMPF_REPLY_MORE, §7.3.5): list bodies are concatenated in order, experimenter
+ * bodies' data too. Throws OFP_BAD_MULTIPART when the parts are of different types, or when a
+ * single-structure body (desc, aggregate, ...) comes in more than one part.
+ */
+export function joinMultipartReplyBodies(parts: readonly MultipartReplyBody[]): MultipartReplyBody {
+  const first = parts[0];
+  if (first === undefined) throw new OfpError('OFP_BAD_MULTIPART', 0, 'a multipart reply has at least one part');
+  if (parts.length === 1) return first;
+  if (parts.some((p) => p.type !== first.type)) {
+    throw new OfpError('OFP_BAD_MULTIPART', 0, 'every part of a multipart reply has the same type', parts.map((p) => p.type).join(','));
+  }
+  if (first.type === 'experimenter') {
+    return { ...first, data: Buffer.concat(parts.map((p) => (p as ExperimenterBody).data)) };
+  }
+  const key = REPLY_LIST_KEY[first.type];
+  if (key === undefined) throw new OfpError('OFP_BAD_MULTIPART', 0, `a ${first.type} reply is one part`, `got ${parts.length}`);
+  return { ...first, [key]: parts.flatMap((p) => (p as unknown as Record<string, unknown[]>)[key]!) } as MultipartReplyBody;
+}

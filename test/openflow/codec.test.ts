@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   applyActions, bundleAdd, bundleControl, decodeMessage, encodeMessage, encodingLength, errorName, flowDelete, flowMod,
-  gotoTable, hello, match, OFP_ERROR_CODE_MEANINGS, OFPBF, OFPFC, OFPP, OFPTT, OfpError, oxm, oxmName, output, packetOut,
+  gotoTable, hello, joinMultipartReplyBodies, match, OFP_ERROR_CODE_MEANINGS, OFPBF, OFPFC, OFPP, OFPTT, OfpError, oxm, oxmName, output, packetOut,
   peekLength, setField, type OfpMessage,
 } from '../../src/openflow/index.js';
 
@@ -186,6 +186,24 @@ t.test('opaque OXM entries keep their class, field and bytes', async (t) => {
   const back = decodeMessage(encodeMessage(m));
   t.same(back, m);
   t.equal(oxmName(reg3), 'reg3');
+});
+
+t.test('multipart replies split with OFPMPF_REPLY_MORE join into one body', async (t) => {
+  const port = (portNo: number) => ({ portNo, hwAddr: '00:00:00:00:00:01', name: `p${portNo}`, config: 0, state: 0, curr: 0, advertised: 0, supported: 0, peer: 0, currSpeed: 0, maxSpeed: 0 });
+  const joined = joinMultipartReplyBodies([
+    { type: 'port_desc', ports: [port(1), port(2)] },
+    { type: 'port_desc', ports: [port(3)] },
+  ]);
+  t.same(joined.type === 'port_desc' && joined.ports.map((p) => p.portNo), [1, 2, 3]);
+  const exp = joinMultipartReplyBodies([
+    { type: 'experimenter', experimenter: 1, expType: 2, data: Buffer.from('ab') },
+    { type: 'experimenter', experimenter: 1, expType: 2, data: Buffer.from('cd') },
+  ]);
+  t.same(exp.type === 'experimenter' && exp.data.toString(), 'abcd');
+  t.equal(caught(() => joinMultipartReplyBodies([{ type: 'port_desc', ports: [] }, { type: 'flow', stats: [] }])).code, 'OFP_BAD_MULTIPART');
+  const desc = { type: 'desc' as const, mfrDesc: '', hwDesc: '', swDesc: '', serialNum: '', dpDesc: '' };
+  t.equal(caught(() => joinMultipartReplyBodies([desc, desc])).code, 'OFP_BAD_MULTIPART');
+  t.equal(caught(() => joinMultipartReplyBodies([])).code, 'OFP_BAD_MULTIPART');
 });
 
 t.test('peekLength and encodingLength', async (t) => {
