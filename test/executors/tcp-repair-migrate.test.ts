@@ -116,10 +116,45 @@ t.test('tcp-repair moves a live workload connection to another namespace with ze
   });
   t.ok(after.stream.bytesVerified > warm.stream.bytesVerified, 'more bytes verified after the move');
 
+  // And back: B -> A, a second migration of connections that were themselves restored. Their
+  // stream offsets now come from the origins the first resume recorded (coat-sockets.json).
+  t.ok((await readFile(join(dirB, 'coat-sockets.json'), 'utf8')).includes(`"migrationId": "m-${topo.tag}"`), 'resume recorded the stream origins');
+  const imageDir2 = join(topo.dir, 'image-back');
+  const dirA2 = join(topo.dir, 'state-a2');
+  const base2 = { migrationId: `m2-${topo.tag}`, imageDir: imageDir2, log };
+  process.kill(restored.pid!, 'SIGSTOP');
+  await sleep(100);
+  await exec('ip', ['link', 'set', topo.portB, 'down'], { netns: topo.client });
+  const src2: ExecutorContext = { ...base2, service: { ...dst.service, pid: restored.pid! }, stepDir: join(imageDir2, 'dump'), stepName: 'dump' };
+  await exe.prepare(src2, 'source');
+  const dump2 = await exe.dump(src2);
+  process.kill(restored.pid!, 'SIGCONT');
+  t.equal(dump2.sockets, 2, 'second dump: both restored connections captured');
+  await exe.release(src2);
+  await exec('ip', ['addr', 'del', `${SERVICE_IP}/24`, 'dev', topo.ifB], { netns: topo.b });
+  await exec('ip', ['addr', 'add', `${SERVICE_IP}/24`, 'dev', topo.ifA], { netns: topo.a });
+  const dst2: ExecutorContext = { ...base2, service: { name: 'svc', netns: topo.a, ip: SERVICE_IP, mac: SERVICE_MAC, stateDir: dirA2, command: serverArgv(dirA2, ['--state-bytes', '1M', '--dirty-rate', '200', '--stream-rate', '4M']) }, stepDir: join(imageDir2, 'restore'), stepName: 'restore' };
+  await exe.prepare(dst2, 'destination');
+  const restored2 = await exe.restore(dst2);
+  t.teardown(() => {
+    try {
+      process.kill(restored2.pid!, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  });
+  await exec('ip', ['link', 'set', topo.portA, 'up'], { netns: topo.client });
+  await exe.resume(dst2);
+  const atResume2 = (await readStats(statsPath))!;
+  await waitFor('stream and pings continue after the move back', async () => {
+    const s = await readStats(statsPath);
+    return s && s.stream.bytesVerified > atResume2.stream.bytesVerified + 1_000_000 && s.ping.answered > atResume2.ping.answered + 100 ? s : undefined;
+  }, 20_000);
+
   // Before the client's own shutdown (which closes with FIN): not one FIN or RST in either
   // direction across the whole migration.
   await finRst.stop();
-  t.same(finRst.lines(), [], 'no FIN and no RST on the wire from start to after the move');
+  t.same(finRst.lines(), [], 'no FIN and no RST on the wire across both moves');
 
   client.kill('SIGTERM');
   await client.exited;
