@@ -59,7 +59,7 @@ t.test('big-endian and nanosecond files are read; malformed ones fail naming the
   t.throws(() => decodePcapFileHeader(Buffer.from('0a0d0d0a' + '00'.repeat(20), 'hex')), { code: 'CAPTURE_BAD_PCAP', message: /pcapng/ });
   const v1 = encodePcapFileHeader(100);
   v1.writeUInt16LE(1, 4);
-  t.throws(() => parsePcap(v1), { offset: 4 });
+  t.throws(() => parsePcap(v1), { code: 'CAPTURE_BAD_PCAP', offset: 4 }, 'major version checked');
   const good = file([[1, Buffer.alloc(50)]]);
   t.throws(() => parsePcap(good.subarray(0, good.length - 1)), { code: 'CAPTURE_BAD_PCAP', offset: 24 });
   const huge = Buffer.from(good);
