@@ -130,6 +130,8 @@ export class OvsdbClient extends EventEmitter {
   private readonly wantedLocks = new Set<string>();
   private monitorSeq = 0;
   private closing = false;
+  /** A reconnect loop is running; sessions it opens and loses do not start another. */
+  private reconnecting = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private lastError: OvsdbError | undefined;
   /** Methods the server refused as unknown; not retried on this client. */
@@ -175,8 +177,11 @@ export class OvsdbClient extends EventEmitter {
     this.log.debug({ event: 'ovsdb.connected' }, 'connected');
   }
 
-  /** Calls a raw JSON-RPC method (RFC 7047 §4.1). */
-  call(method: string, params: JsonValue[], timeoutMs?: number): Promise<JsonValue> {
+  /**
+   * Calls a raw JSON-RPC method (RFC 7047 §4.1). `handle`, when given, runs on the result before
+   * any later message from the server is processed (session.ts `call`).
+   */
+  call<T = JsonValue>(method: string, params: JsonValue[], timeoutMs?: number, handle?: (result: JsonValue) => T): Promise<T> {
     const s = this.session;
     if (this.closing) return Promise.reject(new OvsdbTransportError('OVSDB_CLOSED', this.remote, `client for ${this.remote} is closed`));
     if (!s || s.closed) {
@@ -184,7 +189,7 @@ export class OvsdbClient extends EventEmitter {
         new OvsdbTransportError('OVSDB_CONNECTION_LOST', this.remote, `not connected to ${this.remote}${this.lastError ? ` (${this.lastError.message})` : ''}`),
       );
     }
-    return s.call(method, params, timeoutMs);
+    return s.call(method, params, timeoutMs, handle);
   }
 
   /** RFC 7047 §4.1.1. */
@@ -256,7 +261,10 @@ export class OvsdbClient extends EventEmitter {
     throw lastErr;
   }
 
-  /** Sends the monitor request for `mon` and loads its replica from the reply. */
+  /**
+   * Sends the monitor request for `mon` and loads its replica from the reply. The replica is
+   * loaded inside the reply's dispatch, so updates that follow the reply apply on top of it.
+   */
   private async subscribe(mon: Monitor, timeoutMs?: number): Promise<{ found: boolean }> {
     const schema = mon.replica.schema;
     if (mon.method === 'monitor') {
@@ -266,10 +274,10 @@ export class OvsdbClient extends EventEmitter {
         if (t.where?.length) throw new OvsdbError('OVSDB_NOT_SUPPORTED_BY_SERVER', `the server has no monitor_cond; cannot filter ${name} rows`);
         reqs[name] = t.columns ? { columns: t.columns } : {};
       }
-      const r = await this.call('monitor', [mon.db, mon.id, reqs], timeoutMs);
-      mon.replica.clear();
-      this.emitChanges(mon, mon.replica.applyUpdate(r));
-      return { found: false };
+      return this.call('monitor', [mon.db, mon.id, reqs], timeoutMs, (r) => {
+        this.emitChanges(mon, [...mon.replica.clear(), ...mon.replica.applyUpdate(r)]);
+        return { found: false };
+      });
     }
     // ovsdb-server(7) §4.1.12: <monitor-cond-request> adds "where".
     const reqs: Record<string, JsonValue> = {};
@@ -281,21 +289,22 @@ export class OvsdbClient extends EventEmitter {
       reqs[name] = [req];
     }
     if (mon.method === 'monitor_cond') {
-      const r = await this.call('monitor_cond', [mon.db, mon.id, reqs], timeoutMs);
-      mon.replica.clear();
-      this.emitChanges(mon, mon.replica.applyUpdate2(r));
-      return { found: false };
+      return this.call('monitor_cond', [mon.db, mon.id, reqs], timeoutMs, (r) => {
+        this.emitChanges(mon, [...mon.replica.clear(), ...mon.replica.applyUpdate2(r)]);
+        return { found: false };
+      });
     }
-    // ovsdb-server(7) §4.1.15: result [found, last-txn-id, <table-updates2>].
-    const r = await this.call('monitor_cond_since', [mon.db, mon.id, reqs, mon.lastTxnId ?? ZERO_UUID], timeoutMs);
-    if (!Array.isArray(r) || r.length !== 3 || typeof r[0] !== 'boolean' || typeof r[1] !== 'string') {
-      throw new OvsdbProtocolError('OVSDB_MALFORMED_REPLY', 'monitor_cond_since: result is not [found, last-txn-id, updates]');
-    }
-    const found = r[0];
-    if (!found) mon.replica.clear();
-    this.emitChanges(mon, mon.replica.applyUpdate2(r[2]));
-    mon.lastTxnId = r[1];
-    return { found };
+    // ovsdb-server(7) §4.1.15: result [found, last-txn-id, <table-updates2>]; when found, the
+    // updates are the changes since our last-txn-id, applied on top of what the replica holds.
+    return this.call('monitor_cond_since', [mon.db, mon.id, reqs, mon.lastTxnId ?? ZERO_UUID], timeoutMs, (r) => {
+      if (!Array.isArray(r) || r.length !== 3 || typeof r[0] !== 'boolean' || typeof r[1] !== 'string') {
+        throw new OvsdbProtocolError('OVSDB_MALFORMED_REPLY', 'monitor_cond_since: result is not [found, last-txn-id, updates]');
+      }
+      const found = r[0];
+      this.emitChanges(mon, [...(found ? [] : mon.replica.clear()), ...mon.replica.applyUpdate2(r[2])]);
+      mon.lastTxnId = r[1];
+      return { found };
+    });
   }
 
   /** RFC 7047 §4.1.7. */
@@ -371,10 +380,13 @@ export class OvsdbClient extends EventEmitter {
   private onSessionClose(session: JsonRpcSession, err: OvsdbError): void {
     if (session !== this.session) return;
     this.lastError = err;
-    if (this.closing) return;
+    if (this.closing || this.reconnecting) return;
     this.log.warn({ event: 'ovsdb.disconnected', code: err.code, err: err.message }, 'connection lost');
     this.emit('disconnected', err);
-    if (this.opts.reconnect) this.scheduleReconnect(0);
+    if (this.opts.reconnect) {
+      this.reconnecting = true;
+      this.scheduleReconnect(0);
+    }
   }
 
   private scheduleReconnect(attempt: number): void {
@@ -405,6 +417,7 @@ export class OvsdbClient extends EventEmitter {
     for (const name of this.wantedLocks) {
       if (await this.lockResult('lock', await this.call('lock', [name]))) this.emit('locked', name);
     }
+    this.reconnecting = false;
     this.log.info({ event: 'ovsdb.reconnected' }, 'reconnected');
     this.emit('reconnected');
   }

@@ -34,7 +34,9 @@ export interface SessionHandlers {
 
 interface Pending {
   method: string;
-  resolve(v: JsonValue): void;
+  /** Runs on the reply before any later message is dispatched (see `call`). */
+  handle: ((v: JsonValue) => unknown) | undefined;
+  resolve(v: unknown): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout;
 }
@@ -73,17 +75,22 @@ export class JsonRpcSession {
     return this.ended !== undefined;
   }
 
-  /** Calls `method`; resolves to its result, rejects with a typed error. */
-  call(method: string, params: JsonValue[], timeoutMs = this.defaultTimeoutMs): Promise<JsonValue> {
+  /**
+   * Calls `method`; resolves to its result (or to what `handle` returns), rejects with a typed
+   * error. `handle` runs synchronously when the reply is dispatched, before any message that
+   * follows it in the stream: a monitor reply must load the replica before the update
+   * notifications the server sends right after it are applied.
+   */
+  call<T = JsonValue>(method: string, params: JsonValue[], timeoutMs = this.defaultTimeoutMs, handle?: (result: JsonValue) => T): Promise<T> {
     if (this.ended) return Promise.reject(this.ended);
     const id = this.nextId++;
-    return new Promise<JsonValue>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(String(id));
         this.opts.log?.warn({ event: 'ovsdb.call_timeout', method, id, timeoutMs }, 'no reply before the deadline');
         reject(new OvsdbTimeoutError(method, timeoutMs));
       }, timeoutMs);
-      this.pending.set(String(id), { method, resolve, reject, timer });
+      this.pending.set(String(id), { method, handle, resolve: resolve as (v: unknown) => void, reject, timer });
       this.stream.write(encodeRequest(method, params, id));
     });
   }
@@ -143,6 +150,12 @@ export class JsonRpcSession {
         if (msg.error !== null) {
           const e = asErrorObject(msg.error);
           p.reject(new OvsdbRpcError(p.method, e?.error ?? JSON.stringify(msg.error), e?.details));
+        } else if (p.handle) {
+          try {
+            p.resolve(p.handle(msg.result));
+          } catch (err) {
+            p.reject(err as Error);
+          }
         } else p.resolve(msg.result);
       }
     }

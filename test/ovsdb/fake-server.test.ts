@@ -22,6 +22,8 @@ interface Fake {
   path: string;
   received: RpcMessage[];
   server: Server;
+  /** Destroys every open connection (the server keeps listening). */
+  drop(): void;
 }
 
 async function fakeServer(t: Teardown, script: Script): Promise<Fake> {
@@ -47,7 +49,7 @@ async function fakeServer(t: Teardown, script: Script): Promise<Fake> {
     await new Promise((r) => server.close(r));
     await rm(path, { force: true });
   });
-  return { path, received, server };
+  return { path, received, server, drop: () => sockets.forEach((s) => s.destroy()) };
 }
 
 async function client(t: Teardown, fake: Fake, opts: OvsdbClientOptions = {}): Promise<OvsdbClient> {
@@ -197,4 +199,62 @@ t.test('close() fails calls in flight with OVSDB_CLOSED', async (t) => {
   c.close();
   t.equal((await failure(p)).code, 'OVSDB_CLOSED');
   t.equal((await failure(c.listDbs())).code, 'OVSDB_CLOSED');
+});
+
+t.test('monitor_cond_since: update3 tracks the last txn id; a reconnect asks for changes since it and keeps the replica when found', async (t) => {
+  const schema = { name: 'T', version: '1.0.0', tables: { Tbl: { columns: { name: { type: 'string' } } } } };
+  const U = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
+  const TXN = (n: number) => `aaaaaaaa-0000-4000-8000-00000000000${n}`;
+  const sinceParams: unknown[] = [];
+  let connection = 0;
+  const fake = await fakeServer(t, (m, sock) => {
+    if (m.kind !== 'request') return;
+    const reply = (result: unknown) => sock.write(JSON.stringify({ id: m.id, result, error: null }));
+    if (m.method === 'get_schema') return reply(schema);
+    if (m.method === 'lock') return reply({ locked: true });
+    if (m.method !== 'monitor_cond_since') return sock.write(JSON.stringify({ id: m.id, result: null, error: { error: 'unknown method' } }));
+    sinceParams.push(m.params[3]);
+    connection++;
+    if (connection === 1) {
+      reply([false, TXN(1), { Tbl: { [U(1)]: { initial: { name: 'a' } } } }]);
+      sock.write(JSON.stringify({ method: 'update3', params: [m.params[1], TXN(2), { Tbl: { [U(2)]: { insert: { name: 'b' } } } }], id: null }));
+    } else {
+      reply([true, TXN(3), { Tbl: { [U(1)]: { delete: null } } }]);
+    }
+  });
+  const c = await client(t, fake, { reconnect: { initialDelayMs: 20 } });
+  const mon = await c.monitor('T', { Tbl: {} });
+  t.equal(mon.method, 'monitor_cond_since');
+  await mon.waitFor('b', (r) => r.table('Tbl').has(U(2)), 1000);
+  t.equal(mon.lastTxnId, TXN(2), 'update3 advanced the last txn id');
+  t.ok(await c.lock('coat_lk'));
+
+  // Drop the connection from the server side; the client comes back by itself.
+  const rebuilt = new Promise<{ found: boolean }>((r) => mon.once('rebuilt', r));
+  const relocked = new Promise<string>((r) => c.once('locked', r));
+  fake.drop();
+  t.same(await rebuilt, { found: true });
+  t.equal(await relocked, 'coat_lk', 'wanted locks are requested again');
+  t.same(sinceParams, ['00000000-0000-0000-0000-000000000000', TXN(2)], 'the reconnect asked for changes after the last txn seen');
+  t.same([...mon.replica.table('Tbl').values()].map((r) => r.name), ['b'], 'found: the replica kept its rows and applied only the changes');
+  t.equal(mon.lastTxnId, TXN(3));
+});
+
+t.test('a server without monitor_cond_since: the client falls back to monitor_cond', async (t) => {
+  const schema = { name: 'T', tables: { Tbl: { columns: { name: { type: 'string' } } } } };
+  const fake = await fakeServer(t, (m, sock) => {
+    if (m.kind !== 'request') return;
+    const reply = (result: unknown, error: unknown = null) => sock.write(JSON.stringify({ id: m.id, result, error }));
+    if (m.method === 'get_schema') return reply(schema);
+    if (m.method === 'monitor_cond') {
+      reply({ Tbl: { '00000000-0000-4000-8000-000000000001': { initial: { name: 'x' } } } });
+      return sock.write(JSON.stringify({ method: 'update2', params: [m.params[1], { Tbl: { '00000000-0000-4000-8000-000000000001': { modify: { name: 'y' } } } }], id: null }));
+    }
+    reply(null, { error: 'unknown method', details: m.method });
+  });
+  const c = await client(t, fake);
+  const mon = await c.monitor('T', { Tbl: {} });
+  t.equal(mon.method, 'monitor_cond');
+  await mon.waitFor('modify', (r) => [...r.table('Tbl').values()].some((x) => x.name === 'y'), 1000);
+  t.pass('update2 modify applied');
 });
