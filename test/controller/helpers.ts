@@ -7,6 +7,10 @@
 import { exec } from '../../src/exec.js';
 import type { OvsInstance } from '../../lab/ovs-daemons.js';
 import { startOvs } from '../fixtures/ovs.js';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TlsOptions } from '../../src/controller/index.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -105,4 +109,48 @@ export async function dumpFlows(ovs: OvsInstance, bridge: string, filter?: strin
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('OFPST_FLOW') && !l.startsWith('NXST_FLOW'));
+}
+
+/** A CA and two certificates it signed (controller, switch), EC P-256, valid one day. */
+export async function makePki(t: Teardown): Promise<{ dir: string; ctl: TlsOptions; sw: TlsOptions; rogue: TlsOptions }> {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-pki-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const ossl = (args: string[]) => exec('openssl', args, { timeoutMs: 20_000 });
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const ca = async (name: string) => ossl(['req', '-x509', ...key, '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`), '-days', '1', '-subj', `/CN=${name}`]);
+  await ca('ca');
+  await ca('rogue-ca');
+  for (const [name, caName] of [['ctl', 'ca'], ['sw', 'ca'], ['rogue', 'rogue-ca']] as const) {
+    await ossl(['req', ...key, '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.csr`), '-subj', `/CN=${name}`]);
+    await ossl(['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, `${caName}.crt`), '-CAkey', join(dir, `${caName}.key`), '-CAcreateserial', '-out', join(dir, `${name}.crt`), '-days', '1']);
+  }
+  const load = async (name: string, caName: string): Promise<TlsOptions> => ({
+    key: await readFile(join(dir, `${name}.key`)),
+    cert: await readFile(join(dir, `${name}.crt`)),
+    ca: await readFile(join(dir, `${caName}.crt`)),
+  });
+  return { dir, ctl: await load('ctl', 'ca'), sw: await load('sw', 'ca'), rogue: await load('rogue', 'ca') };
+}
+
+/**
+ * A veth between the root namespace (where the controller runs) and the switch's namespace, with a
+ * /30 of 169.254.0.0/16 picked from the tag: how a real OVS reaches coat over TCP when it cannot
+ * share coat's loopback (its netdev datapath needs a namespace of its own, see startSwitchOvs).
+ */
+export async function linkToSwitchNs(t: Teardown, ovs: OvsInstance, tag: string): Promise<{ controllerIp: string; switchIp: string }> {
+  if (!ovs.netns) throw new Error('OVS runs in the root namespace: use loopback');
+  const n = parseInt(tag.slice(1), 36);
+  const third = n % 250;
+  const fourth = (Math.floor(n / 250) % 63) * 4;
+  const controllerIp = `169.254.${third}.${fourth + 1}`;
+  const switchIp = `169.254.${third}.${fourth + 2}`;
+  const rootIf = `${tag}-ct`;
+  const swIf = `${tag}-cs`;
+  t.teardown(() => exec('ip', ['link', 'del', rootIf], { allowFailure: true, timeoutMs: 5000 }));
+  await exec('ip', ['link', 'add', rootIf, 'type', 'veth', 'peer', 'name', swIf, 'netns', ovs.netns], { timeoutMs: 5000 });
+  await exec('ip', ['addr', 'add', `${controllerIp}/30`, 'dev', rootIf], { timeoutMs: 5000 });
+  await exec('ip', ['link', 'set', rootIf, 'up'], { timeoutMs: 5000 });
+  await exec('ip', ['addr', 'add', `${switchIp}/30`, 'dev', swIf], { netns: ovs.netns, timeoutMs: 5000 });
+  await exec('ip', ['link', 'set', swIf, 'up'], { netns: ovs.netns, timeoutMs: 5000 });
+  return { controllerIp, switchIp };
 }

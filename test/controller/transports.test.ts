@@ -3,41 +3,17 @@
  * to a switch that listens, and active unix-socket connection to a real ovs-vswitchd listening
  * on `punix:` that reconnects after the switch is killed and restarted.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 
 process.env.COAT_LOG_LEVEL ??= 'silent';
 import net from 'node:net';
 import tls from 'node:tls';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exec } from '../../src/exec.js';
 import { newTag } from '../../lab/tag.js';
-import { Controller, coatFlowMods, type TlsOptions } from '../../src/controller/index.js';
+import { Controller, coatFlowMods } from '../../src/controller/index.js';
 import { applyActions, match, output } from '../../src/openflow/index.js';
 import { FakeSwitch } from './fake-switch.js';
-import { addBridge, dumpFlows, startSwitchOvs } from './helpers.js';
-
-/** A CA and two certificates it signed (controller, switch), EC P-256, valid one day. */
-async function makePki(t: Test): Promise<{ ctl: TlsOptions; sw: TlsOptions; rogue: TlsOptions }> {
-  const dir = await mkdtemp(join(tmpdir(), 'coat-pki-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const ossl = (args: string[]) => exec('openssl', args, { timeoutMs: 20_000 });
-  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  const ca = async (name: string) => ossl(['req', '-x509', ...key, '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`), '-days', '1', '-subj', `/CN=${name}`]);
-  await ca('ca');
-  await ca('rogue-ca');
-  for (const [name, caName] of [['ctl', 'ca'], ['sw', 'ca'], ['rogue', 'rogue-ca']] as const) {
-    await ossl(['req', ...key, '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.csr`), '-subj', `/CN=${name}`]);
-    await ossl(['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, `${caName}.crt`), '-CAkey', join(dir, `${caName}.key`), '-CAcreateserial', '-out', join(dir, `${name}.crt`), '-days', '1']);
-  }
-  const load = async (name: string, caName: string): Promise<TlsOptions> => ({
-    key: await readFile(join(dir, `${name}.key`)),
-    cert: await readFile(join(dir, `${name}.crt`)),
-    ca: await readFile(join(dir, `${caName}.crt`)),
-  });
-  return { ctl: await load('ctl', 'ca'), sw: await load('sw', 'ca'), rogue: await load('rogue', 'ca') };
-}
+import { addBridge, dumpFlows, makePki, startSwitchOvs } from './helpers.js';
 
 t.test('passive TCP on an ephemeral loopback port', async (t) => {
   const ctl = new Controller();
