@@ -3,12 +3,16 @@
  * service's overlay address and MAC (the same as at the source, so clients and switches see the
  * same endpoint), the other end on the host, optionally plugged into the integration bridge.
  *
- * Done with iproute2 through `exec` (time limits, typed errors): `src/netns/` (rtnetlink) had not
- * landed when this was written. TX checksum offload is turned off on the namespace end, because TCP
- * through a netdev (userspace) OVS bridge stalls with it on. A failed prepare removes what it made.
+ * Links and addresses go over rtnetlink through `src/netns/` (in this process for the host end, a
+ * worker inside the service namespace for its end); the namespace itself and TX checksum offload
+ * through the tools `src/netns/` wraps (`ip netns`, `ethtool`), and the bridge port through
+ * `ovs-vsctl`. Offload is turned off on the namespace end because TCP through a netdev (userspace)
+ * OVS bridge stalls with it on. A failed prepare removes what it made.
  */
+import { hasCode } from '../errors.js';
 import { exec } from '../exec.js';
 import type { Logger } from '../log.js';
+import { createNetns, deleteNetns, disableTxOffload, netnsExists, openNetns } from '../netns/index.js';
 import { AgentCommandError } from './errors.js';
 import type { NetnsPrepareArgs, NetnsPrepareResult } from './protocol.js';
 
@@ -36,32 +40,40 @@ export function planServiceNetns(a: NetnsPrepareArgs): Required<Pick<NetnsPrepar
   return { netns: a.netns, ip: m[5] ? a.ip : `${a.ip}/24`, mac: a.mac.toLowerCase(), hostIf, nsIf, ...(a.mtu !== undefined ? { mtu: a.mtu } : {}) };
 }
 
-async function netnsExists(name: string): Promise<boolean> {
-  const r = await exec('ip', ['netns', 'list'], { timeoutMs: 5000 });
-  return r.stdout.split('\n').some((l) => l.split(' ')[0] === name);
-}
-
 async function linkExists(name: string): Promise<boolean> {
-  return (await exec('ip', ['link', 'show', 'dev', name], { timeoutMs: 5000, allowFailure: true })).code === 0;
+  const local = await openNetns();
+  try {
+    return (await local.listLinks()).some((l) => l.name === name);
+  } finally {
+    await local.close();
+  }
 }
 
 export async function prepareServiceNetns(a: NetnsPrepareArgs, log: Logger): Promise<NetnsPrepareResult> {
   const p = planServiceNetns(a);
   if (await netnsExists(p.netns)) throw new AgentCommandError('AGENT_NETNS_EXISTS', `namespace ${p.netns} already exists`);
   if (await linkExists(p.hostIf)) throw new AgentCommandError('AGENT_NETNS_EXISTS', `interface ${p.hostIf} already exists`);
-  const t = { timeoutMs: 10_000 };
   try {
-    await exec('ip', ['netns', 'add', p.netns], t);
-    await exec('ip', ['link', 'add', p.hostIf, ...(p.mtu ? ['mtu', String(p.mtu)] : []), 'type', 'veth', 'peer', 'name', p.nsIf, 'netns', p.netns], t);
-    await exec('ip', ['-n', p.netns, 'link', 'set', p.nsIf, 'address', p.mac, ...(p.mtu ? ['mtu', String(p.mtu)] : [])], t);
-    await exec('ip', ['-n', p.netns, 'addr', 'add', p.ip, 'dev', p.nsIf], t);
-    await exec('ip', ['-n', p.netns, 'link', 'set', 'lo', 'up'], t);
-    await exec('ip', ['-n', p.netns, 'link', 'set', p.nsIf, 'up'], t);
-    await exec('ip', ['link', 'set', p.hostIf, 'up'], t);
-    await exec('ethtool', ['-K', p.nsIf, 'tx', 'off'], { ...t, netns: p.netns });
+    await createNetns(p.netns); // loopback comes up with it
+    const local = await openNetns();
+    try {
+      await local.createVeth({ name: p.hostIf, peer: p.nsIf, peerMac: p.mac, peerNetns: p.netns, ...(p.mtu ? { mtu: p.mtu } : {}) });
+      await local.setLink(p.hostIf, { up: true });
+    } finally {
+      await local.close();
+    }
+    const inside = await openNetns(p.netns);
+    try {
+      // The MTU of a peer created in another namespace is set here, where the peer lives.
+      await inside.setLink(p.nsIf, { ...(p.mtu ? { mtu: p.mtu } : {}), mac: p.mac, up: true });
+      await inside.addAddress(p.nsIf, p.ip);
+    } finally {
+      await inside.close();
+    }
+    await disableTxOffload(p.nsIf, p.netns);
     if (a.bridge) {
       const db = a.ovsDb ? [`--db=${a.ovsDb}`] : [];
-      await exec('ovs-vsctl', [...db, '--timeout=10', 'add-port', a.bridge, p.hostIf], t);
+      await exec('ovs-vsctl', [...db, '--timeout=10', 'add-port', a.bridge, p.hostIf], { timeoutMs: 15_000 });
     }
   } catch (e) {
     log.warn({ netns: p.netns, err: (e as Error).message }, 'service namespace prepare failed; removing what was made');
@@ -75,15 +87,27 @@ export async function prepareServiceNetns(a: NetnsPrepareArgs, log: Logger): Pro
 /** Removes the namespace (its veth end goes with it, taking the host end along). Idempotent. */
 export async function clearServiceNetns(netns: string, hostIf?: string, ovs?: { bridge: string; ovsDb?: string }): Promise<boolean> {
   if (!NETNS_NAME.test(netns)) throw new AgentCommandError('AGENT_BAD_ARGS', `netns.clear: namespace name ${JSON.stringify(netns)} is not valid`);
-  const t = { timeoutMs: 10_000, allowFailure: true };
-  if (ovs && hostIf) await exec('ovs-vsctl', [...(ovs.ovsDb ? [`--db=${ovs.ovsDb}`] : []), '--timeout=10', '--if-exists', 'del-port', ovs.bridge, hostIf], t);
+  if (ovs && hostIf) await exec('ovs-vsctl', [...(ovs.ovsDb ? [`--db=${ovs.ovsDb}`] : []), '--timeout=10', '--if-exists', 'del-port', ovs.bridge, hostIf], { timeoutMs: 15_000, allowFailure: true });
   const existed = await netnsExists(netns);
-  if (existed) await exec('ip', ['netns', 'del', netns], { timeoutMs: 10_000 });
-  if (hostIf && IFNAME.test(hostIf) && (await linkExists(hostIf))) await exec('ip', ['link', 'del', hostIf], t);
+  await deleteNetns(netns);
+  if (hostIf && IFNAME.test(hostIf) && (await linkExists(hostIf))) {
+    const local = await openNetns();
+    try {
+      await local.deleteLink(hostIf);
+    } catch (e) {
+      // Deleting the namespace took the peer, and the kernel removes the host end a moment later.
+      if (!hasCode(e, 'NETNS_LINK_NOT_FOUND')) throw e;
+    } finally {
+      await local.close();
+    }
+  }
   return existed;
 }
 
-/** `ip neigh flush to IP` (in a namespace): the client re-resolves the service's new MAC. */
+/**
+ * `ip neigh flush to IP` (in a namespace): the client re-resolves the service's new MAC. Through
+ * iproute2: `src/netns/` flushes whole devices, and only this one entry must go.
+ */
 export async function flushNeighbour(ip: string, netns?: string): Promise<boolean> {
   const m = IPV4_CIDR.exec(ip);
   if (!m || m[5] !== undefined || [1, 2, 3, 4].some((i) => Number(m[i]) > 255)) throw new AgentCommandError('AGENT_BAD_ARGS', `neigh.flush: ip ${JSON.stringify(ip)} is not an IPv4 address`);
