@@ -17,7 +17,7 @@
  *   restore  verifies every image (checksums, versions) before touching anything, rebuilds the
  *            state files, rebuilds the sockets in repair mode inside the service's namespace (setns
  *            in the addon), recreates the listeners, and starts the service with all of them
- *            inherited (handover.ts); the service waits.
+ *            inherited (handover.ts); returns once the service reports it is ready and waiting.
  *   resume   takes the sockets out of repair mode, writes the never-sent tails, records the stream
  *            origins for the next migration (coat-sockets.json in the state directory), then
  *            tells the service to go and waits for its acknowledgement.
@@ -277,6 +277,9 @@ export class TcpRepairExecutor implements Executor {
         listeners: listeners.map((l, i) => ({ fd: run.listenerFds[i]!, family: l.family, address: l.address, port: l.port })),
         connections: run.sockets.map(({ socket, image }) => ({ fd: socket.fd, family: image.family, local: image.local, remote: image.remote, written: image.streamWritten, read: image.streamRead })),
       });
+      // Start-up (a Node service: ~0.5-1 s here) happens now, outside the downtime window that
+      // resume is part of.
+      await run.service.ready(this.options.resumeTimeoutMs);
       timings.spawn = performance.now() - tSpawn;
     } catch (err) {
       await this.abortDestination(ctx, run);

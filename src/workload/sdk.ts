@@ -14,8 +14,8 @@
  *     listeners: [{ fd, family, address, port }],
  *     connections: [{ fd, family, local: {address, port}, remote: {address, port},
  *                     written: "DECIMAL", read: "DECIMAL" }] }
- * Control protocol on FD (a socketpair): executor -> service "resume\n"; service -> executor "ok\n"
- * once it holds every descriptor.
+ * Control protocol on FD (a socketpair): service -> executor "ready\n" once started and waiting;
+ * executor -> service "resume\n"; service -> executor "ok\n" once it holds every descriptor.
  */
 import net from 'node:net';
 import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync } from 'node:fs';
@@ -98,6 +98,7 @@ export async function listenOrRestore(opts: ListenOptions): Promise<ServiceSocke
     handover = parseHandover(readFileSync(path, 'utf8'));
     migrationId = handover.migrationId;
     control = new net.Socket({ fd: handover.control, readable: true, writable: true });
+    control.write('ready\n'); // started and waiting: resume can now be quick
     await waitForLine(control, 'resume', opts.resumeTimeoutMs ?? 60_000);
     for (const l of handover.listeners) {
       const server = net.createServer({ pauseOnConnect: false });

@@ -96,6 +96,8 @@ t.test('tcp-repair moves a live workload connection to another namespace with ze
     }
   });
   t.equal(restored.sockets, 2, 'both connections restored');
+  const fmt = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+  t.comment(`dump ms: ${fmt(dump.timings)}; restore ms: ${fmt(restored.timings)}`);
   t.same(await readFile(join(dirB, 'state.bin')), await readFile(join(dirA, 'state.bin')), 'state file at B equals the frozen source state');
 
   // The first data segments the restored stream socket sends: same sequence space.
@@ -103,7 +105,9 @@ t.test('tcp-repair moves a live workload connection to another namespace with ze
   // The switch: the path to B opens, the client's packets flow again; then resume.
   await exec('ip', ['link', 'set', topo.portB, 'up'], { netns: topo.client });
   await exec('iptables', ['-w', '-D', 'INPUT', '-s', SERVICE_IP, '-j', 'DROP'], { netns: topo.client });
+  const tResume = performance.now();
   await exe.resume(dst);
+  t.comment(`resume ms: ${(performance.now() - tResume).toFixed(1)}`);
   const atResume = (await readStats(statsPath))!;
   const after = await waitFor('stream and pings continue after the move', async () => {
     const s = await readStats(statsPath);

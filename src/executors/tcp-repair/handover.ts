@@ -34,6 +34,8 @@ export interface StartOptions {
 export interface StartedService {
   pid: number;
   child: ChildProcess;
+  /** Waits until the service has started and waits for "resume" (so resume costs no start-up). */
+  ready(timeoutMs: number): Promise<void>;
   /** Tells the service to adopt its sockets and waits for its "ok". */
   release(timeoutMs: number): Promise<void>;
   kill(): void;
@@ -75,32 +77,50 @@ export function startService(o: StartOptions): StartedService {
   const control = child.stdio[3] as Socket;
   control.unref?.();
   let exited: string | null = null;
-  child.once('exit', (code, signal) => (exited = signal ?? `exit ${code}`));
+  const lines: string[] = [];
+  let partial = '';
+  let wake: (() => void) | undefined;
+  control.on('data', (d: Buffer) => {
+    partial += d.toString();
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      lines.push(partial.slice(0, nl));
+      partial = partial.slice(nl + 1);
+    }
+    wake?.();
+  });
+  control.on('error', () => wake?.());
+  child.once('exit', (code, signal) => {
+    exited = signal ?? `exit ${code}`;
+    wake?.();
+  });
+  /** Waits for one line from the service: `want`, or a typed error on timeout / exit / other text. */
+  const expect = (want: string, timeoutMs: number, what: string) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => finish(new HandoverError('HANDOVER_NO_ACK', `service ${child.pid} did not ${what} in ${timeoutMs} ms`)), timeoutMs);
+      const finish = (err?: Error) => {
+        clearTimeout(timer);
+        wake = undefined;
+        if (err) reject(err);
+        else resolve();
+      };
+      const check = () => {
+        const line = lines.shift();
+        if (line === want) return finish();
+        if (line !== undefined) return finish(new HandoverError('HANDOVER_NO_ACK', `service ${child.pid} said ${JSON.stringify(line)}, want "${want}"`));
+        if (exited) return finish(new HandoverError('HANDOVER_EXITED', `service ${child.pid} ended (${exited}) before it could ${what}`));
+      };
+      wake = check;
+      check();
+    });
   return {
     pid: child.pid,
     child,
-    release(timeoutMs) {
-      return new Promise((resolve, reject) => {
-        if (exited) return reject(new HandoverError('HANDOVER_EXITED', `service ${child.pid} ended (${exited}) before resume`));
-        let buf = '';
-        const timer = setTimeout(() => done(new HandoverError('HANDOVER_NO_ACK', `service ${child.pid} did not acknowledge "resume" in ${timeoutMs} ms`)), timeoutMs);
-        const onExit = () => done(new HandoverError('HANDOVER_EXITED', `service ${child.pid} ended (${exited ?? 'unknown'}) before acknowledging "resume"`));
-        const onData = (d: Buffer) => {
-          buf += d.toString();
-          if (buf.includes('ok\n')) done();
-        };
-        const done = (err?: Error) => {
-          clearTimeout(timer);
-          control.off('data', onData);
-          child.off('exit', onExit);
-          control.destroy();
-          if (err) reject(err);
-          else resolve();
-        };
-        control.on('data', onData);
-        child.once('exit', onExit);
-        control.write('resume\n');
-      });
+    ready: (timeoutMs) => expect('ready', timeoutMs, 'report ready'),
+    async release(timeoutMs) {
+      control.write('resume\n');
+      await expect('ok', timeoutMs, 'acknowledge "resume"');
+      control.destroy();
     },
     kill() {
       try {
