@@ -1,0 +1,169 @@
+/**
+ * The orchestrator's AgentPort (ports.ts) on the real agents: each method is one signed command
+ * over NATS (src/agent/client.ts) to the agent of the host named, with the step's deadline and
+ * abort signal.
+ *
+ * The migration ref carries the service as it runs at the source (pid, namespace, state dir); what
+ * it is at the destination (the namespace the agent makes there, the state dir, the command that
+ * adopts restored sockets) is the placement, given per host by the caller (`placementOf`): in the
+ * lab, derived from the tag and the layout (lab-placement.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import type { AgentRegistry } from '../../agent/client.js';
+import type { RequestOptions } from '../../agent/client.js';
+import type { ExecutorStep, Role } from '../../agent/protocol.js';
+import type { DumpResult, ExecutorOptions, RestoreResult, ServiceSpec } from '../executor.js';
+import type { AgentPort, MigrationRef, Side, StreamResult } from '../ports.js';
+import { LiveMigrationError } from './errors.js';
+
+/** Where and how the service lives on one host. */
+export interface ServicePlacement {
+  /** Namespace of the service on this host. */
+  netns: string;
+  /** Host end of its veth (its port on the integration bridge). */
+  hostIf: string;
+  /** Integration bridge and the OVSDB the agent adds the port with (`ovs-vsctl --db`). */
+  bridge: string;
+  ovsDb?: string;
+  /** Prefix length of the overlay subnet ("/24"), and the overlay MTU. */
+  prefixLength: number;
+  mtu?: number;
+  /** The service's state directory on this host. */
+  stateDir?: string;
+  /** argv starting the service at a destination (tcp-repair: it adopts the restored sockets). */
+  command?: string[];
+  /** Namespace of a client on this host (new-MAC mode: where the neighbour entry is flushed). */
+  clientNetns?: string;
+}
+
+export interface LiveAgentPortOptions {
+  registry: AgentRegistry;
+  placementOf: (host: string, m: MigrationRef) => ServicePlacement;
+  executorOptions?: ExecutorOptions;
+  /** Deadline per command when the step gives none (default 30 s). */
+  deadlineMs?: number;
+  /** After the agent made a namespace (the lab turns TX offload off on the bridge end). */
+  afterPrepareNamespace?: (host: string, p: ServicePlacement, signal: AbortSignal) => Promise<void>;
+}
+
+export class LiveAgentPort implements AgentPort {
+  constructor(private readonly opts: LiveAgentPortOptions) {}
+
+  private req(signal: AbortSignal): RequestOptions {
+    return { deadlineMs: this.opts.deadlineMs ?? 30_000, signal };
+  }
+
+  private placement(host: string, m: MigrationRef): ServicePlacement {
+    try {
+      return this.opts.placementOf(host, m);
+    } catch (e) {
+      throw new LiveMigrationError('LIVE_NO_PLACEMENT', `no placement for ${m.service.name} on ${host}: ${(e as Error).message}`, { host, migrationId: m.migrationId }, { cause: e });
+    }
+  }
+
+  /** The service spec an agent's executor gets for `role`. */
+  serviceFor(host: string, m: MigrationRef, role: Side): ServiceSpec {
+    if (role === 'source') return m.service;
+    const p = this.placement(host, m);
+    const { pid: _pid, ...rest } = m.service;
+    return {
+      ...rest,
+      netns: p.netns,
+      ...(m.newMac !== undefined ? { mac: m.newMac } : {}),
+      ...(p.stateDir !== undefined ? { stateDir: p.stateDir } : {}),
+      ...(p.command !== undefined ? { command: p.command } : {}),
+    };
+  }
+
+  private async step(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number) {
+    return this.opts.registry.agent(host).request(
+      'executor.step',
+      {
+        migrationId: m.migrationId,
+        executor: m.executor,
+        ...(this.opts.executorOptions ? { executorOptions: this.opts.executorOptions } : {}),
+        service: this.serviceFor(host, m, role),
+        role,
+        step,
+        ...(round !== undefined ? { round } : {}),
+      },
+      this.req(signal),
+    );
+  }
+
+  async prepareNamespace(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
+    const p = this.placement(host, m);
+    await this.opts.registry.agent(host).request(
+      'netns.prepare',
+      {
+        migrationId: m.migrationId,
+        netns: p.netns,
+        ip: `${m.service.ip}/${p.prefixLength}`,
+        mac: m.newMac ?? m.service.mac,
+        hostIf: p.hostIf,
+        nsIf: 'eth0',
+        ...(p.mtu !== undefined ? { mtu: p.mtu } : {}),
+        bridge: p.bridge,
+        ...(p.ovsDb !== undefined ? { ovsDb: p.ovsDb } : {}),
+      },
+      this.req(signal),
+    );
+    await this.opts.afterPrepareNamespace?.(host, p, signal);
+  }
+
+  async clearNamespace(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
+    const p = host === m.source ? { ...this.placement(host, m), netns: m.service.netns } : this.placement(host, m);
+    await this.opts.registry.agent(host).request(
+      'netns.clear',
+      { migrationId: m.migrationId, netns: p.netns, hostIf: p.hostIf, bridge: p.bridge, ...(p.ovsDb !== undefined ? { ovsDb: p.ovsDb } : {}) },
+      this.req(signal),
+    );
+  }
+
+  async prepare(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void> {
+    await this.step(host, m, role, 'prepare', signal);
+  }
+
+  async preDump(host: string, m: MigrationRef, round: number, signal: AbortSignal): Promise<DumpResult> {
+    const r = await this.step(host, m, 'source', 'preDump', signal, round);
+    if (!r.dump) throw new LiveMigrationError('LIVE_LAB', `${host}: preDump round ${round} returned no dump result`, { host });
+    return r.dump;
+  }
+
+  async dump(host: string, m: MigrationRef, signal: AbortSignal): Promise<DumpResult> {
+    const r = await this.step(host, m, 'source', 'dump', signal);
+    if (!r.dump) throw new LiveMigrationError('LIVE_LAB', `${host}: dump returned no dump result`, { host });
+    return r.dump;
+  }
+
+  async restore(host: string, m: MigrationRef, signal: AbortSignal): Promise<RestoreResult> {
+    const r = await this.step(host, m, 'destination', 'restore', signal);
+    if (!r.restore) throw new LiveMigrationError('LIVE_LAB', `${host}: restore returned no restore result`, { host });
+    return r.restore;
+  }
+
+  async resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
+    await this.step(host, m, 'destination', 'resume', signal);
+  }
+
+  async release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
+    await this.step(host, m, 'source', 'release', signal);
+  }
+
+  async abort(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void> {
+    await this.step(host, m, role, 'abort', signal);
+  }
+
+  async streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal): Promise<StreamResult> {
+    // A fresh token per stream: the receiving agent accepts exactly this migration's image.
+    const token = randomBytes(16).toString('hex');
+    const { stream } = await this.opts.registry.agent(to).request('stream.expect', { migrationId: m.migrationId, token, ttlMs: this.opts.deadlineMs ?? 30_000 }, this.req(signal));
+    const r = await this.opts.registry.agent(from).request('stream.send', { migrationId: m.migrationId, token, peer: stream, stepName }, this.req(signal));
+    return { bytes: r.bytes, ...(r.imageSha256 ? { sha256: r.imageSha256 } : {}) };
+  }
+
+  async flushNeighbour(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
+    const p = this.placement(host, m);
+    await this.opts.registry.agent(host).request('neigh.flush', { migrationId: m.migrationId, ip: m.service.ip, ...(p.clientNetns ? { netns: p.clientNetns } : {}) }, this.req(signal));
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * The orchestrator's FlowPort (ports.ts) on the real controller: the pure migration policy
+ * (src/vxlan/migration-flows.ts) says which flows every integration bridge must hold in each
+ * state of a migration; this module sends the difference to each switch (one ONF EXT-230 bundle
+ * per bridge, then a barrier), registers the new state as the bridge's desired flows (so a switch
+ * that reconnects mid-migration is reconciled to it, hold flows included), catches the hold flows'
+ * packet-ins and sends packet-outs.
+ *
+ * Bridges are addressed by datapath id through the overlay layout (layout.ts: one integration
+ * bridge per host). Port numbers come from the overlay controller's view of each host, except the
+ * service's own port on the source and the destination, which are looked up by name on the switch
+ * (OFPMP_PORT_DESC, OpenFlow 1.3.5 §7.3.5.7): the destination's port is made by the agent during the
+ * migration, so only the switch knows its number.
+ */
+import type { Controller, SwitchConnection } from '../../controller/index.js';
+import { OfpErrorReply } from '../../controller/connection.js';
+import { dpidString, logger as rootLogger, type Logger } from '../../log.js';
+import type { FlowMod, PacketIn } from '../../openflow/index.js';
+import { OFPP } from '../../openflow/constants.js';
+import { hostLayout, type HostLayout } from '../../vxlan/layout.js';
+import type { HostPorts } from '../../vxlan/policy.js';
+import type { Topology } from '../../vxlan/topology.js';
+import { decodeFrame } from '../../packet/frame.js';
+import {
+  AFTER,
+  BEFORE,
+  announcement,
+  deliveryPort,
+  isHoldCookie,
+  migrationFlowMods,
+  topologyWith,
+  transitionFlowMods,
+  type MigrationFlowInput,
+  type MigrationFlowState,
+} from '../../vxlan/migration-flows.js';
+import { LiveMigrationError } from './errors.js';
+import type { FlowPort, HeldPacketIn, MigrationRef, Side, SwitchResult } from '../ports.js';
+
+export interface LiveFlowPortOptions {
+  controller: Controller;
+  /** The topology as it is now (where every endpoint runs); updated here after each migration. */
+  topology: Topology;
+  /** Name prefix of the overlay's OVS objects (the lab's tag). */
+  prefix: string;
+  /** Live port numbers per host (the overlay controller's `ports`); read when a migration starts. */
+  hostPorts: (host: string) => HostPorts | undefined;
+  /** The service's port name on a host's integration bridge (the layout's endpoint port name). */
+  servicePortName: (host: string, service: string) => string;
+  /** Time limit for one bridge's bundle + barrier (default 5 s). */
+  timeoutMs?: number;
+  log?: Logger;
+  /** Called when a migration's flows reach their final state, with the topology after it. */
+  onTopologyChange?: (topology: Topology) => void;
+}
+
+interface Tracked {
+  input: MigrationFlowInput;
+  state: MigrationFlowState;
+  /** Flow-mods each bridge holds now, by host (what the next transition diffs against). */
+  current: Record<string, FlowMod[]>;
+  /** Serialises this migration's flow changes: one state change at a time. */
+  chain: Promise<unknown>;
+}
+
+export class LiveFlowPort implements FlowPort {
+  private topology: Topology;
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: LiveFlowPortOptions) {
+    this.topology = opts.topology;
+    this.log = opts.log ?? rootLogger('migration-flows');
+  }
+
+  /** The topology after the migrations this port finished. */
+  get currentTopology(): Topology {
+    return this.topology;
+  }
+
+  private layout(host: string): HostLayout {
+    return hostLayout(this.topology, this.opts.prefix, host);
+  }
+
+  private sw(host: string): SwitchConnection {
+    return this.opts.controller.switch(this.layout(host).integrationDpid);
+  }
+
+  /** The service's port on `host`, by name, from the switch itself. */
+  private async servicePort(host: string, service: string): Promise<number> {
+    const name = this.opts.servicePortName(host, service);
+    const bodies = await this.sw(host).multipart({ type: 'port_desc' }, { timeoutMs: this.opts.timeoutMs ?? 5000 });
+    const port = bodies.flatMap((b) => b.ports).find((p) => p.name === name);
+    if (!port || port.portNo >= OFPP.max) throw new LiveMigrationError('LIVE_NO_PORT', `${host}: no port ${name} on ${this.layout(host).integrationBridge} for ${service}`, { host, port: name });
+    return port.portNo;
+  }
+
+  /** Starts tracking a migration (its flows as the overlay has them now, BEFORE). */
+  private async track(m: MigrationRef): Promise<Tracked> {
+    const have = this.tracked.get(m.migrationId);
+    if (have) return have;
+    const ports: Record<string, HostPorts> = {};
+    for (const h of this.topology.hosts) {
+      const p = this.opts.hostPorts(h.name);
+      if (!p) throw new LiveMigrationError('LIVE_NO_PORT', `no port numbers known for host ${h.name} (has its bridge connected?)`, { host: h.name });
+      ports[h.name] = { ...p, endpointPorts: { ...p.endpointPorts } };
+    }
+    const svc = m.service.name;
+    for (const host of [m.source, m.destination]) {
+      // The source port exists; the destination port exists once prepareNamespace ran.
+      ports[host]!.endpointPorts[svc] = await this.servicePort(host, svc);
+    }
+    const input: MigrationFlowInput = { topology: this.topology, service: svc, source: m.source, destination: m.destination, ports, ...(m.newMac !== undefined ? { newMac: m.newMac } : {}) };
+    const current = migrationFlowMods(input, BEFORE);
+    const t: Tracked = { input, state: BEFORE, current, chain: Promise.resolve() };
+    this.tracked.set(m.migrationId, t);
+    return t;
+  }
+
+  /**
+   * Moves every integration bridge to `next`: the flow-mods of the difference in one bundle per
+   * bridge (bridges in parallel), a barrier on each, then the new flows registered as desired.
+   * Returns the time from the first bundle sent to the last barrier reply.
+   */
+  private async moveTo(t: Tracked, m: MigrationRef, change: Partial<MigrationFlowState>, signal: AbortSignal): Promise<SwitchResult> {
+    const run = async (): Promise<SwitchResult> => {
+      const next: MigrationFlowState = { ...t.state, ...change };
+      const target = migrationFlowMods(t.input, next);
+      const jobs = this.topology.hosts
+        .map((h) => ({ host: h.name, mods: transitionFlowMods(t.current[h.name]!, target[h.name]!) }))
+        .filter((j) => j.mods.length > 0);
+      if (signal.aborted) throw signal.reason;
+      const t0 = performance.now();
+      await Promise.all(
+        jobs.map(async (j) => {
+          const sw = this.sw(j.host);
+          await sw.bundle(j.mods, { fallback: 'plain' });
+          await sw.barrier({ timeoutMs: this.opts.timeoutMs ?? 5000 });
+        }),
+      );
+      const switchMs = performance.now() - t0;
+      t.current = target;
+      t.state = next;
+      // Desired flows: a switch reconnecting mid-migration is reconciled to this state. Nothing to
+      // send now (the switch already holds exactly these), so this costs one flow dump per bridge.
+      await Promise.all(jobs.map((j) => this.opts.controller.setDesiredFlows(this.layout(j.host).integrationDpid, target[j.host]!)));
+      this.log.info({ migrationId: m.migrationId, event: 'flows', state: next, bridges: jobs.length, flowMods: jobs.reduce((n, j) => n + j.mods.length, 0), ms: +switchMs.toFixed(3) }, 'migration flows changed');
+      return { switchMs, bridges: jobs.length };
+    };
+    const p = t.chain.then(run, run);
+    t.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  async stageDestination(m: MigrationRef, signal: AbortSignal): Promise<void> {
+    const t = await this.track(m);
+    await this.moveTo(t, m, { staged: true }, signal);
+  }
+
+  async unstageDestination(m: MigrationRef, signal: AbortSignal): Promise<void> {
+    const t = this.tracked.get(m.migrationId);
+    if (!t) return; // never staged (or already forgotten): nothing to undo
+    await this.moveTo(t, m, { staged: false }, signal);
+    if (t.state.live === 'source' && !t.state.hold) this.tracked.delete(m.migrationId);
+  }
+
+  async installHold(m: MigrationRef, signal: AbortSignal): Promise<void> {
+    await this.moveTo(await this.track(m), m, { hold: true }, signal);
+  }
+
+  /**
+   * Removes the hold. When the service is live at the destination this is also the cleanup: the
+   * source's staged flows go with it, leaving the overlay's own flows for the moved service.
+   */
+  async removeHold(m: MigrationRef, signal: AbortSignal): Promise<void> {
+    const t = this.tracked.get(m.migrationId);
+    if (!t) return;
+    if (t.state.live === 'destination') {
+      await this.moveTo(t, m, AFTER, signal);
+      this.topology = topologyWith(this.topology, m.service.name, m.destination, m.newMac);
+      this.opts.onTopologyChange?.(this.topology);
+      this.tracked.delete(m.migrationId);
+    } else {
+      await this.moveTo(t, m, { hold: false }, signal);
+    }
+  }
+
+  async switchTo(m: MigrationRef, side: Side, signal: AbortSignal): Promise<SwitchResult> {
+    const t = this.tracked.get(m.migrationId);
+    if (!t) {
+      if (side === 'source') return { switchMs: 0, bridges: 0 }; // rollback of a switch never made
+      throw new LiveMigrationError('LIVE_NOT_STAGED', `migration ${m.migrationId}: switch to the destination before it was staged`, { migrationId: m.migrationId });
+    }
+    return this.moveTo(t, m, { live: side }, signal);
+  }
+
+  async packetOut(m: MigrationRef, frames: readonly Buffer[], toward: Side, signal: AbortSignal): Promise<number> {
+    if (frames.length === 0) return 0;
+    const t = this.tracked.get(m.migrationId) ?? (await this.track(m));
+    const { host, port } = deliveryPort(t.input, toward);
+    const sw = this.sw(host);
+    const xids = new Set<number>();
+    let refused = 0;
+    const onError = (e: OfpErrorReply) => {
+      if (xids.has(e.xid)) refused++;
+    };
+    sw.on('ofp_error', onError);
+    try {
+      if (signal.aborted) throw signal.reason;
+      // In arrival order on one connection: the switch processes them in order (§6.2).
+      for (const f of frames) xids.add(sw.packetOut(f, [{ type: 'output', port, maxLen: 0 }]));
+      await sw.barrier({ timeoutMs: this.opts.timeoutMs ?? 5000 });
+    } finally {
+      sw.off('ofp_error', onError);
+    }
+    this.log.debug({ migrationId: m.migrationId, event: 'replay', host, port, frames: frames.length, refused }, 'held frames sent');
+    return frames.length - refused;
+  }
+
+  onHeldPacket(m: MigrationRef, handler: (p: HeldPacketIn) => void): () => void {
+    const macs = new Set([m.service.mac.toLowerCase(), ...(m.newMac ? [m.newMac.toLowerCase()] : [])]);
+    const listener = (sw: SwitchConnection, msg: PacketIn) => {
+      if (!isHoldCookie(msg.cookie)) return;
+      if (!isForService(msg.data, macs, m.service.ip)) return;
+      const inPort = msg.match.find((f) => f.field === 'in_port');
+      handler({ frame: msg.data, dpid: sw.dpid, ...(inPort && inPort.field === 'in_port' ? { inPort: inPort.value } : {}) });
+    };
+    this.opts.controller.on('packet_in', listener);
+    return () => this.opts.controller.off('packet_in', listener);
+  }
+
+  async announce(m: MigrationRef, signal: AbortSignal): Promise<void> {
+    const t = this.tracked.get(m.migrationId) ?? (await this.track(m));
+    const a = announcement(t.input);
+    const byHost = new Map<string, number[]>();
+    for (const x of a.targets) byHost.set(x.host, [...(byHost.get(x.host) ?? []), x.port]);
+    if (signal.aborted) throw signal.reason;
+    await Promise.all(
+      [...byHost].map(async ([host, ports]) => {
+        const sw = this.sw(host);
+        sw.packetOut(a.frame, ports.map((port) => ({ type: 'output' as const, port, maxLen: 0 })));
+        await sw.barrier({ timeoutMs: this.opts.timeoutMs ?? 5000 });
+        this.log.info({ migrationId: m.migrationId, event: 'garp', host, dpid: dpidString(sw.dpid), ports }, 'gratuitous ARP sent');
+      }),
+    );
+  }
+}
+
+/** A held frame belongs to the migration when it is addressed to the service's MAC(s) or IP. */
+function isForService(frame: Buffer, macs: Set<string>, ip: string): boolean {
+  try {
+    const f = decodeFrame(frame);
+    return macs.has(f.eth.dst.toLowerCase()) || f.ipv4?.dst === ip;
+  } catch {
+    // A hold flow sent it, so it is for a migrating service; one coat cannot decode is still
+    // better held and replayed than lost.
+    return true;
+  }
+}
