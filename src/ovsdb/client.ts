@@ -220,8 +220,13 @@ export class OvsdbClient extends EventEmitter {
   async transact(db: string, tx: Transaction | WireOperation[], timeoutMs?: number): Promise<OperationResult[]> {
     const schema = tx instanceof Transaction ? tx.schema : await this.getSchema(db);
     const ops = tx instanceof Transaction ? tx.operations : tx;
+    const started = performance.now();
     const result = await this.call('transact', [db, ...(ops as unknown as JsonValue[])], timeoutMs);
-    return decodeTransactResult(schema, ops, result);
+    try {
+      return decodeTransactResult(schema, ops, result);
+    } finally {
+      this.log.debug({ event: 'ovsdb.transact', db, ops: ops.length, ms: Math.round((performance.now() - started) * 10) / 10 }, 'transaction done');
+    }
   }
 
   /** RFC 7047 §4.1.11. */
@@ -271,7 +276,7 @@ export class OvsdbClient extends EventEmitter {
       // RFC 7047 §4.1.5: <monitor-requests> has no conditions.
       const reqs: Record<string, JsonValue> = {};
       for (const [name, t] of Object.entries(mon.tables)) {
-        if (t.where?.length) throw new OvsdbError('OVSDB_NOT_SUPPORTED_BY_SERVER', `the server has no monitor_cond; cannot filter ${name} rows`);
+        if (t.where?.length) throw new OvsdbError('OVSDB_MONITOR_UNSUPPORTED', `the server has no monitor_cond; cannot filter ${name} rows`);
         reqs[name] = t.columns ? { columns: t.columns } : {};
       }
       return this.call('monitor', [mon.db, mon.id, reqs], timeoutMs, (r) => {

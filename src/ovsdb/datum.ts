@@ -147,8 +147,6 @@ export interface EncodeOptions {
    * (RFC 7047 §5.1 <mutation> "insert"/"delete", <condition> "includes"/"excludes").
    */
   anySize?: boolean;
-  /** For map "delete" mutations: a set of keys is accepted too (RFC 7047 §5.1). */
-  keysOnly?: boolean;
 }
 
 function checkSize(t: ColumnType, n: number, path: string, opts: EncodeOptions): void {
@@ -172,7 +170,7 @@ function keyFromObject(base: BaseType, k: unknown): unknown {
 }
 
 export function encodeDatum(t: ColumnType, v: unknown, path: string, opts: EncodeOptions = {}): WireDatum {
-  if (t.value && !opts.keysOnly) {
+  if (t.value) {
     const entries = entriesOf(v ?? new Map(), path);
     checkSize(t, entries.length, path, opts);
     const pairs: [WireAtom, WireAtom][] = entries.map(([k, val]) => {

@@ -182,9 +182,12 @@ export class OvsdbDatumError extends OvsdbError {
   }
 }
 
-/** A high-level VSwitch operation found the database in a state it cannot work with (`OVSDB_NOT_FOUND`, `OVSDB_EXISTS`, `OVSDB_WAIT_TIMEOUT`). */
+/**
+ * A high-level VSwitch operation found no such bridge/port, or an interface that ovs-vswitchd could
+ * not create (`OVSDB_NOT_FOUND`), or waited in vain (`OVSDB_WAIT_TIMEOUT`).
+ */
 export class VSwitchError extends OvsdbError {
-  constructor(code: 'OVSDB_NOT_FOUND' | 'OVSDB_EXISTS' | 'OVSDB_WAIT_TIMEOUT', message: string) {
+  constructor(code: 'OVSDB_NOT_FOUND' | 'OVSDB_WAIT_TIMEOUT', message: string) {
     super(code, message);
   }
 }

@@ -242,3 +242,16 @@ t.test('replica: update (RFC 7047 §4.1.6) and update2 (initial/insert/modify/de
   t.equal(errCode(() => r.applyUpdate2({ Bridge: { [U1]: { modify: { name: 'x' } } } })), 'OVSDB_MALFORMED_REPLY', 'modify of an unknown row');
   t.equal(errCode(() => r.applyUpdate2({ Bridge: { [U1]: { insert: { name: 3 } } } })), 'OVSDB_DATUM');
 });
+
+t.test('every error code raised in src/ovsdb is documented in docs/ovsdb.md', async (t) => {
+  const { readdirSync } = await import('node:fs');
+  const dir = new URL('../../src/ovsdb/', import.meta.url);
+  const docs = readFileSync(new URL('../../docs/ovsdb.md', import.meta.url), 'utf8');
+  const codes = new Set<string>();
+  for (const f of readdirSync(dir)) {
+    for (const m of readFileSync(new URL(f, dir), 'utf8').matchAll(/'(OVSDB_[A-Z0-9_]+)'/g)) codes.add(m[1]!);
+  }
+  t.ok(codes.size >= 25, `${codes.size} codes found`);
+  for (const code of codes) t.ok(docs.includes('`' + code + '`'), `${code} documented`);
+  for (const [text, Cls] of Object.entries(OPERATION_ERRORS)) t.ok(docs.includes(Cls.name), `${text}: ${Cls.name} documented`);
+});
