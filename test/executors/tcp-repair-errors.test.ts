@@ -130,6 +130,19 @@ t.test('bad images at restore: typed errors, nothing left at the destination, so
   t.equal(after.ping.errors, 0);
   t.equal(after.resets, 0, 'no reset');
   t.same(after.closed, { stream: false, ping: false });
+
+  // An agent that restarted between dump and abort has no memory of the migration: a fresh
+  // executor instance must still take the sockets out of repair mode and thaw the cgroup.
+  const again = { ...src, migrationId: 'badimg-2', stepDir: join(dir, 'image2', 'dump') };
+  await exe.dump(again);
+  await createExecutor({}).abort(again, 'source');
+  const before2 = (await readStats(statsPath))!;
+  const after2 = await waitFor('source serves again after an abort by a fresh executor', async () => {
+    const s = await readStats(statsPath);
+    return s && s.stream.bytesVerified > before2.stream.bytesVerified + 200_000 && s.ping.answered > before2.ping.answered + 20 ? s : undefined;
+  }, 15_000);
+  t.equal(after2.stream.firstBadOffset, null, 'still every byte verified');
+  t.equal(after2.resets + after2.ping.errors, 0, 'no reset, no ping error');
   client.kill('SIGTERM');
   await client.exited;
 });
