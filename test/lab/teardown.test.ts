@@ -1,0 +1,72 @@
+/**
+ * Teardown without a full lab: what `lab down` must clean when `lab up` died early (no state file,
+ * lock held) or its processes were killed, by the sweep of the tag; and the one-lab lock.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { labDown } from '../../lab/down.js';
+import { labNames } from '../../lab/names.js';
+import { acquireLock, activeTag, releaseLock } from '../../lab/state.js';
+import { newTag } from '../../lab/tag.js';
+import { createNetns, deleteNetns, listNetns, openNetns } from '../../src/netns/index.js';
+import { defaultTopology, parseTopology } from '../../src/vxlan/topology.js';
+import { leftovers } from './helpers.js';
+
+t.test('the lock admits one lab at a time', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-lock-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await acquireLock(dir, 'caaaaa');
+  await t.rejects(acquireLock(dir, 'cbbbbb'), { code: 'LAB_ALREADY_UP', message: /tag caaaaa/ });
+  t.equal(await activeTag(dir), 'caaaaa');
+  await releaseLock(dir, 'cbbbbb'); // not the holder: no effect
+  t.equal(await activeTag(dir), 'caaaaa');
+  await releaseLock(dir, 'caaaaa');
+  await acquireLock(dir, 'cbbbbb');
+  t.equal(await activeTag(dir), 'cbbbbb');
+});
+
+t.test('lab names fit interface names and never collide, for the largest allowed names', async (t) => {
+  const hosts = Array.from({ length: 10 }, (_, i) => `  - { name: host-name-max-${i}x, underlay: { ip: 192.168.100.${10 + i} } }`).join('\n');
+  const topo = parseTopology(`overlay: { subnet: 10.0.0.0/24, vni: 1 }\nhosts:\n${hosts}\nendpoints:\n  - { name: endpoint-name-mx, host: host-name-max-0x, ip: 10.0.0.1, mac: "02:00:00:00:00:01" }\n`);
+  const n = labNames('c3k9x1', topo, '/tmp/x');
+  const ifs = [n.fabricBridge, n.mgmtBridge, ...n.hosts.flatMap((h) => [h.fabricIf, h.uplinkIf, h.fabricIfb, h.ctlIf, h.mgmtIf]), ...n.endpoints.map((e) => e.hostIf)];
+  for (const i of ifs) t.ok(Buffer.byteLength(i) <= 15, `${i} <= 15 bytes`);
+  t.equal(new Set(ifs).size, ifs.length, 'interface names distinct');
+  const ns = [n.fabricNetns, n.ctlNetns, ...n.hosts.map((h) => h.netns), ...n.endpoints.map((e) => e.netns)];
+  t.equal(new Set(ns).size, ns.length, 'namespace names distinct');
+  t.equal(labNames('c3k9x1', defaultTopology(), '/tmp/x').ctlIp, '172.31.0.1');
+});
+
+t.test('lab down sweeps a half-built lab by its tag: processes, namespaces, links, run dir, lock', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-sweep-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const tag = newTag();
+  t.teardown(async () => {
+    for (const n of (await listNetns()).filter((x) => x.startsWith(tag))) await deleteNetns(n);
+  });
+  // what a `lab up` killed after its first steps leaves: the lock, a run dir, namespaces with a
+  // process in one, a veth in our own namespace, and no state file
+  await acquireLock(dir, tag);
+  await mkdir(join(dir, tag, 'ovs-edge-a'), { recursive: true });
+  await writeFile(join(dir, tag, 'ovs-edge-a', 'conf.db'), '');
+  await createNetns(`${tag}-fabric`);
+  await createNetns(`${tag}-h-edge-a`);
+  const sleeper = spawn('ip', ['netns', 'exec', `${tag}-h-edge-a`, 'sleep', '300'], { stdio: 'ignore', detached: true });
+  sleeper.unref();
+  const root = await openNetns();
+  t.teardown(() => root.close());
+  await root.createVeth({ name: `${tag}-x0`, peer: `${tag}-x1` });
+  await new Promise((r) => setTimeout(r, 200));
+  t.not((await leftovers(tag, [join(dir, tag)])).length, 0, 'there is something to clean');
+
+  const [report] = await labDown(dir);
+  t.equal(report!.tag, tag);
+  t.ok(report!.killed.includes(sleeper.pid!), 'the process in the lab namespace was killed by pid');
+  t.same(report!.namespaces.sort(), [`${tag}-fabric`, `${tag}-h-edge-a`]);
+  t.ok(report!.links.includes(`${tag}-x0`) || report!.links.includes(`${tag}-x1`));
+  t.same(await leftovers(tag, [join(dir, tag), join(dir, 'active')]), []);
+  t.equal(await activeTag(dir), undefined);
+});
