@@ -183,6 +183,11 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
   private outQueueBytes = 0;
   private flushScheduled = false;
   private nextBundleId = 1;
+  private sawHello = false;
+  private reconciling: Promise<unknown> = Promise.resolve();
+  /** Send position of every message written, and of each barrier still waiting for its reply. */
+  private sendSeq = 0;
+  private readonly barrierMarks = new Map<number, number>();
   private handshakeWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
   constructor(
@@ -509,7 +514,15 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
    * else plain), and confirms with a barrier. Flows outside coat's cookie space are never read,
    * changed nor deleted.
    */
-  async reconcile(desired: DesiredFlows, opts: { atomic?: boolean } = {}): Promise<ReconcileResult & { plan: ReconcilePlan }> {
+  reconcile(desired: DesiredFlows, opts: { atomic?: boolean } = {}): Promise<ReconcileResult & { plan: ReconcilePlan }> {
+    // One at a time per switch: a plan computed from an older dump must not be applied after a
+    // newer one, or the switch would end with the older desired set.
+    const run = this.reconciling.then(() => this.reconcileNow(desired, opts));
+    this.reconciling = run.catch(() => {});
+    return run;
+  }
+
+  private async reconcileNow(desired: DesiredFlows, opts: { atomic?: boolean }): Promise<ReconcileResult & { plan: ReconcilePlan }> {
     const present = await this.dumpCoatFlows();
     const plan = planReconcile(desired, present);
     const msgs: FlowMod[] = [
@@ -609,8 +622,6 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
     this.log.warn({ event: 'unexpected_message', type: msg.type, xid: msg.xid }, 'message a switch should not send; ignored');
   }
 
-  private sawHello = false;
-
   private onError(msg: ErrorMessage): void {
     const pending = this.requests.request(msg.xid);
     const sent = this.unconfirmed.get(msg.xid);
@@ -659,8 +670,6 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
       this.unconfirmed.delete(xid);
     }
   }
-  private barrierMarks = new Map<number, number>();
-  private sendSeq = 0;
 
   private write(m: OfpMessage, xid: number = m.xid): void {
     if (this.state === 'closed') return;

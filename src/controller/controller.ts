@@ -131,11 +131,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
         this.emit('connection_failed', peer, reason);
       }
     });
-    try {
-      await sw.handshake();
-    } catch (err) {
-      throw err;
-    }
+    await sw.handshake(); // rejects (and closes) on a failed handshake: connection_failed above
     this.connecting.delete(sw);
     const old = this.switches.get(sw.dpid);
     if (old && old !== sw) {

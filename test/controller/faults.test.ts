@@ -163,3 +163,22 @@ t.test('bundles: a switch that refuses them gets plain flow-mods, with a warning
   t.same(f2.received.filter((m) => m.type === 'bundle_control').map((m) => (m as { controlType: string }).controlType), ['open_request', 'commit_request']);
   t.same(f2.received.filter((m) => m.type === 'bundle_add').map((m) => (m as { message: { xid: number }; xid: number }).message.xid === m.xid), [true, true, true], 'inner xid = outer xid');
 });
+
+t.test('reconciliations of one switch run one after the other; the last desired set wins', async (t) => {
+  const { coatFlowMods } = await import('../../src/controller/index.js');
+  const { match } = await import('../../src/openflow/index.js');
+  const { attach } = await setup(t);
+  const { fake, sw } = await attach(0x1n);
+  const a = coatFlowMods([{ band: 'forward', match: match({ in_port: 1 }), instructions: [] }]);
+  const b = coatFlowMods([{ band: 'forward', match: match({ in_port: 2 }), instructions: [] }]);
+  const order: string[] = [];
+  const p1 = sw.reconcile(a).then(() => order.push('a'));
+  const p2 = sw.reconcile(b).then(() => order.push('b'));
+  await Promise.all([p1, p2]);
+  t.same(order, ['a', 'b']);
+  const dumps = fake.received.filter((m) => m.type === 'multipart_request' && m.body.type === 'flow');
+  const bundles = fake.received.filter((m) => m.type === 'bundle_control' && (m as { controlType: string }).controlType === 'commit_request');
+  t.equal(dumps.length, 2);
+  t.equal(bundles.length, 2);
+  t.ok(fake.received.indexOf(dumps[1]!) > fake.received.indexOf(bundles[0]!), 'the second dump waits for the first commit');
+});
