@@ -34,7 +34,11 @@ export interface LabState {
   hosts: { name: string; namespace: string; mgmtIp: string; underlayIp: string; ovsDir: string; ovsdb: string; integrationBridge: string; underlayBridge: string }[];
   endpoints: { name: string; host: string; namespace: string; ip: string; mac: string; interface: string; hostInterface: string }[];
   controller: { namespace: string; ip: string; openflow: string; pid: number | null; log: string; status: string } | null;
-  nats: { url: string; dir: string } | null;
+  /** nats-server in ctl; the token (file, mode 0600) is what the controller and agents authenticate with. */
+  nats: { url: string; dir: string; tokenFile: string } | null;
+  /** `coat agent` per host; `secretFile` holds the HMAC key the controller signs commands with. */
+  agents: { host: string; pid: number; namespace: string; stream: string | null; dataDir: string; log: string }[];
+  agentSecretFile: string | null;
   buildMs?: number;
   error?: string;
 }

@@ -18,6 +18,8 @@ export interface LabStatus {
   endpoints: LabState['endpoints'];
   controller: (NonNullable<LabState['controller']> & { alive: boolean; switches?: ControllerStatusFile['switches']; arp?: ControllerStatusFile['arp'] }) | null;
   nats: LabState['nats'];
+  agents: (LabState['agents'][number] & { alive: boolean })[];
+  agentSecretFile: string | null;
   missingNamespaces: string[];
   runDir: string;
 }
@@ -43,12 +45,14 @@ export async function labStatus(dir: string, tag?: string): Promise<LabStatus | 
   return {
     tag: s.tag,
     status: s.status,
-    healthy: missingNamespaces.length === 0 && (controller === null || controller.alive),
+    healthy: missingNamespaces.length === 0 && (controller === null || controller.alive) && (s.agents ?? []).every((a) => isAlive(a.pid)),
     createdAt: s.createdAt,
     hosts: s.hosts.map((h) => ({ name: h.name, namespace: h.namespace, mgmtIp: h.mgmtIp, underlayIp: h.underlayIp, integrationBridge: h.integrationBridge, underlayBridge: h.underlayBridge, ovsdb: h.ovsdb, ovsDir: h.ovsDir })),
     endpoints: s.endpoints,
     controller,
     nats: s.nats,
+    agents: (s.agents ?? []).map((a) => ({ ...a, alive: isAlive(a.pid) })),
+    agentSecretFile: s.agentSecretFile ?? null,
     missingNamespaces,
     runDir: s.runDir,
   };

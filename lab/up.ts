@@ -5,8 +5,9 @@
  *                TAG-uI (in the host), shaped with tbf at the host's `underlay.mbit` both ways,
  *                here: egress of TAG-fI, and its ingress through the ifb TAG-iI.
  *   TAG-ctl      Linux bridge TAG-mgmt with the controller's address: the management network.
- *                Host i's link is TAG-nI (here) / TAG-mI (in the host). nats-server and
- *                `coat controller` run here; OVS reaches the controller over TCP, as across hosts.
+ *                Host i's link is TAG-nI (here) / TAG-mI (in the host). nats-server (token auth)
+ *                and `coat controller` run here; OVS reaches the controller over TCP, as across
+ *                hosts, and each host's `coat agent` reaches NATS the same way.
  *   TAG-h-HOST   one per host: its own ovsdb-server + ovs-vswitchd (OvsInstance, datapath from the
  *                topology, netdev by default; OVSDB also listening on the management address),
  *                bridges TAG-int (integration: endpoints, tunnels) and TAG-phy (underlay: uplink
@@ -21,6 +22,7 @@
  * file before it is made; on failure the partial lab is torn down.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -36,6 +38,7 @@ import { labDownTag } from './down.js';
 import { labNames, type LabNames } from './names.js';
 import { NatsServer } from './nats-server.js';
 import { OvsInstance } from './ovs-daemons.js';
+import { isAlive } from './process.js';
 import { acquireLock, LabError, releaseLock, stateFile, writeState, type LabState } from './state.js';
 import { newTag } from './tag.js';
 
@@ -64,6 +67,8 @@ export interface LabUpOptions {
   tag?: string;
   /** Start `coat controller` (default true); false leaves the bridges without flows (another controller may be pointed at them). */
   controller?: boolean;
+  /** Start a `coat agent` in every host namespace (default true; needs nats). */
+  agents?: boolean;
 }
 
 /** The controller's status file, as `coat controller --status` writes it. */
@@ -116,6 +121,8 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
     }),
     controller: null,
     nats: null,
+    agents: [],
+    agentSecretFile: null,
   };
   const clients: NetnsClient[] = [];
   try {
@@ -240,10 +247,21 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
 
     if (opts.nats !== false) {
       progress(`lab ${tag}: nats-server in ${names.ctlNetns}`);
-      const nats = new NatsServer({ dir: join(names.runDir, 'nats'), netns: names.ctlNetns, host: names.ctlIp, port: NATS_PORT });
+      const token = randomBytes(24).toString('hex');
+      const tokenFile = join(names.runDir, 'nats.token');
+      await writeFile(tokenFile, token + '\n', { mode: 0o600 });
+      const nats = new NatsServer({ dir: join(names.runDir, 'nats'), netns: names.ctlNetns, host: names.ctlIp, port: NATS_PORT, token });
       await nats.start();
-      state.nats = { url: `nats://${names.ctlIp}:${NATS_PORT}`, dir: nats.dir };
+      state.nats = { url: `nats://${names.ctlIp}:${NATS_PORT}`, dir: nats.dir, tokenFile };
       await writeState(opts.stateDir, state);
+      if (opts.agents !== false) {
+        progress(`lab ${tag}: coat agent on ${names.hosts.length} hosts`);
+        const secretFile = join(names.runDir, 'agent.secret');
+        await writeFile(secretFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
+        state.agentSecretFile = secretFile;
+        state.agents = await Promise.all(names.hosts.map((h, i) => startAgent(h, topo.hosts[i]!.underlay.ip, state.nats!.url, tokenFile, secretFile, names.runDir)));
+        await writeState(opts.stateDir, state);
+      }
     }
 
     if (opts.controller !== false) {
@@ -273,6 +291,44 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
   } finally {
     for (const c of clients) await c.close().catch(() => undefined);
   }
+}
+
+/**
+ * One `coat agent` in a host's namespace: NATS over the management network, image streams on the
+ * host's underlay address (so a migration's transfer crosses the shaped fabric, as in COAT's
+ * testbed). Resolves once the agent has announced itself (its --json line).
+ */
+async function startAgent(h: LabNames['hosts'][number], underlayIp: string, natsUrl: string, tokenFile: string, secretFile: string, runDir: string): Promise<LabState['agents'][number]> {
+  const dataDir = join(runDir, `agent-${h.name}`);
+  await mkdir(dataDir, { recursive: true });
+  const logPath = join(runDir, `agent-${h.name}.log`);
+  const outPath = join(runDir, `agent-${h.name}.json`);
+  const token = (await readFile(tokenFile, 'utf8')).trim();
+  const log = openSync(logPath, 'a');
+  const out = openSync(outPath, 'w');
+  const argv = ['ip', 'netns', 'exec', h.netns, ...coatArgv(), 'agent', '--host', h.name, '--nats', natsUrl, '--token', token, '--secret-file', secretFile, '--data-dir', dataDir, '--listen', `${underlayIp}:0`, '--json'];
+  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', out, log], env: { ...process.env, COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'info' } });
+  closeSync(log);
+  closeSync(out);
+  child.unref();
+  const pid = child.pid;
+  if (pid === undefined) throw new LabError('LAB_BUILD_FAILED', `could not start coat agent on ${h.name}`);
+  let announced: { stream?: { host: string; port: number } | string } | undefined;
+  await OvsInstance.waitFor(
+    `coat agent on ${h.name} to announce itself`,
+    async () => {
+      if (!isAlive(pid)) throw new LabError('LAB_BUILD_FAILED', `coat agent on ${h.name} exited: ${(await readFile(logPath, 'utf8').catch(() => '')).slice(-600)}`);
+      const text = await readFile(outPath, 'utf8').catch(() => '');
+      if (!text.trim().endsWith('}')) return false;
+      announced = JSON.parse(text) as typeof announced;
+      return true;
+    },
+    60_000,
+  ).catch(async (e: Error) => {
+    throw new LabError('LAB_BUILD_FAILED', `${e.message}; log: ${(await readFile(logPath, 'utf8').catch(() => '')).slice(-600)}`);
+  });
+  const stream = announced?.stream === undefined ? null : typeof announced.stream === 'string' ? announced.stream : `${announced.stream.host}:${announced.stream.port}`;
+  return { host: h.name, pid, namespace: h.netns, stream, dataDir, log: logPath };
 }
 
 function startController(names: LabNames, tag: string, statusPath: string, logPath: string, port: number): number {

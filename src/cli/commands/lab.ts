@@ -36,6 +36,7 @@ fabric shaped per link (tbf), a management network to a ctl namespace running na
   --state-dir DIR  where state files live (default $COAT_LAB_DIR or /run/coat/labs)
   --tag TAG        down: remove the lab with this tag (also without a state file)
   --no-controller  up: do not start coat controller (bridges stay without flows)
+  --no-agents      up: do not start a coat agent per host
   --json           machine-readable output on stdout; progress always goes to stderr
 `;
 
@@ -47,6 +48,7 @@ export const command: Command = {
       tag: { type: 'string' },
       'no-controller': { type: 'boolean' },
       test: { type: 'boolean' },
+      'no-agents': { type: 'boolean' },
     });
     const [verb, ...rest] = positionals;
     if (values.help || verb === undefined) {
@@ -69,7 +71,7 @@ export const command: Command = {
           throw new UsageError(`cannot read ${rest[0]}: ${(e as Error).message}`);
         }
         try {
-          const s = await labUp(topo, { stateDir: dir, ...(rest[0] ? { topologyFile: rest[0] } : {}), controller: !values['no-controller'], progress: (l) => io.stderr.write(l + '\n') });
+          const s = await labUp(topo, { stateDir: dir, ...(rest[0] ? { topologyFile: rest[0] } : {}), controller: !values['no-controller'], agents: !values['no-agents'], progress: (l) => io.stderr.write(l + '\n') });
           const st = await labStatus(dir, s.tag);
           if (json) writeJson(io.stdout, st);
           else io.stdout.write(`lab ${s.tag} is up: ${s.hosts.map((h) => `${h.name} (${h.namespace})`).join(', ')}\n` + s.endpoints.map((e) => `  ${e.name}: ${e.ip} ${e.mac} on ${e.host}, namespace ${e.namespace}\n`).join(''));
@@ -103,6 +105,7 @@ export const command: Command = {
           io.stdout.write(`lab ${st.tag}: ${st.status}${st.healthy ? '' : ' (UNHEALTHY: ' + [...st.missingNamespaces.map((n) => `namespace ${n} missing`), st.controller && !st.controller.alive ? 'controller not running' : ''].filter(Boolean).join(', ') + ')'}\n`);
           for (const h of st.hosts) io.stdout.write(`  host ${h.name}: namespace ${h.namespace}, underlay ${h.underlayIp}, management ${h.mgmtIp}\n`);
           for (const e of st.endpoints) io.stdout.write(`  endpoint ${e.name}: ${e.ip} ${e.mac} on ${e.host}, namespace ${e.namespace}\n`);
+          for (const a of st.agents) io.stdout.write(`  agent ${a.host}: pid ${a.pid} ${a.alive ? 'running' : 'NOT running'}, streams on ${a.stream ?? '?'}\n`);
           if (st.controller) io.stdout.write(`  controller: pid ${st.controller.pid} ${st.controller.alive ? 'running' : 'NOT running'}, ${st.controller.switches?.filter((s) => s.reconciled).length ?? 0} bridges programmed, ARP replies ${st.controller.arp?.replies ?? 0}\n`);
         }
         return st.healthy ? ExitCode.ok : ExitCode.negative;
