@@ -37,9 +37,8 @@ import { native } from '../tcp-repair/native.js';
 import { RepairSocket, listenIn, netnsPath, ZERO_ORIGIN, type StreamOrigin } from '../tcp-repair/socket.js';
 import { decode as decodeImage, encode as encodeImage, type Endpoint, type SocketImage } from '../tcp-repair/image.js';
 import { tcpSocketsOf, TCP_STATE } from '../tcp-repair/proc.js';
-import { TcpRepairError } from '../tcp-repair/errors.js';
 import { freeze, isAlive, processTree, thawByName, type Frozen, type FreezerKind } from './tcp-repair/freezer.js';
-import { HashTracker, PAGE_SIZE, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
+import { HashTracker, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
 import { applyDeltas, decodePageDelta, encodePageDelta, type PageDelta } from './tcp-repair/page-delta.js';
 import { startService, type StartedService } from './tcp-repair/handover.js';
 
@@ -528,4 +527,3 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
   return new TcpRepairExecutor(parseOptions(options));
 }
 
-export { PAGE_SIZE, TcpRepairError };

@@ -19,7 +19,7 @@
  */
 import { native, type NativeRestoreState } from './native.js';
 import { TcpRepairError, fromErrno } from './errors.js';
-import { neverSent, sentUnacked, TCP_ESTABLISHED, type Endpoint, type SocketImage } from './image.js';
+import { neverSent, TCP_ESTABLISHED, type Endpoint, type SocketImage } from './image.js';
 
 /** socket(2) constants (Linux). */
 const AF_INET = 2;
@@ -244,11 +244,6 @@ export class RepairSocket {
       written: img.streamWritten - c.bytesAcked - BigInt(c.outq),
       read: img.streamRead - c.bytesReceived + BigInt(c.inq),
     };
-  }
-
-  /** Bytes of the restored send queue written in repair mode (sent, unacknowledged). */
-  static sentUnackedLength(img: SocketImage): number {
-    return sentUnacked(img).length;
   }
 
   /** Closes in repair mode: tcp_disconnect without FIN or RST (net/ipv4/tcp.c, tp->repair). */
