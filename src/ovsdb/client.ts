@@ -159,6 +159,11 @@ export class OvsdbClient extends EventEmitter {
 
   private async open(): Promise<void> {
     const socket = await openSocket(this.remote, this.opts);
+    if (this.closing) {
+      // close() was called while a reconnect attempt was connecting.
+      socket.destroy();
+      throw new OvsdbTransportError('OVSDB_CLOSED', this.remote, `client for ${this.remote} is closed`);
+    }
     const session = new JsonRpcSession(
       socket,
       {

@@ -224,10 +224,12 @@ export class VSwitch {
       throw new VSwitchError('OVSDB_NOT_FOUND', `no bridge named ${name}`);
     }
     const tx = this.transaction();
+    // The row we read must still be the bridge of that name when the transaction runs.
+    tx.wait('Bridge', [eq('_uuid', br._uuid)], ['name'], '==', [{ name }], 0);
     tx.mutate('Open_vSwitch', [], [['bridges', 'delete', [br._uuid]]]);
     tx.delete('Bridge', [eq('_uuid', br._uuid)]);
     tx.comment(`coat: del-br ${name}`);
-    await this.client.transact(this.db, tx);
+    await this.transactExpectingRow(tx, `bridge named ${name}`);
   }
 
   async setFailMode(bridge: string, mode: 'standalone' | 'secure' | null): Promise<void> {
