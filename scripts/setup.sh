@@ -13,6 +13,7 @@ APT_PACKAGES=(
   iperf3 sockperf netcat-openbsd    # traffic and baselines
   mininet                           # lab/mininet
   iputils-ping                      # ping: lab and Mininet connectivity checks
+  iptables                          # tcp-repair test: one-way drop so bytes are in flight at the dump
   criu                              # optional executor (runs where `criu check` passes)
   podman runc                       # podman executor (argv checked against its --help; needs CRIU)
   build-essential python3           # node-gyp for the TCP_REPAIR addon and pcap/raw-socket
