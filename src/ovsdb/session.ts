@@ -86,11 +86,12 @@ export class JsonRpcSession {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(String(id));
+        this.pending.delete(JSON.stringify(id));
         this.opts.log?.warn({ event: 'ovsdb.call_timeout', method, id, timeoutMs }, 'no reply before the deadline');
         reject(new OvsdbTimeoutError(method, timeoutMs));
       }, timeoutMs);
-      this.pending.set(String(id), { method, handle, resolve: resolve as (v: unknown) => void, reject, timer });
+      // Keyed by the id's JSON text: a reply must carry the very id sent (0, not "0").
+      this.pending.set(JSON.stringify(id), { method, handle, resolve: resolve as (v: unknown) => void, reject, timer });
       this.stream.write(encodeRequest(method, params, id));
     });
   }
@@ -139,7 +140,7 @@ export class JsonRpcSession {
         }
         return;
       case 'response': {
-        const key = typeof msg.id === 'number' || typeof msg.id === 'string' ? String(msg.id) : JSON.stringify(msg.id);
+        const key = JSON.stringify(msg.id);
         const p = this.pending.get(key);
         if (!p) {
           this.fail(new OvsdbProtocolError('OVSDB_UNKNOWN_REPLY_ID', `reply with id ${JSON.stringify(msg.id)}, which matches no call in flight`));

@@ -99,6 +99,9 @@ t.test('a reply with an id we never sent: OVSDB_UNKNOWN_REPLY_ID', async (t) => 
   const err = await failure(c.listDbs());
   t.equal(err.code, 'OVSDB_UNKNOWN_REPLY_ID');
   t.match(err.message, /424242/);
+  // The id as a string is another id (JSON-RPC compares ids as JSON values).
+  const strId = await fakeServer(t, (m, sock) => sock.write(JSON.stringify({ id: String(reqId(m)), result: [], error: null })));
+  t.equal((await failure((await client(t, strId)).listDbs())).code, 'OVSDB_UNKNOWN_REPLY_ID');
 });
 
 t.test('an error object where a result was expected: OvsdbRpcError with the server error', async (t) => {

@@ -20,7 +20,6 @@ import {
   type MonitorMethod,
   type OvsdbOperationError,
 } from '../../src/ovsdb/index.js';
-import { OvsInstance } from '../../lab/ovs-daemons.js';
 
 const DB = 'Open_vSwitch';
 
@@ -337,8 +336,4 @@ t.test('ovsdb-server restarted mid-session: a clear error, then a reconnect with
   await mon.waitFor('br-three', () => names().includes('br-three'), 1000);
   t.pass('updates flow again after the reconnect');
   t.same(await c.listDbs(), ['Open_vSwitch', '_Server']);
-});
-
-t.test('OvsInstance helper is the one the tests use', async (t) => {
-  t.equal(typeof OvsInstance.waitFor, 'function');
 });
