@@ -28,7 +28,14 @@ export type JournalRecord =
   | { type: 'rollback-start'; atMs: number; failedStep?: StepName; error?: ErrorSummary; actions: UndoAction[] }
   | { type: 'undo-start'; action: UndoAction; atMs: number }
   | { type: 'undo-end'; action: UndoAction; atMs: number; ok: boolean; error?: ErrorSummary }
-  | { type: 'end'; state: TerminalState; atMs: number; failedStep?: StepName; error?: ErrorSummary };
+  | { type: 'end'; state: TerminalState; atMs: number; failedStep?: StepName; error?: ErrorSummary; hold?: HoldCounts };
+
+/** The hold queue's counters as journaled (hold-queue.ts defines them). */
+export interface HoldCounts {
+  held: number;
+  replayed: number;
+  dropped: number;
+}
 
 export const MIGRATION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -185,6 +192,8 @@ export interface JournalSummary {
   undone: UndoAction[];
   /** Undo actions planned by the rollback, if one started. */
   undoPlanned?: UndoAction[];
+  /** Hold counters from the end record (absent while unfinished). */
+  hold?: HoldCounts;
 }
 
 export function summarizeJournal(records: readonly JournalRecord[]): JournalSummary {
@@ -238,6 +247,7 @@ export function summarizeJournal(records: readonly JournalRecord[]): JournalSumm
         out.endedAtMs = r.atMs;
         if (r.failedStep) out.failedStep = r.failedStep;
         if (r.error) out.error = r.error;
+        if (r.hold) out.hold = r.hold;
         break;
     }
   }

@@ -491,7 +491,8 @@ class MigrationRun {
   private end(state: TerminalState, failedStep?: StepName, error?: ErrorSummary): MigrationOutcome {
     if (!isTerminal(this.state)) this.move(state);
     const endedAtMs = this.clock.now();
-    this.journal.append({ type: 'end', state, atMs: endedAtMs, ...(failedStep ? { failedStep } : {}), ...(error ? { error } : {}) });
+    const h = this.hold.stats();
+    this.journal.append({ type: 'end', state, atMs: endedAtMs, ...(failedStep ? { failedStep } : {}), ...(error ? { error } : {}), hold: { held: h.held, replayed: h.replayed, dropped: h.dropped } });
     this.emit({ type: 'end', migrationId: this.ref.migrationId, state });
     this.log.info({ event: 'end', state, failedStep, totalMs: +(endedAtMs - this.startedAtMs).toFixed(3), hold: this.hold.stats() }, `migration ${state}`);
     return {
