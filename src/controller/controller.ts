@@ -67,7 +67,16 @@ export class Controller extends EventEmitter<ControllerEvents> {
   async listen(method: string): Promise<Listener> {
     const p = parseEndpoint(method);
     if (!p.passive) throw new ControllerError(ControllerErrorCode.Endpoint, `listen needs a passive method (ptcp:, pssl:, punix:), got "${method}"`);
-    const l = await listenSocket(p.endpoint, this.opts.tls, (socket, peer) => void this.adopt(socket, peer).catch(() => {}));
+    const l = await listenSocket(
+      p.endpoint,
+      this.opts.tls,
+      (socket, peer) => void this.adopt(socket, peer).catch(() => {}),
+      (err, peer) => {
+        const reason: CloseReason = { code: 'OFC_SOCKET', message: `TLS handshake failed: ${err.message}` };
+        this.log.warn({ event: 'connection_failed', endpoint: peer, reason: reason.code }, reason.message);
+        this.emit('connection_failed', peer, reason);
+      },
+    );
     this.endpoints.push(l);
     this.log.info({ event: 'listening', endpoint: l.address }, 'listening for switches');
     return l;

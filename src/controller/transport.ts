@@ -25,14 +25,20 @@ export interface Listener {
 }
 
 /** Listens on a passive endpoint; `onSocket` gets each accepted connection once it is usable. */
-export async function listen(endpoint: Endpoint, tlsOpts: TlsOptions | undefined, onSocket: (s: Duplex, peer: string) => void): Promise<Listener> {
+export async function listen(
+  endpoint: Endpoint,
+  tlsOpts: TlsOptions | undefined,
+  onSocket: (s: Duplex, peer: string) => void,
+  onTlsError: (err: Error, peer: string) => void = () => {},
+): Promise<Listener> {
   let server: net.Server;
   if (endpoint.kind === 'tcp' && endpoint.tls) {
     if (!tlsOpts) throw new TypeError('pssl: needs TLS key, certificate and CA');
     server = tls.createServer({ ...tlsOpts, requestCert: true, rejectUnauthorized: true }, (s) => {
       onSocket(s, `${s.remoteAddress}:${s.remotePort}`);
     });
-    // A client that fails the handshake is logged by the caller through 'tlsClientError'.
+    // A peer without a certificate from our CA never becomes a connection; the caller hears why.
+    server.on('tlsClientError', (err, s) => onTlsError(err, `${s.remoteAddress}:${s.remotePort}`));
   } else {
     server = net.createServer((s) => {
       s.setNoDelay(true);

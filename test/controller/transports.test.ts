@@ -45,6 +45,7 @@ t.test('passive TLS with mutual certificates; a certificate from another CA is r
   t.equal(sw.dpid, 0x7002n);
   t.ok((await sw.echo()) >= 0, 'echo over TLS');
 
+  const refused = new Promise<{ code: string; message: string }>((resolve) => ctl.once('connection_failed', (_peer, reason) => resolve(reason)));
   const rogue = tls.connect({ host: '127.0.0.1', port, key: pki.rogue.key, cert: pki.rogue.cert, ca: pki.sw.ca, checkServerIdentity: () => undefined });
   const outcome = await new Promise<string>((resolve) => {
     rogue.once('error', (e) => resolve(`error: ${e.message}`));
@@ -52,6 +53,7 @@ t.test('passive TLS with mutual certificates; a certificate from another CA is r
     rogue.once('data', () => resolve('data'));
   });
   t.notMatch(outcome, 'data', `rogue switch got nowhere (${outcome})`);
+  t.match(await refused, { code: 'OFC_SOCKET', message: /TLS handshake failed/ }, 'the controller says why');
   t.equal(ctl.switches.size, 1);
 });
 
