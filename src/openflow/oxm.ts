@@ -55,14 +55,24 @@ const READERS: Record<OxmKind, Reader> = {
   ipv6: readIpv6,
 };
 
-function uint(bytes: number): Writer {
+function uint(bytes: 1 | 2 | 3 | 4): Writer {
+  const limit = 2 ** (8 * bytes);
+  const put: (b: Buffer, o: number, v: number) => number =
+    bytes === 1 ? (b, o, v) => ((b[o] = v), o + 1)
+    : bytes === 2 ? (b, o, v) => b.writeUInt16BE(v, o)
+    : bytes === 3 ? (b, o, v) => ((b[o] = v >>> 16), b.writeUInt16BE(v & 0xffff, o + 1))
+    : (b, o, v) => b.writeUInt32BE(v, o);
   return (b, o, v, what) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= 2 ** (8 * bytes)) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= limit) {
       throw new OfpError('OFP_ENCODE_INVALID', o, `${what} is an integer in [0, 2^${8 * bytes})`, `got ${String(v)}`);
     }
-    return b.writeUIntBE(v, o, bytes);
+    return put(b, o, v);
   };
 }
+
+const putMac = writeMac;
+const putIpv4 = writeIpv4;
+const putIpv6 = writeIpv6;
 
 const WRITERS: Record<OxmKind, Writer> = {
   u8: uint(1),
@@ -75,9 +85,9 @@ const WRITERS: Record<OxmKind, Writer> = {
     }
     return writeU64(b, v, o);
   },
-  mac: (b, o, v, what) => writeMac(b, o, v as string, what),
-  ipv4: (b, o, v, what) => writeIpv4(b, o, v as string, what),
-  ipv6: (b, o, v, what) => writeIpv6(b, o, v as string, what),
+  mac: (b, o, v, what) => putMac(b, o, v as string, what),
+  ipv4: (b, o, v, what) => putIpv4(b, o, v as string, what),
+  ipv6: (b, o, v, what) => putIpv6(b, o, v as string, what),
 };
 
 // Module-local copies of the tables the hot paths consult on every TLV.
