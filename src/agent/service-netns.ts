@@ -90,15 +90,20 @@ export async function clearServiceNetns(netns: string, hostIf?: string, ovs?: { 
   if (ovs && hostIf) await exec('ovs-vsctl', [...(ovs.ovsDb ? [`--db=${ovs.ovsDb}`] : []), '--timeout=10', '--if-exists', 'del-port', ovs.bridge, hostIf], { timeoutMs: 15_000, allowFailure: true });
   const existed = await netnsExists(netns);
   await deleteNetns(netns);
-  if (hostIf && IFNAME.test(hostIf) && (await linkExists(hostIf))) {
-    const local = await openNetns();
-    try {
-      await local.deleteLink(hostIf);
-    } catch (e) {
-      // Deleting the namespace took the peer, and the kernel removes the host end a moment later.
-      if (!hasCode(e, 'NETNS_LINK_NOT_FOUND')) throw e;
-    } finally {
-      await local.close();
+  if (hostIf && IFNAME.test(hostIf)) {
+    // Deleting the namespace destroys the peer, and the kernel removes the host end shortly after
+    // (asynchronously): wait for that, and delete it ourselves only if it stays (a stray end).
+    for (let i = 0; i < 25 && (await linkExists(hostIf)); i++) await new Promise((r) => setTimeout(r, 20));
+    if (await linkExists(hostIf)) {
+      const local = await openNetns();
+      try {
+        await local.deleteLink(hostIf);
+      } catch (e) {
+        const gone = hasCode(e, 'NETNS_LINK_NOT_FOUND') || (hasCode(e, 'NETNS_NETLINK') && (e as { errno?: string }).errno === 'ENODEV');
+        if (!gone) throw e;
+      } finally {
+        await local.close();
+      }
     }
   }
   return existed;
