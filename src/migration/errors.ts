@@ -36,6 +36,8 @@ export class MigrationError extends CoatError {
 /** The message of any thrown value, for journals and the CLI ("which step failed and why"). */
 export function reasonOf(err: unknown): { code: string; message: string } {
   if (err instanceof CoatError) return { code: err.code, message: err.message };
-  if (err instanceof Error) return { code: 'ERROR', message: err.message };
+  // Node's system errors (ECONNREFUSED, ENOENT) and other libraries carry a string `code` too.
+  const code = (err as { code?: unknown } | null)?.code;
+  if (err instanceof Error) return { code: typeof code === 'string' ? code : 'ERROR', message: err.message };
   return { code: 'ERROR', message: String(err) };
 }

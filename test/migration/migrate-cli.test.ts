@@ -1,0 +1,81 @@
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { pino } from 'pino';
+import { command, setMigrationBackend, type MigrationBackend } from '../../src/cli/commands/migrate.js';
+import { Orchestrator } from '../../src/migration/orchestrator.js';
+import { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef } from './fakes.js';
+
+async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (b: Buffer) => (out += b.toString()));
+  stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const code = await command.run(argv, { stdout, stderr });
+  return { code, stdout: out, stderr: err };
+}
+
+/** The real orchestrator over the fakes, as the controller would run it. */
+function fakeBackend(dir: string, failOn?: string): MigrationBackend {
+  return {
+    async migrate(req, onEvent) {
+      const o = new FakeOverlay(testRef(req.migrationId));
+      if (failOn) o.failOn.set(failOn, 'throw');
+      const orch = new Orchestrator(
+        { flows: fakeFlows(o), agents: fakeAgents(o), planner: fakePlanner(o, { strategy: 'cold', iterations: 0, predicted: { downtimeMs: 5, totalMs: 50 } }), clock: new ManualClock() },
+        { dataDir: dir, log: pino({ level: 'silent' }), onEvent },
+      );
+      return orch.migrate({ ref: o.ref, objective: req.objective });
+    },
+  };
+}
+
+t.test('progress per step on stderr, the outcome on stdout', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coat-migrate-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  setMigrationBackend(async () => fakeBackend(dir));
+  t.teardown(() => setMigrationBackend(undefined));
+  const r = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-1']);
+  t.equal(r.code, 0);
+  t.match(r.stderr, /^\+0 ms plan \.\.\.\n\+0 ms plan ok\n\+0 ms prepare \.\.\./);
+  t.match(r.stderr, /switch ok\n.*resume \.\.\./);
+  t.match(r.stdout, /migration cli-1 done in/);
+  t.match(r.stdout, /hold: held 0, replayed 0, dropped 0/);
+  const s = await run(['status', '--data-dir', dir, '--json']);
+  t.same((JSON.parse(s.stdout) as { migrationId: string; state: string }[]).map((m) => [m.migrationId, m.state]), [['cli-1', 'done']]);
+});
+
+t.test('a failure prints which step failed and why, and what was undone; exit 1', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coat-migrate-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  setMigrationBackend(async () => fakeBackend(dir, 'agents.restore@edge-b'));
+  t.teardown(() => setMigrationBackend(undefined));
+  const r = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-2']);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /restore FAILED: INJECTED: injected failure in agents\.restore@edge-b/);
+  t.match(r.stderr, /rolling back \(abort-destination, thaw-source, replay-to-source, remove-hold, unstage-destination, clear-destination\)/);
+  t.match(r.stderr, /undo thaw-source ok/);
+  t.match(r.stdout, /migration cli-2 rolled-back after/);
+  t.match(r.stdout, /failed step: restore\n {2}why: INJECTED: injected failure in agents\.restore@edge-b/);
+  t.match(r.stdout, /the service runs at the source/);
+  const s = await run(['status', '--data-dir', dir]);
+  t.match(s.stdout, /cli-2 {2}rolled-back .* failed at restore: injected failure/);
+  const j = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-3', '--json']);
+  t.match(JSON.parse(j.stdout), { migrationId: 'cli-3', state: 'rolled-back', failedStep: 'restore', error: { code: 'INJECTED' } });
+});
+
+t.test('usage errors and no controller', async (t) => {
+  await t.rejects(run(['--service', 'svc']), { message: /--service NAME and --to HOST are required/ });
+  await t.rejects(run(['--service', 'svc', '--to', 'b', '--objective', 'fast']), { message: /--objective/ });
+  await t.rejects(run(['--service', 'svc', '--to', 'b', '--executor', 'teleport']), { message: /--executor must be one of/ });
+  await t.rejects(run(['--service', 'svc', '--to', 'b', '--new-mac', 'zz']), { message: /not a MAC/ });
+  await t.rejects(run(['--bogus']), { message: /bogus/ });
+  const r = await run(['--service', 'svc', '--to', 'edge-b']);
+  t.equal(r.code, 69);
+  t.match(r.stderr, /MIGRATE_UNAVAILABLE/);
+  t.match((await run(['--help'])).stdout, /usage: coat migrate/);
+});
