@@ -123,8 +123,12 @@ interface Unconfirmed {
   msg: OfpMessage;
   /** Position in send order, compared with a barrier's to know what the barrier confirms. */
   seq: number;
-  /** Where errors for this message go, when a batch call waits for them. */
-  batch?: OfpErrorReply[];
+}
+
+/** Messages of one `sendConfirmed`/`bundle` call by xid, and the errors they drew. */
+interface Batch {
+  msgs: Map<number, OfpMessage>;
+  errors: OfpErrorReply[];
 }
 
 export interface ReconcileResult {
@@ -153,8 +157,12 @@ const REPLY_TYPES = new Set<OfpMessage['type']>([
 const HIGH_WATER = 4 * 1024 * 1024;
 /** Queued bytes that trigger an immediate write instead of waiting for the microtask. */
 const FLUSH_AT = 64 * 1024;
-/** Fire-and-forget messages remembered (to name them in errors) until a barrier confirms them. */
-const UNCONFIRMED_LIMIT = 1_000_000;
+/**
+ * Fire-and-forget messages remembered (to name them in errors) until a barrier confirms them; the
+ * oldest are forgotten beyond this (a packet-out loop without barriers must not grow memory).
+ * Batch calls keep their own messages, so their errors are never lost to this limit.
+ */
+const UNCONFIRMED_LIMIT = 65_536;
 
 export class SwitchConnection extends EventEmitter<SwitchEvents> {
   /** Datapath id from FEATURES_REPLY; 0n until the handshake completes. */
@@ -179,6 +187,7 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
   private keepaliveTimer: unknown;
   private handshakeTimer: unknown;
   private readonly unconfirmed = new Map<number, Unconfirmed>();
+  private readonly batches = new Set<Batch>();
   private outQueue: Buffer[] = [];
   private outQueueBytes = 0;
   private flushScheduled = false;
@@ -373,20 +382,30 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
    * `bundle()` for all-or-nothing.
    */
   async sendConfirmed(msgs: readonly Sendable[], opts: { timeoutMs?: number } = {}): Promise<void> {
-    const errors: OfpErrorReply[] = [];
-    await this.sendBatch(msgs, errors);
-    await this.barrier({ timeoutMs: opts.timeoutMs ?? Math.max(this.opts.requestTimeoutMs, msgs.length) });
-    if (errors.length > 0) throw new FlowModsError(this.dpidHex, errors, msgs.length);
+    const batch = this.openBatch();
+    try {
+      await this.sendBatch(msgs, batch);
+      await this.barrier({ timeoutMs: opts.timeoutMs ?? Math.max(this.opts.requestTimeoutMs, msgs.length) });
+    } finally {
+      this.batches.delete(batch);
+    }
+    if (batch.errors.length > 0) throw new FlowModsError(this.dpidHex, batch.errors, msgs.length);
   }
 
   /** Writes many messages, pausing for 'drain' when the socket's queue is long. */
-  private async sendBatch(msgs: readonly Sendable[], errors: OfpErrorReply[]): Promise<number[]> {
+  private openBatch(): Batch {
+    const batch: Batch = { msgs: new Map(), errors: [] };
+    this.batches.add(batch);
+    return batch;
+  }
+
+  private async sendBatch(msgs: readonly Sendable[], batch: Batch): Promise<number[]> {
     const xids: number[] = [];
     for (const msg of msgs) {
       this.assertOpen(msg.type);
       const xid = this.xids.allocate((x) => this.requests.has(x) || this.unconfirmed.has(x));
       // (For a bundle add, encodeWithXid puts the same xid on the inner message: EXT-230.)
-      this.remember(msg, xid, errors);
+      batch.msgs.set(xid, msg);
       this.write(msg, xid);
       xids.push(xid);
       if (this.outQueueBytes + this.socket.writableLength > HIGH_WATER) await this.drain();
@@ -459,11 +478,16 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
       throw err instanceof OfpErrorReply ? new BundleError(this.dpidHex, 'open', [err]) : err;
     }
     this.bundlesSupported = true;
-    const errors: OfpErrorReply[] = [];
-    await this.sendBatch(msgs.map((m) => bundleAdd(bundleId, m, flags)), errors);
-    // The barrier makes sure every add was checked before we decide to commit: a switch that
-    // refused one add would otherwise commit the rest.
-    await this.barrier({ timeoutMs: Math.max(this.opts.requestTimeoutMs, msgs.length) });
+    const batch = this.openBatch();
+    try {
+      await this.sendBatch(msgs.map((m) => bundleAdd(bundleId, m, flags)), batch);
+      // The barrier makes sure every add was checked before we decide to commit: a switch that
+      // refused one add would otherwise commit the rest.
+      await this.barrier({ timeoutMs: Math.max(this.opts.requestTimeoutMs, msgs.length) });
+    } finally {
+      this.batches.delete(batch);
+    }
+    const errors = batch.errors;
     if (errors.length > 0) {
       await control('discard_request').catch((e: Error) => this.log.warn({ event: 'bundle_discard_failed', bundleId, err: e.message }, 'bundle discard failed'));
       throw new BundleError(this.dpidHex, 'add', errors);
@@ -624,14 +648,16 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
 
   private onError(msg: ErrorMessage): void {
     const pending = this.requests.request(msg.xid);
-    const sent = this.unconfirmed.get(msg.xid);
-    const err = new OfpErrorReply(this.state === 'handshaking' && this.dpid === 0n ? undefined : this.dpidHex, msg.xid, msg, pending ?? sent?.msg);
+    let sent = this.unconfirmed.get(msg.xid)?.msg;
+    const batches = [...this.batches].filter((b) => b.msgs.has(msg.xid));
+    sent ??= batches[0]?.msgs.get(msg.xid);
+    const err = new OfpErrorReply(this.state === 'handshaking' && this.dpid === 0n ? undefined : this.dpidHex, msg.xid, msg, pending ?? sent);
     if (this.state === 'handshaking' && msg.errorType === OFPET.hello_failed) {
       this.fail({ code: ControllerErrorCode.Handshake, message: `the switch refused the handshake: ${err.errorName}: ${msg.data.toString('latin1').replace(/[^\x20-\x7e]/g, '')}` });
       return;
     }
     if (pending) this.requests.fail(msg.xid, err);
-    sent?.batch?.push(err);
+    for (const b of batches) b.errors.push(err);
     this.log.warn({ event: 'ofp_error', xid: msg.xid, error: err.errorName, request: err.request?.type }, err.message);
     this.emit('ofp_error', err);
   }
@@ -650,13 +676,13 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
   // Bookkeeping.
 
   /** Keeps a sent message (as the caller gave it) so an OFPT_ERROR carrying `xid` can name it. */
-  private remember(m: OfpMessage, xid: number, batch?: OfpErrorReply[]): void {
+  private remember(m: OfpMessage, xid: number): void {
     if (m.type === 'barrier_request') return;
     if (this.unconfirmed.size >= UNCONFIRMED_LIMIT) {
       const oldest = this.unconfirmed.keys().next().value;
       if (oldest !== undefined) this.unconfirmed.delete(oldest);
     }
-    this.unconfirmed.set(xid, batch ? { msg: m, seq: this.sendSeq, batch } : { msg: m, seq: this.sendSeq });
+    this.unconfirmed.set(xid, { msg: m, seq: this.sendSeq });
   }
 
   /** A barrier reply: every message sent before it is done (errors for them already arrived). */
