@@ -71,7 +71,11 @@ t.test('control plane over a real nats-server', async (t) => {
     const err = await wrong.agent(host).ping({ deadlineMs: 2000 }).catch((e: unknown) => e);
     t.type(err, AgentRefusedError);
     t.match((err as AgentRefusedError).reason, /bad mac/);
-    t.match(agent.stderr(), /"msg":"command refused"/);
+    // pino writes asynchronously: give the line a moment to reach the pipe.
+    for (let i = 0; i < 50 && !agent.stderr().includes('"msg":"command refused"'); i++) await new Promise((r) => setTimeout(r, 20));
+    t.match(agent.stderr(), /"msg":"command refused".*|"reason":"bad mac/, 'the refusal is logged');
+    const line = agent.stderr().split('\n').find((l) => l.includes('"msg":"command refused"')) ?? '{}';
+    t.match(JSON.parse(line), { host, command: 'ping', reason: /bad mac/ }, 'with the host, the command and the reason');
   });
 
   await t.test('a replayed command is refused', async (t) => {
