@@ -13,6 +13,7 @@ import { hasCode } from '../errors.js';
 import { OvsdbClient, type Monitor, type OvsdbClientOptions } from './client.js';
 import { VSwitchError } from './errors.js';
 import { Transaction, type Condition } from './operations.js';
+import type { NamedUuid } from './datum.js';
 import { checkTypedRows, type BridgeRow, type ControllerRow, type InterfaceRow, type OpenVSwitchRow, type PortRow, type VSwitchRows, type VSwitchTable } from './rows.js';
 import type { DatabaseSchema } from './schema.js';
 
@@ -296,10 +297,37 @@ export class VSwitch {
   }
 
   /**
+   * Adds many ports to `bridge` in one transaction: their rows, then one mutation of Bridge.ports
+   * with all of them (one growing-set mutation per port would cost the server O(n^2)).
+   * Returns the Port uuids in order.
+   */
+  async addPorts(bridge: string, ports: readonly ({ name: string } & PortOptions)[]): Promise<string[]> {
+    const tx = this.transaction();
+    tx.wait('Bridge', [eq('name', bridge)], ['name'], '==', [{ name: bridge }], 0);
+    const refs = ports.map((p) => this.portOps(tx, p.name, p));
+    const firstPortOp = 2; // after the wait and the first Interface insert
+    tx.mutate('Bridge', [eq('name', bridge)], [['ports', 'insert', refs]]);
+    tx.comment(`coat: add ${ports.length} ports to ${bridge}`);
+    try {
+      const results = await this.client.transact(this.db, tx);
+      return ports.map((_, i) => (results[firstPortOp + 2 * i] as { uuid: string }).uuid);
+    } catch (err) {
+      if (hasCode(err, 'OVSDB_TIMED_OUT') && (err as { index?: number }).index === 0) throw new VSwitchError('OVSDB_NOT_FOUND', `no bridge named ${bridge}`);
+      throw err;
+    }
+  }
+
+  /**
    * Appends the operations that add one port to `tx` (insert Interface, insert Port, link from the
-   * bridge), for callers batching many ports into one transaction.
+   * bridge), for callers composing their own transactions.
    */
   addPortOps(tx: Transaction, bridge: string, name: string, opts: PortOptions = {}): void {
+    const port = this.portOps(tx, name, opts);
+    tx.mutate('Bridge', [eq('name', bridge)], [['ports', 'insert', [port]]]);
+  }
+
+  /** Appends the Interface and Port inserts of one port, not yet linked from any bridge. */
+  portOps(tx: Transaction, name: string, opts: PortOptions = {}): NamedUuid {
     const type = opts.type === undefined || opts.type === 'system' ? '' : opts.type;
     const ifaceRow: Record<string, unknown> = { name, type, options: opts.options ?? {} };
     if (opts.ofportRequest !== undefined) ifaceRow.ofport_request = opts.ofportRequest;
@@ -310,8 +338,7 @@ export class VSwitch {
     const portRow: Record<string, unknown> = { name, interfaces: [iface] };
     if (opts.tag !== undefined) portRow.tag = opts.tag;
     if (opts.externalIds) portRow.external_ids = opts.externalIds;
-    const port = tx.insert('Port', portRow);
-    tx.mutate('Bridge', [eq('name', bridge)], [['ports', 'insert', [port]]]);
+    return tx.insert('Port', portRow);
   }
 
   /** A `type=vxlan` port (ovs-vswitchd.conf.db(5) "Tunnel Options"). */

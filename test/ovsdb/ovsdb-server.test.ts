@@ -95,6 +95,11 @@ t.test('bridge / port / interface / controller lifecycle, read back with ovs-vsc
   t.equal((await rejection(vs.deletePort('br-int', 'vx-b'))).code, 'OVSDB_NOT_FOUND');
   await vs.deletePort('br-int', 'vx-b', { ifExists: true });
 
+  const bulk = await vs.addPorts('br-int', [{ name: 'bulk0' }, { name: 'bulk1', type: 'internal', tag: 3 }]);
+  t.same(bulk, [(await ovs.vsctl(['get', 'Port', 'bulk0', '_uuid'])).trim(), (await ovs.vsctl(['get', 'Port', 'bulk1', '_uuid'])).trim()], 'addPorts returns the Port uuids in order');
+  t.equal((await ovs.vsctl(['port-to-br', 'bulk1'])).trim(), 'br-int');
+  t.equal((await rejection(vs.addPorts('br-none', [{ name: 'x0' }]))).code, 'OVSDB_NOT_FOUND');
+
   await vs.deleteBridge('br-int');
   t.equal((await ovs.vsctl(['list-br'])).trim(), '');
   for (const table of ['Bridge', 'Port', 'Interface', 'Controller']) {
