@@ -106,7 +106,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
         if (stopped || this.closed) return;
         timer = setTimeout(() => {
           once().then(
-            (next) => next.once('close', () => retry(min)),
+            // It may already have died during its resync: then retry now, no 'close' will come.
+            (next) => (next.closed ? retry(min) : next.once('close', () => retry(min))),
             (err: Error) => {
               this.log.debug({ event: 'reconnect_failed', endpoint: target, err: err.message, retryInMs: Math.min(delay * 2, max) }, 'reconnect failed');
               retry(Math.min(delay * 2, max));
