@@ -10,6 +10,7 @@ import tls from 'node:tls';
 import { lstat, unlink } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from './endpoint.js';
+import { ControllerError, ControllerErrorCode } from './errors.js';
 
 /** Key material for `ssl:`/`pssl:` (PEM). The peer must present a certificate signed by `ca`. */
 export interface TlsOptions {
@@ -33,7 +34,7 @@ export async function listen(
 ): Promise<Listener> {
   let server: net.Server;
   if (endpoint.kind === 'tcp' && endpoint.tls) {
-    if (!tlsOpts) throw new TypeError('pssl: needs TLS key, certificate and CA');
+    if (!tlsOpts) throw new ControllerError(ControllerErrorCode.Endpoint, 'pssl: needs TLS key, certificate and CA (ControllerOptions.tls)');
     server = tls.createServer({ ...tlsOpts, requestCert: true, rejectUnauthorized: true }, (s) => {
       onSocket(s, `${s.remoteAddress}:${s.remotePort}`);
     });
@@ -86,7 +87,11 @@ export function connect(endpoint: Endpoint, tlsOpts: TlsOptions | undefined, tim
     if (endpoint.kind === 'unix') {
       s = net.connect(endpoint.path, ready);
     } else if (endpoint.tls) {
-      if (!tlsOpts) throw new TypeError('ssl: needs TLS key, certificate and CA');
+      if (!tlsOpts) {
+        clearTimeout(timer);
+        reject(new ControllerError(ControllerErrorCode.Endpoint, 'ssl: needs TLS key, certificate and CA (ControllerOptions.tls)'));
+        return;
+      }
       // OVS certificates name a switch, not a host name, so only the CA signature is checked.
       s = tls.connect({ host: endpoint.host, port: endpoint.port, ...tlsOpts, checkServerIdentity: () => undefined }, ready);
     } else {
