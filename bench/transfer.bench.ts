@@ -24,6 +24,8 @@ import { spawnAgent } from '../test/agent/helpers/spawn-agent.js';
 import { percentile, type Bench, type BenchRow } from './harness.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
+// The bench's own registry logs (agent registered, ...) would interleave with the table.
+process.env.COAT_LOG_LEVEL ??= 'warn';
 
 function arg(args: string[], name: string, dflt: number): number {
   const i = args.indexOf(`--${name}`);

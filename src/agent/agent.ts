@@ -16,6 +16,7 @@ import { connect, credsAuthenticator, JSONCodec, type ConnectionOptions, type Ms
 import { CoatError } from '../errors.js';
 import { createExecutor, EXECUTOR_NAMES, type Executor, type ExecutorContext, type ExecutorName, type ExecutorOptions } from '../migration/executor.js';
 import { logger as rootChild, type Logger } from '../log.js';
+import { COMPRESSIONS } from '../transfer/frames.js';
 import { ImageReceiver } from '../transfer/receiver.js';
 import { probeBandwidth, sendImage } from '../transfer/sender.js';
 import { CommandVerifier, isCommandRequest } from './auth.js';
@@ -293,6 +294,7 @@ export class Agent {
         need('migrationId', 'string');
         need('token', 'string');
         const ttl = typeof a.ttlMs === 'number' ? a.ttlMs : undefined;
+        if (ttl !== undefined && !(ttl > 0 && ttl <= 24 * 3600_000)) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.expect: ttlMs ${ttl} out of range (0, 24 h]`);
         this.receiver.expect(a.migrationId as string, a.token as string, ttl);
         log.info({ ttlMs: ttl }, 'stream announced');
         return { stream: this.stream! };
@@ -304,6 +306,9 @@ export class Agent {
         need('stepName', 'string');
         need('peer', 'object');
         if (!isSafeName(args.stepName)) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.send: stepName ${JSON.stringify(args.stepName)} is not a plain name`);
+        if (typeof args.peer.host !== 'string' || !Number.isInteger(args.peer.port)) throw new AgentCommandError('AGENT_BAD_ARGS', 'stream.send: peer needs host and port');
+        if (args.rateBitsPerSecond !== undefined && !(typeof args.rateBitsPerSecond === 'number' && args.rateBitsPerSecond > 0 && Number.isFinite(args.rateBitsPerSecond))) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.send: rateBitsPerSecond ${String(args.rateBitsPerSecond)} must be a positive number`);
+        if (args.compression !== undefined && !(COMPRESSIONS as readonly string[]).includes(args.compression)) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.send: compression ${JSON.stringify(args.compression)} is not one of ${COMPRESSIONS.join(', ')}`);
         const dir = join(this.imageDir(args.migrationId), args.stepName);
         const t0 = Date.now();
         const r = await sendImage(dir, {
@@ -453,6 +458,8 @@ export class Agent {
     const windowMs = a.windowMs ?? 1000;
     if (!(Number.isFinite(windowMs) && windowMs >= 0 && windowMs <= 60_000)) throw new AgentCommandError('AGENT_BAD_ARGS', `profile: windowMs ${windowMs} out of range 0..60000`);
     if (a.pid !== undefined && !(Number.isInteger(a.pid) && a.pid > 0)) throw new AgentCommandError('AGENT_BAD_ARGS', `profile: pid ${a.pid} is not a pid`);
+    if (a.probeBytes !== undefined && !(Number.isInteger(a.probeBytes) && a.probeBytes > 0 && a.probeBytes <= 2 ** 30)) throw new AgentCommandError('AGENT_BAD_ARGS', `profile: probeBytes ${a.probeBytes} out of range (0, 1 GiB]`);
+    if (a.peer !== undefined && (typeof a.peer.host !== 'string' || !Number.isInteger(a.peer.port) || typeof a.peer.token !== 'string')) throw new AgentCommandError('AGENT_BAD_ARGS', 'profile: peer needs host, port and token');
     const out: ProfileResult = { stateBytes: 0, pageSize: PAGE_SIZE, windowMs };
     // L and R run side by side: both take a window of wall time.
     const bandwidth = a.peer

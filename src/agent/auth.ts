@@ -15,6 +15,8 @@ import type { CommandRequest } from './protocol.js';
 import { PROTOCOL_VERSION } from './protocol.js';
 
 export const MAX_SKEW_MS = 30_000;
+/** Longest deadline a command may carry (timers above 2^31-1 ms would fire at once). */
+export const MAX_DEADLINE_MS = 24 * 3600_000;
 
 function macOf(secret: Buffer, subject: string, r: Omit<CommandRequest, 'mac' | 'v'>): Buffer {
   return createHmac('sha256', secret).update(`coat-agent-cmd-v1\n${subject}\n${r.sentAt}\n${r.nonce}\n${r.deadlineMs}\n${r.args}`, 'utf8').digest();
@@ -55,6 +57,6 @@ export function isCommandRequest(v: unknown): v is CommandRequest {
   return (
     typeof r === 'object' && r !== null &&
     typeof r.v === 'number' && typeof r.sentAt === 'number' && typeof r.nonce === 'string' && r.nonce.length <= 64 &&
-    typeof r.deadlineMs === 'number' && r.deadlineMs > 0 && typeof r.args === 'string' && typeof r.mac === 'string'
+    typeof r.deadlineMs === 'number' && r.deadlineMs > 0 && r.deadlineMs <= MAX_DEADLINE_MS && typeof r.args === 'string' && typeof r.mac === 'string'
   );
 }

@@ -125,6 +125,9 @@ t.test('control plane over a real nats-server', async (t) => {
     const err = await client.request('executor.step', { ...base, step: 'teleport' as 'dump' }, { deadlineMs: 2000 }).catch((e: unknown) => e);
     t.type(err, AgentRefusedError);
     t.match((err as AgentRefusedError).reason, /step "teleport"/);
+    const bad = await client.request('stream.send', { migrationId: base.migrationId, token: 'x', peer: { host: '127.0.0.1', port: 1 }, stepName: 'pre-1', compression: 'zstd' as 'none' }).catch((e: unknown) => e);
+    t.match(bad, { code: 'AGENT_REFUSED', reason: /compression "zstd"/ });
+    await t.rejects(client.request('stream.send', { migrationId: base.migrationId, token: 'x', peer: { host: '127.0.0.1', port: 1 }, stepName: '../etc' }), AgentRefusedError, 'a step name that is a path is refused');
   });
 
   await t.test('deadline expiry gives a typed timeout error', async (t) => {
