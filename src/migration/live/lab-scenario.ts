@@ -1,0 +1,426 @@
+/**
+ * One lab migration run, end to end, inside the lab's `ctl` namespace (where the switches' OpenFlow
+ * connections and the agents' NATS arrive): it is the controller for the run.
+ *
+ *   controller   Controller listening where the lab points OVS, OverlayController (OVSDB per host,
+ *                overlay flows, ARP responder), AgentRegistry on the lab's nats-server, and the
+ *                Orchestrator over the live ports (flow-port.ts, agent-port.ts, planner-port.ts);
+ *   agents       one `coat agent` per host, in the host's namespace;
+ *   workload     `coat workload server` in the service's namespace on its host, `coat workload
+ *                client` in the client's namespace, with a stream (and pings for ping-pong);
+ *   capture      tcpdump on the client's interface, from before the first byte to after the last.
+ *
+ * Then N migrations back and forth (each waits for the traffic to flow again), and at the end the
+ * service is paused so the client can read every byte it sent, the capture is analysed, and one
+ * report per migration is built (report.ts). Every process started here is stopped here, by pid.
+ *
+ * The lab must be up without its own controller (`labUp(..., { controller: false })`).
+ */
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { coatArgv } from '../../../lab/up.js';
+import { readState } from '../../../lab/state.js';
+import { AgentRegistry } from '../../agent/client.js';
+import { Controller } from '../../controller/index.js';
+import { exec } from '../../exec.js';
+import { logger as rootLogger, type Logger } from '../../log.js';
+import { disableTxOffload } from '../../netns/index.js';
+import { parseCidr } from '../../packet/address.js';
+import { endpointHostIf, endpointNetns, hostLayout, hostNetns } from '../../vxlan/layout.js';
+import { OverlayController } from '../../vxlan/overlay-controller.js';
+import type { Topology } from '../../vxlan/topology.js';
+import type { ExecutorName } from '../executor.js';
+import { Orchestrator, type MigrationEvent, type MigrationOutcome, type OrchestratorOptions } from '../orchestrator.js';
+import type { AgentPort, FlowPort, MigrationRef, Objective } from '../ports.js';
+import { LiveAgentPort, type ServicePlacement } from './agent-port.js';
+import { ClientCapture } from './capture.js';
+import { LiveMigrationError } from './errors.js';
+import { LiveFlowPort } from './flow-port.js';
+import { LivePlannerPort } from './planner-port.js';
+import { startIn, sleep, waitFor, type Child } from './processes.js';
+import { buildReport, type ClientFigures, type MigrationReport } from './report.js';
+
+export const FAULTS = ['kill-destination-agent', 'disconnect-switch', 'corrupt-image', 'restore-fails', 'deadline'] as const;
+export type FaultName = (typeof FAULTS)[number];
+
+export interface ScenarioOptions {
+  stateDir: string;
+  tag: string;
+  /** `stream`: a continuous stream; `ping-pong`: request/response pings beside a slow stream. */
+  traffic?: 'stream' | 'ping-pong';
+  migrations?: number;
+  objective?: Objective;
+  executor?: ExecutorName;
+  /** Service state size (`1M`), dirty pages per second, stream rate (bytes/s, `2M`). */
+  stateBytes?: string;
+  dirtyRate?: number;
+  streamRate?: string;
+  newMac?: string;
+  /** Inject one fault into the (first) migration. */
+  fault?: FaultName;
+  /** Bytes the client verifies before the first migration and after each (default 200 KB). */
+  settleBytes?: number;
+  progress?: (line: string) => void;
+  onEvent?: (e: MigrationEvent) => void;
+  log?: Logger;
+}
+
+export interface ScenarioResult {
+  tag: string;
+  reports: MigrationReport[];
+  outcomes: MigrationOutcome[];
+  client: ClientFigures & { raw: unknown };
+  /** Where the service runs at the end, and whether it still serves its client. */
+  finalHost: string;
+  serviceAlive: boolean;
+  /** Namespaces, ports and migration flows left behind (empty when clean). */
+  leftovers: string[];
+  capture: { file: string; retransmissions: number; resets: number; serviceBytesOnWire: number };
+}
+
+const SERVICE_PORT = 7000;
+
+/**
+ * pid of the workload server whose state dir is `stateDir`. By /proc, not by `ss` in the service's
+ * namespace: a namespace an agent made under `ip netns exec` lives in that agent's mount namespace
+ * (`ip netns exec` makes / a slave mount), so its /run/netns entry is not visible from here.
+ */
+async function servicePid(stateDir: string): Promise<number | undefined> {
+  for (const d of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(d)) continue;
+    const argv = (await readFile(`/proc/${d}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv.includes('workload') && argv.includes('server') && argv[argv.indexOf('--state-dir') + 1] === stateDir) {
+      const st = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+      if (!/\) [ZX] /.test(st)) return Number(d);
+    }
+  }
+  return undefined;
+}
+
+export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioResult> {
+  const progress = opts.progress ?? (() => {});
+  const log = opts.log ?? rootLogger('lab-scenario');
+  const state = await readState(opts.stateDir, opts.tag);
+  if (!state || state.status !== 'up') throw new LiveMigrationError('LIVE_LAB', `lab ${opts.tag} is not up in ${opts.stateDir}`);
+  const topo = state.topology as Topology;
+  const tag = state.tag;
+  const runDir = state.runDir;
+  const svc = topo.endpoints.find((e) => e.role === 'service');
+  const cli = topo.endpoints.find((e) => e.role === 'client');
+  if (!svc || !cli) throw new LiveMigrationError('LIVE_LAB', 'the topology needs a service and a client endpoint');
+  const svcIndex = topo.endpoints.indexOf(svc);
+  const firstHost = svc.host;
+  const other = topo.hosts.find((h) => h.name !== svc.host && h.name !== cli.host);
+  if (!other) throw new LiveMigrationError('LIVE_LAB', 'the topology needs a second edge host for the service');
+  const hostOf = (name: string) => state.hosts.find((h) => h.name === name)!;
+  const ctlIp = state.controller?.ip ?? parseCidr(topo.management.subnet).address.replace(/\.\d+$/, '.1');
+  const natsUrl = state.nats?.url;
+  if (!natsUrl) throw new LiveMigrationError('LIVE_LAB', 'the lab has no nats-server');
+  const executor = opts.executor ?? 'tcp-repair';
+  const objective = opts.objective ?? 'min-downtime';
+  const traffic = opts.traffic ?? 'stream';
+  const stateBytes = opts.stateBytes ?? '1M';
+  const dirtyRate = String(opts.dirtyRate ?? 50);
+  const streamRate = opts.streamRate ?? (traffic === 'stream' ? '2M' : '64K');
+  const settle = opts.settleBytes ?? 200_000;
+  const prefixLength = parseCidr(topo.overlay.subnet).prefixLength;
+  const serverArgs = (dir: string) => ['workload', 'server', '--host', svc.ip, '--port', String(SERVICE_PORT), '--state-dir', dir, '--state-bytes', stateBytes, '--dirty-rate', dirtyRate, '--stream-rate', streamRate];
+  const stateDirOf = (host: string) => join(runDir, `svc-${host}`);
+  /** The service's namespace on `host`: the lab's own on its first host, a tagged sibling elsewhere. */
+  const netnsOf = (host: string) => (host === firstHost ? endpointNetns(tag, svc.name) : `${endpointNetns(tag, svc.name)}-${topo.hosts.findIndex((h) => h.name === host)}`);
+
+  const children: Child[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+  const controller = new Controller({ logger: log.child({ part: 'controller' }) });
+  let registry: AgentRegistry | undefined;
+  let overlay: OverlayController | undefined;
+  try {
+    // --- the controller for this run
+    progress(`controller: listening on ${ctlIp}:${topo.controller.port}`);
+    await controller.listen(`ptcp:${topo.controller.port}:${ctlIp}`);
+    overlay = new OverlayController(controller, { topology: topo, prefix: tag, log: log.child({ part: 'overlay' }) });
+    await overlay.start();
+    await Promise.all(topo.hosts.flatMap((h) => {
+      const l = hostLayout(topo, tag, h.name);
+      return [controller.waitForSwitch(l.integrationDpid, 30_000), controller.waitForSwitch(l.underlayDpid, 30_000)];
+    }));
+    progress(`controller: ${topo.hosts.length * 2} bridges connected and programmed`);
+
+    // --- agents: the lab's own (one per host, NATS with a token), else started here
+    const token = state.nats?.tokenFile ? (await readFile(state.nats.tokenFile, 'utf8')).trim() : undefined;
+    const nats = { servers: natsUrl, ...(token ? { token } : {}) };
+    let secret = randomBytes(32).toString('hex');
+    const agentPids = new Map<string, number>();
+    if (state.agents.length > 0 && state.agentSecretFile) {
+      secret = (await readFile(state.agentSecretFile, 'utf8')).trim();
+      for (const a of state.agents) agentPids.set(a.host, a.pid);
+    } else {
+      for (const h of state.hosts) {
+        const a = startIn(h.namespace, [...coatArgv(), 'agent', '--host', h.name, '--nats', natsUrl, ...(token ? ['--token', token] : []), '--data-dir', join(runDir, `agent-${h.name}`), '--listen', `${h.underlayIp}:0`], { name: `agent-${h.name}`, env: { COAT_AGENT_SECRET: secret, COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'warn' } });
+        children.push(a);
+        agentPids.set(h.name, a.pid);
+      }
+    }
+    // 5 s, not the 1.5 s default: on a loaded 2-core machine a restoring agent misses heartbeats.
+    registry = await AgentRegistry.connect({ nats, secret: Buffer.from(secret, 'utf8'), deadAfterMs: 5000, log: log.child({ part: 'registry' }) });
+    await Promise.all(state.hosts.map((h) => registry!.waitFor(h.name, 30_000)));
+    progress(`agents: ${state.hosts.map((h) => h.name).join(', ')} registered`);
+
+    // --- workload and capture
+    await mkdir(stateDirOf(firstHost), { recursive: true });
+    const server = startIn(netnsOf(firstHost), [...coatArgv(), ...serverArgs(stateDirOf(firstHost))], { name: 'server' });
+    children.push(server);
+    await waitFor('workload server listening', () => server.stdout().includes('"listening"') || (!server.running && Promise.reject(new Error(`server exited: ${server.stderr()}`))), 20_000);
+    const capture = await ClientCapture.start(endpointNetns(tag, cli.name), 'eth0', join(runDir, 'client.pcap'), `tcp port ${SERVICE_PORT} or tcp port ${SERVICE_PORT + 1}`);
+    cleanups.push(() => capture.stop());
+    const statsPath = join(runDir, 'client-stats.json');
+    const client = startIn(endpointNetns(tag, cli.name), [...coatArgv(), 'workload', 'client', '--host', svc.ip, '--port', String(SERVICE_PORT), '--ping-rate', traffic === 'ping-pong' ? '200' : '0', '--stats-file', statsPath], { name: 'client' });
+    children.push(client);
+    const stats = async () => JSON.parse(await readFile(statsPath, 'utf8').catch(() => 'null')) as (ClientFigures & { stream: { bytesVerified: number; bytesReceived: number; firstBadOffset: string | null }; ping: { answered: number } }) | null;
+    const flowing = async (sinceVerified: number, sincePings: number, timeoutMs: number) =>
+      waitFor('client traffic', async () => {
+        const s = await stats();
+        if (!client.running) throw new Error(`client exited: ${client.stderr().slice(-500)}`);
+        return s && s.stream.bytesVerified >= sinceVerified + settle && (traffic !== 'ping-pong' || s.ping.answered >= sincePings + 50) ? s : undefined;
+      }, timeoutMs);
+    let s0 = await flowing(0, 0, 20_000);
+    progress(`workload: ${svc.name}@${firstHost} serving ${cli.name}@${cli.host} (${traffic}); ${s0.stream.bytesVerified} bytes verified`);
+
+    // --- the orchestrator over the live ports
+    const flows = new LiveFlowPort({
+      controller,
+      topology: topo,
+      prefix: tag,
+      hostPorts: (h) => overlay!.ports.get(h),
+      servicePortName: () => endpointHostIf(tag, svcIndex),
+    });
+    const placementOf = (host: string): ServicePlacement => {
+      const h = hostOf(host);
+      return {
+        netns: netnsOf(host),
+        hostIf: endpointHostIf(tag, svcIndex),
+        bridge: h.integrationBridge,
+        ovsDb: `unix:${join(h.ovsDir, 'db.sock')}`,
+        prefixLength,
+        mtu: topo.overlay.mtu,
+        stateDir: stateDirOf(host),
+        command: [...coatArgv(), ...serverArgs(stateDirOf(host))],
+        ...(host === cli.host ? { clientNetns: endpointNetns(tag, cli.name) } : {}),
+      };
+    };
+    const agentPort = new LiveAgentPort({
+      registry,
+      placementOf: (host) => placementOf(host),
+      // TCP through a netdev bridge stalls on partial checksums (machine fact): the agent turns TX
+      // offload off inside the namespace; the bridge end is done here, in the host's namespace.
+      afterPrepareNamespace: async (host, p) => {
+        await mkdir(p.stateDir!, { recursive: true });
+        await disableTxOffload(p.hostIf, hostNetns(tag, host));
+      },
+    });
+    const planner = new LivePlannerPort({
+      registry,
+      bandwidthMbit: (a, b) => Math.min(...[a, b].map((n) => topo.hosts.find((h) => h.name === n)?.underlay.mbit ?? 1000)),
+    });
+    const orchestratorOpts: OrchestratorOptions = {
+      dataDir: join(runDir, 'controller'),
+      log: log.child({ part: 'orchestrator' }),
+      stepTimeoutMs: 30_000,
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    };
+
+    const outcomes: MigrationOutcome[] = [];
+    const count = opts.migrations ?? 1;
+    let at = firstHost;
+    for (let i = 0; i < count; i++) {
+      const to = at === firstHost ? other.name : firstHost;
+      const pid = await servicePid(stateDirOf(at));
+      if (pid === undefined) throw new LiveMigrationError('LIVE_LAB', `no workload server with state dir ${stateDirOf(at)}`);
+      const ref: MigrationRef = {
+        migrationId: `m-${tag}-${i + 1}`,
+        service: { name: svc.name, netns: netnsOf(at), ip: svc.ip, mac: svc.mac, pid, stateDir: stateDirOf(at) },
+        source: at,
+        destination: to,
+        clientHost: cli.host,
+        executor,
+        ...(opts.newMac ? { newMac: opts.newMac } : {}),
+      };
+      const fault = i === 0 ? opts.fault : undefined;
+      const ports = fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, destination: to, destAgentDir: join(runDir, `agent-${to}`), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
+      progress(`migration ${i + 1}/${count}: ${svc.name} ${at} -> ${to}${fault ? ` (fault: ${fault})` : ''}`);
+      const orch = new Orchestrator({ flows: ports.flows, agents: ports.agents, planner }, { ...orchestratorOpts, ...ports.extra });
+      const outcome = await orch.migrate({ ref, objective });
+      outcomes.push(outcome);
+      progress(`migration ${i + 1}/${count}: ${outcome.state}${outcome.failedStep ? ` at ${outcome.failedStep}: ${outcome.error?.message}` : ''} in ${(outcome.endedAtMs - outcome.startedAtMs).toFixed(0)} ms`);
+      if (outcome.state === 'done') at = to;
+      s0 = await flowing(s0.stream.bytesVerified, s0.ping.answered, 20_000);
+    }
+
+    // --- the end: pause the service so the client reads every byte it sent, then stop everything
+    const finalPid = await servicePid(stateDirOf(at));
+    const serviceAlive = finalPid !== undefined && client.running;
+    if (finalPid !== undefined) process.kill(finalPid, 'SIGSTOP');
+    progress(`end: service pid ${finalPid ?? 'none'} on ${at} paused; waiting for the client to read everything`);
+    // Stable = the client's count did not move across three stats-file rewrites (200 ms each).
+    let last = -1;
+    let stable = 0;
+    await waitFor('client drained', async () => {
+      const v = (await stats())?.stream.bytesReceived ?? 0;
+      stable = v === last ? stable + 1 : 0;
+      last = v;
+      await sleep(200);
+      return stable >= 3 ? true : undefined;
+    }, 15_000).catch((e: Error) => progress(`end: ${e.message}; the report will show what was not read`));
+    await capture.stop();
+    cleanups.length = 0;
+    await client.stop();
+    const finalJson = client.stdout().trim();
+    const raw = JSON.parse(finalJson.slice(finalJson.lastIndexOf('\n{') + 1) || 'null') as {
+      stream: { bytesReceived: number; bytesVerified: number; firstBadOffset: string | null; maxGapMs: number };
+      ping: ClientFigures['ping'];
+      resets: number;
+      closed: ClientFigures['closed'];
+      maxGapMs: number;
+    };
+    if (finalPid !== undefined) {
+      process.kill(finalPid, 'SIGCONT');
+      process.kill(finalPid, 'SIGKILL');
+    }
+    const figures: ClientFigures = {
+      bytesReceived: raw.stream.bytesReceived,
+      bytesVerified: raw.stream.bytesVerified,
+      firstBadOffset: raw.stream.firstBadOffset,
+      maxGapMs: raw.maxGapMs,
+      resets: raw.resets,
+      closed: raw.closed,
+      ...(raw.ping ? { ping: raw.ping } : {}),
+    };
+    const cap = await capture.analyse(svc.ip, SERVICE_PORT);
+    const reports = outcomes.map((o) => {
+      const ref = o.migrationId;
+      const i = outcomes.indexOf(o);
+      const from = i % 2 === 0 ? firstHost : other.name;
+      void ref;
+      return buildReport({ outcome: o, executor, objective, source: from, destination: from === firstHost ? other.name : firstHost, client: figures, capture: cap });
+    });
+
+    // --- leftovers: namespaces of the service on hosts where it does not run, hold/staged flows
+    const leftovers: string[] = [];
+    // The service's port must be gone from the bridge of the host it left (the agent cleared it).
+    for (const h of [firstHost, other.name]) {
+      if (h === at) continue;
+      const sw = controller.switches.get(hostLayout(topo, tag, h).integrationDpid);
+      const portsNow = sw ? (await sw.multipart({ type: 'port_desc' })).flatMap((b) => b.ports) : [];
+      if (portsNow.some((p) => p.name === endpointHostIf(tag, svcIndex))) leftovers.push(`${h}: port ${endpointHostIf(tag, svcIndex)} still on the bridge`);
+    }
+    for (const h of topo.hosts) {
+      const sw = controller.switches.get(hostLayout(topo, tag, h.name).integrationDpid);
+      if (!sw) continue;
+      for (const f of await sw.dumpCoatFlows()) {
+        const band = Number((f.cookie >> 40n) & 0xffn);
+        if (band === 2 || band === 4 || band === 5) leftovers.push(`${h.name}: flow priority ${f.priority} cookie 0x${f.cookie.toString(16)} (migration band)`);
+      }
+    }
+    return {
+      tag,
+      reports,
+      outcomes,
+      client: { ...figures, raw },
+      finalHost: at,
+      serviceAlive,
+      leftovers,
+      capture: { file: capture.file, retransmissions: cap.retransmissions, resets: cap.resets, serviceBytesOnWire: cap.serviceBytesOnWire },
+    };
+  } finally {
+    for (const c of cleanups) await c().catch(() => undefined);
+    for (const c of children.reverse()) await c.stop(2000).catch(() => undefined);
+    // the restored service is the destination agent's child: stop whatever still listens
+    for (const h of [firstHost, other.name]) {
+      const pid = await servicePid(stateDirOf(h)).catch(() => undefined);
+      if (pid !== undefined) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+    await registry?.close().catch(() => undefined);
+    await registry?.nc.close().catch(() => undefined);
+    await overlay?.close().catch(() => undefined);
+    await controller.close().catch(() => undefined);
+  }
+}
+
+interface FaultContext {
+  flows: LiveFlowPort;
+  agents: LiveAgentPort;
+  controller: Controller;
+  agentPids: Map<string, number>;
+  destination: string;
+  destAgentDir: string;
+  ref: MigrationRef;
+  topo: Topology;
+  tag: string;
+  orchestratorOpts: OrchestratorOptions;
+}
+
+/**
+ * Wraps the ports so that one step fails the way the fault says, for real: the destination agent
+ * process is killed, the destination bridge's OpenFlow connection is cut, the streamed image is
+ * corrupted on the destination's disk, the destination's restore command does not exist, or the
+ * restore step's deadline is too short to finish.
+ */
+function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents: AgentPort; extra: Partial<OrchestratorOptions> } {
+  const agents: AgentPort = Object.create(c.agents) as AgentPort;
+  const flows: FlowPort = Object.create(c.flows) as FlowPort;
+  const extra: Partial<OrchestratorOptions> = {};
+  switch (fault) {
+    case 'kill-destination-agent':
+      agents.restore = async (host, m, signal) => {
+        const pid = c.agentPids.get(c.destination);
+        if (pid !== undefined) process.kill(pid, 'SIGKILL');
+        return c.agents.restore(host, m, signal);
+      };
+      break;
+    case 'disconnect-switch':
+      flows.switchTo = async (m, side, signal) => {
+        if (side === 'destination') {
+          c.controller.switches.get(hostLayout(c.topo, c.tag, c.destination).integrationDpid)?.close({ code: 'OFC_LOCAL', message: 'fault injection: switch disconnected' });
+        }
+        return c.flows.switchTo(m, side, signal);
+      };
+      break;
+    case 'corrupt-image':
+      agents.restore = async (host, m, signal) => {
+        await corruptImage(join(c.destAgentDir, 'images', m.migrationId));
+        return c.agents.restore(host, m, signal);
+      };
+      break;
+    case 'restore-fails':
+      agents.restore = async (host, m, signal) => {
+        const real = c.agents.serviceFor.bind(c.agents);
+        const patched = Object.create(c.agents) as LiveAgentPort;
+        patched.serviceFor = (h, mm, role) => ({ ...real(h, mm, role), ...(role === 'destination' ? { command: ['/nonexistent/coat-service'] } : {}) });
+        return LiveAgentPort.prototype.restore.call(patched, host, m, signal);
+      };
+      break;
+    case 'deadline':
+      extra.stepTimeouts = { restore: 1 };
+      break;
+  }
+  return { flows, agents, extra };
+}
+
+/** Flips bytes in the middle of the largest file of the image (after it was streamed and checked). */
+async function corruptImage(dir: string): Promise<void> {
+  const r = await exec('find', [dir, '-type', 'f', '-size', '+0', '-printf', '%s %p\\n'], { timeoutMs: 5000 });
+  const files = r.stdout.split('\n').filter(Boolean).map((l) => ({ size: Number(l.split(' ')[0]), path: l.slice(l.indexOf(' ') + 1) })).sort((a, b) => b.size - a.size);
+  const f = files[0];
+  if (!f) throw new LiveMigrationError('LIVE_LAB', `no image file to corrupt under ${dir}`);
+  const buf = await readFile(f.path);
+  const from = Math.max(0, Math.floor(buf.length / 2) - 32);
+  for (let i = from; i < Math.min(buf.length, from + 64); i++) buf[i] = buf[i]! ^ 0xff;
+  await writeFile(f.path, buf);
+}
