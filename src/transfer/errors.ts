@@ -10,7 +10,6 @@
  * | TRANSFER_IMAGE_CORRUPT   | the trailer's image sha256 or byte count does not match           |
  * | TRANSFER_BAD_FRAME       | a frame is malformed (type, length, order; offset named)          |
  * | TRANSFER_BAD_HEADER      | the HELLO header is invalid (path escapes the image, bad field)   |
- * | TRANSFER_EXISTS          | the destination step directory already exists                     |
  * | TRANSFER_TIMEOUT         | no progress within the idle time limit                            |
  * | TRANSFER_CONNECT         | the peer could not be reached                                     |
  * | TRANSFER_ABORTED         | the caller aborted (signal)                                       |
@@ -25,7 +24,6 @@ export const TRANSFER_ERROR_CODES = [
   'TRANSFER_IMAGE_CORRUPT',
   'TRANSFER_BAD_FRAME',
   'TRANSFER_BAD_HEADER',
-  'TRANSFER_EXISTS',
   'TRANSFER_TIMEOUT',
   'TRANSFER_CONNECT',
   'TRANSFER_ABORTED',

@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { chmod, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../log.js';
@@ -161,9 +161,6 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
       if (hello.kind === 'image') {
         const root = this.opts.imageRoot(hello.migrationId);
         finalDir = join(root, hello.stepName);
-        if (await stat(finalDir).then(() => true, () => false)) {
-          throw new TransferError('TRANSFER_EXISTS', `${finalDir} already exists; step ${hello.stepName} was received before`, { migrationId: hello.migrationId });
-        }
         tmp = join(root, `.incoming-${hello.stepName}-${randomBytes(4).toString('hex')}`);
         await mkdir(tmp, { recursive: true });
         for (const f of hello.files) await mkdir(dirname(join(tmp, f.path)), { recursive: true });
@@ -172,7 +169,7 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
       const start = performance.now();
       const result = await this.receiveBody(fs, hello, tmp, handles);
       if (tmp !== undefined && finalDir !== undefined) {
-        await rename(tmp, finalDir);
+        await this.replaceDir(tmp, finalDir);
         tmp = undefined;
       }
       const received: ReceivedImage = {
@@ -214,6 +211,25 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
       socket.once('close', () => this.sockets.delete(socket));
       if (socket.destroyed) this.sockets.delete(socket);
     }
+  }
+
+  /**
+   * Puts a verified image in place. A step that is already there is replaced: a sender whose DONE
+   * was lost (connection cut after the rename) sends the step again, and that retry must succeed.
+   * The old copy is moved aside first, so the step directory always holds one whole image.
+   */
+  private async replaceDir(tmp: string, finalDir: string): Promise<void> {
+    try {
+      await rename(tmp, finalDir);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+    }
+    const aside = `${tmp}.old`;
+    await rename(finalDir, aside);
+    await rename(tmp, finalDir);
+    await rm(aside, { recursive: true, force: true });
   }
 
   /**

@@ -163,9 +163,12 @@ t.test('sender to receiver on loopback', async (t) => {
       t.equal(h.results.length, 1);
       t.same((await leftovers(h.root)).filter((p) => p.startsWith('mig-1/dump/') && !p.endsWith('/pages')).sort(), want.files.map((f) => `mig-1/dump/${f.path}`).sort(), 'exactly the image, in place')
       t.notOk((await leftovers(h.root)).some((p) => p.includes('.incoming')), 'no .incoming directory left');
-      // The same step again is refused: a received step is never overwritten.
-      const again = await sendImage(src, { host: '127.0.0.1', port: h.port, migrationId: 'mig-1', token: 'right-token', stepName: 'dump' }).catch((e: unknown) => e);
-      t.match(again, { code: 'TRANSFER_EXISTS', remote: true });
+      // The same step again (a retry after a lost DONE) replaces it whole.
+      await writeFile(join(src, 'meta.json'), '{"pid":43}');
+      const again = await sendImage(src, { host: '127.0.0.1', port: h.port, migrationId: 'mig-1', token: 'right-token', stepName: 'dump', compression });
+      t.equal((await digestImageDir(join(h.root, 'mig-1', 'dump'))).sha256, again.imageSha256, 'a resent step replaces the old copy');
+      t.not(again.imageSha256, want.sha256);
+      t.same((await readdir(join(h.root, 'mig-1'))), ['dump'], 'nothing set aside remains');
     });
   }
 
