@@ -7,8 +7,6 @@ import { CoatError } from '../errors.js';
 export type MigrationErrorCode =
   /** A state transition the timeline does not allow (state-machine.ts). */
   | 'MIGRATION_ILLEGAL_TRANSITION'
-  /** A step of the migration failed; `step` names it and `cause` says why. */
-  | 'MIGRATION_STEP_FAILED'
   /** A step or the whole migration passed its deadline. */
   | 'MIGRATION_DEADLINE'
   /** Undoing a failed migration failed too: an operator must look (`step` is the undo action). */

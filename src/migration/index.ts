@@ -79,4 +79,5 @@ export {
   type VerificationReport,
   type WorkloadClientStats,
 } from './report.js';
+export { ReportVerifier, recordFromFacts, type ReportVerifierOptions } from './verifier.js';
 export * from './executor.js';

@@ -115,3 +115,39 @@ t.test('validateReport names the first bad field', async (t) => {
   t.throws(() => validateReport({ ...r, witnesses: undefined }), { message: /report\.witnesses/ });
   t.equal(validateReport(JSON.parse(JSON.stringify(r))).migrationId, 'r-val');
 });
+
+t.test('ReportVerifier: the verify step writes the report and its page, and the outcome carries the verdict', async (t) => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { pino } = await import('pino');
+  const { Orchestrator } = await import('../../src/migration/orchestrator.js');
+  const { ReportVerifier } = await import('../../src/migration/verifier.js');
+  const { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef } = await import('./fakes.js');
+  const dir = mkdtempSync(join(tmpdir(), 'coat-verifier-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const o = new FakeOverlay(testRef('rv-1'));
+  o.trafficOn.set('agents.dump@edge-a', 2);
+  const clock = new ManualClock();
+  let written = '';
+  const verifier = new ReportVerifier({
+    outDir: join(dir, 'reports'),
+    capture: async () => syntheticCapture(clock.now() * 1000).analysis,
+    client: async () => client(),
+    serviceIp: SERVICE_IP,
+    onReport: (r, p) => (written = `${r.verdict} ${p.html}`),
+  });
+  const orch = new Orchestrator(
+    { flows: fakeFlows(o), agents: fakeAgents(o), planner: fakePlanner(o, { strategy: 'cold', iterations: 0, predicted: { downtimeMs: 5, totalMs: 50 } }), verifier, clock },
+    { dataDir: dir, log: pino({ level: 'silent' }) },
+  );
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'done');
+  t.equal(out.verdict, 'zero-loss');
+  t.equal(out.reportPath, join(dir, 'reports', 'rv-1.report.json'));
+  const r = JSON.parse(readFileSync(out.reportPath!, 'utf8'));
+  t.match(r, { migrationId: 'rv-1', verdict: 'zero-loss', hold: { held: 2, replayed: 2, dropped: 0 }, source: 'edge-a', destination: 'edge-b', service: 'svc' });
+  t.notOk(r.steps.some((s: { name: string }) => s.name === 'verify'), 'verification is not migration time');
+  t.match(written, /^zero-loss .*rv-1\.report\.html$/);
+  t.match(readFileSync(join(dir, 'reports', 'rv-1.report.html'), 'utf8'), /id="verdict">zero-loss</);
+});
