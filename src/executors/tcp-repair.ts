@@ -14,10 +14,16 @@
  *   release  closes our references in repair mode and SIGKILLs the frozen tree: silent.
  *   abort    takes the sockets out of repair mode and thaws the tree: it carries on untouched.
  * Destination:  prepare -> restore -> resume | abort
- *   restore  verifies every image (checksums, versions) before touching anything, rebuilds the
- *            state files, rebuilds the sockets in repair mode inside the service's namespace (setns
- *            in the addon), recreates the listeners, and starts the service with all of them
- *            inherited (handover.ts); returns once the service reports it is ready and waiting.
+ *   prepare  starts the service as a standby in its namespace (handover.ts): it loads its code,
+ *            opens nothing on the network and waits on its control channel; and follows the image
+ *            directory, applying each pre-copy round's pages into the state files as it arrives
+ *            (state-applier.ts). Both happen while the source still runs, outside the downtime.
+ *   restore  verifies every image not yet applied (checksums, versions) before touching anything,
+ *            applies the dump's pages and renames the state files into place, rebuilds the
+ *            sockets in repair mode inside the service's namespace (setns in the addon), recreates
+ *            the listeners, and hands them to the standby, which takes them with pidfd_getfd;
+ *            returns once it reports it holds them. No standby (prepare not called, or it died):
+ *            it starts one first, logged, and the process start is inside restore again.
  *   resume   takes the sockets out of repair mode, writes the never-sent tails, records the stream
  *            origins for the next migration (coat-sockets.json in the state directory), then
  *            tells the service to go and waits for its acknowledgement.
@@ -39,8 +45,9 @@ import { decode as decodeImage, encode as encodeImage, type Endpoint, type Socke
 import { tcpSocketsOf, TCP_STATE } from '../tcp-repair/proc.js';
 import { freeze, isAlive, processTree, thawByName, type Frozen, type FreezerKind } from './tcp-repair/freezer.js';
 import { HashTracker, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
-import { applyDeltas, decodePageDelta, encodePageDelta, type PageDelta } from './tcp-repair/page-delta.js';
-import { startService, type StartedService } from './tcp-repair/handover.js';
+import { decodePageDelta, encodePageDelta, type PageDelta } from './tcp-repair/page-delta.js';
+import { handoverFor, startStandby, type Standby } from './tcp-repair/handover.js';
+import { StateApplier, TMP_SUFFIX } from './tcp-repair/state-applier.js';
 
 export const TREX_CODES = {
   TREX_NO_PID: 'the service spec has no pid (the source needs the main pid)',
@@ -63,8 +70,10 @@ export interface TcpRepairExecutorOptions {
   dirtyTracking: DirtyTracking | 'auto';
   /** How to stop the source; 'auto' = cgroup v1 freezer where mounted, else SIGSTOP. */
   freezer: FreezerKind | 'auto';
-  /** Longest wait for the restored service to acknowledge "resume". */
+  /** Longest wait for the restored service to acknowledge "resume" (and to take its sockets). */
   resumeTimeoutMs: number;
+  /** Longest wait for the service to load its code and report standby (prepare, or restore's fallback). */
+  startTimeoutMs: number;
 }
 
 export function parseOptions(o: ExecutorOptions): TcpRepairExecutorOptions {
@@ -75,16 +84,18 @@ export function parseOptions(o: ExecutorOptions): TcpRepairExecutorOptions {
   };
   const timeout = o.resumeTimeoutMs ?? 10_000;
   if (typeof timeout !== 'number' || !(timeout > 0)) throw new TypeError('tcp-repair executor: resumeTimeoutMs must be a positive number');
+  const start = o.startTimeoutMs ?? 30_000;
+  if (typeof start !== 'number' || !(start > 0)) throw new TypeError('tcp-repair executor: startTimeoutMs must be a positive number');
   return {
     dirtyTracking: pick(o.dirtyTracking, ['hash', 'soft-dirty', 'auto'] as const, 'auto', 'dirtyTracking'),
     freezer: pick(o.freezer, ['cgroup', 'signal', 'auto'] as const, 'auto', 'freezer'),
     resumeTimeoutMs: timeout,
+    startTimeoutMs: start,
   };
 }
 
 /** Files of the state directory that are coat's own bookkeeping, not service state. */
 export const ORIGINS_FILE = 'coat-sockets.json';
-const TMP_SUFFIX = '.coat-tmp';
 
 interface OriginsFile {
   version: 1;
@@ -104,8 +115,14 @@ interface SourceRun {
 interface DestRun {
   sockets: { socket: RepairSocket; image: SocketImage }[];
   listenerFds: number[];
-  service?: StartedService;
+  service?: Standby;
   stateFiles: string[];
+}
+
+/** What prepare leaves at the destination for restore: the waiting service and the state applier. */
+interface DestPrepared {
+  standby?: Standby;
+  applier: StateApplier;
 }
 
 interface RoundMeta {
@@ -122,6 +139,7 @@ export class TcpRepairExecutor implements Executor {
   readonly options: TcpRepairExecutorOptions;
   private readonly sources = new Map<string, SourceRun>();
   private readonly dests = new Map<string, DestRun>();
+  private readonly prepared = new Map<string, DestPrepared>();
 
   constructor(options: TcpRepairExecutorOptions) {
     this.options = options;
@@ -138,8 +156,52 @@ export class TcpRepairExecutor implements Executor {
       if (!ctx.service.stateDir) throw new TcpRepairExecutorError('TREX_NO_STATE_DIR', `service ${ctx.service.name} has no stateDir`);
       await mkdir(ctx.service.stateDir, { recursive: true });
       if (ctx.service.netns && !existsSync(netnsPath(ctx.service.netns))) throw new TcpRepairExecutorError('TREX_NO_NETNS', `namespace ${ctx.service.netns} does not exist (${netnsPath(ctx.service.netns)})`);
+      await this.prepareDestination(ctx);
     }
     ctx.log.debug({ role, executor: this.name }, 'prepared');
+  }
+
+  /** Pid of the standby service prepare started for this migration, while it waits. */
+  standbyPid(migrationId: string): number | undefined {
+    return this.prepared.get(migrationId)?.standby?.pid;
+  }
+
+  private async prepareDestination(ctx: ExecutorContext): Promise<void> {
+    // A second prepare for the same migration (a retried step) replaces the first.
+    await this.dropPrepared(ctx);
+    await mkdir(ctx.imageDir, { recursive: true });
+    const applier = new StateApplier(ctx.imageDir, ctx.service.stateDir!, ctx.log);
+    await applier.start();
+    const entry: DestPrepared = { applier };
+    this.prepared.set(ctx.migrationId, entry);
+    const t0 = performance.now();
+    entry.standby = startStandby(this.standbyOptions(ctx));
+    try {
+      await entry.standby.standby(this.options.startTimeoutMs);
+    } catch (err) {
+      entry.standby.kill();
+      delete entry.standby;
+      throw err; // a service that cannot start is better known before the downtime
+    }
+    ctx.log.info({ pid: entry.standby.pid, startMs: performance.now() - t0, netns: ctx.service.netns }, 'standby service started; it waits for its sockets');
+  }
+
+  private standbyOptions(ctx: ExecutorContext) {
+    return {
+      command: ctx.service.command!,
+      ...(ctx.service.netns ? { netns: ctx.service.netns } : {}),
+      ...(ctx.service.env ? { env: ctx.service.env } : {}),
+      logPath: join(ctx.imageDir, 'service.log'),
+    };
+  }
+
+  private async dropPrepared(ctx: ExecutorContext): Promise<void> {
+    const p = this.prepared.get(ctx.migrationId);
+    if (!p) return;
+    this.prepared.delete(ctx.migrationId);
+    p.standby?.kill();
+    await p.applier.discard();
+    if (p.standby) ctx.log.info({ pid: p.standby.pid }, 'standby service killed');
   }
 
   async preDump(ctx: ExecutorContext, round: number): Promise<DumpResult> {
@@ -229,63 +291,83 @@ export class TcpRepairExecutor implements Executor {
     const stateDir = ctx.service.stateDir;
     if (!stateDir) throw new TcpRepairExecutorError('TREX_NO_STATE_DIR', `service ${ctx.service.name} has no stateDir`);
     if (!ctx.service.command?.length) throw new TcpRepairExecutorError('TREX_NO_COMMAND', `service ${ctx.service.name} has no command`);
-    // 1. Read and verify everything before any side effect.
+    // 1. Read and verify everything not yet applied, before any side effect the service could see.
     const steps = await readSteps(ctx.imageDir);
     const dump = steps.at(-1)!;
     const images: SocketImage[] = [];
     for (const name of dump.meta.sockets ?? []) images.push(decodeImage(await readImageFile(join(dump.dir, 'sockets', name))));
     const listeners = JSON.parse(await readImageText(join(dump.dir, 'listeners.json'))) as (Endpoint & { family: 4 | 6 })[];
     if (!Array.isArray(listeners)) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${join(dump.dir, 'listeners.json')} is not a list`);
-    const deltas = new Map<string, PageDelta[]>();
-    for (const step of steps) {
+    await mkdir(stateDir, { recursive: true });
+    const prep = this.prepared.get(ctx.migrationId);
+    const applier = prep?.applier ?? new StateApplier(ctx.imageDir, stateDir, ctx.log);
+    if (prep) await applier.stop();
+    else await applier.clearStale();
+    let pending = steps.filter((s) => s.meta.kind === 'dump' || !applier.applied.includes(s.meta.round));
+    const lastApplied = applier.applied.at(-1);
+    if (lastApplied !== undefined && pending.some((s) => s.meta.kind === 'pre' && s.meta.round < lastApplied)) {
+      // A round arrived after a later one was applied: start over from every round.
+      ctx.log.warn({ applied: applier.applied }, 'pre-copy rounds arrived out of order; applying every round again');
+      await applier.reset();
+      pending = steps;
+    }
+    const deltas: PageDelta[][] = [];
+    for (const step of pending) {
+      const list: PageDelta[] = [];
       for (const f of step.meta.files) {
         const d = decodePageDelta(await readImageFile(join(step.dir, 'state', `${f}.pages`)));
         if (d.name !== f) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${step.dir}/state/${f}.pages names file ${d.name}`);
-        deltas.set(f, [...(deltas.get(f) ?? []), d]);
+        list.push(d);
       }
+      deltas.push(list);
     }
     timings.read = performance.now() - t0;
     const run: DestRun = { sockets: [], listenerFds: [], stateFiles: [] };
     this.dests.set(ctx.migrationId, run);
     try {
-      // 2. State files: written beside, then renamed into place (atomic per file).
+      // 2. State files: the rounds not applied in the background (with pre-copy: the dump's
+      //    delta only) into the temp files, then renamed into place (atomic per file).
       const tState = performance.now();
-      await mkdir(stateDir, { recursive: true });
-      for (const [name, list] of deltas) {
-        if (!dump.meta.files.includes(name)) continue; // the file was gone at the dump
-        const tmp = join(stateDir, name + TMP_SUFFIX);
-        await writeFile(tmp, applyDeltas(list));
-        await rename(tmp, join(stateDir, name));
-        run.stateFiles.push(join(stateDir, name));
-      }
+      for (const list of deltas) await applier.apply(list);
+      run.stateFiles = await applier.finish(dump.meta.files);
       timings.state = performance.now() - tState;
       // 3. Sockets, in repair mode, in the service's namespace.
       const tSock = performance.now();
       for (const img of images) run.sockets.push({ socket: RepairSocket.restore(img, ctx.service.netns ? { netns: ctx.service.netns } : {}), image: img });
       for (const l of listeners) run.listenerFds.push(listenIn(l, ctx.service.netns ? { netns: ctx.service.netns } : {}));
       timings.sockets = performance.now() - tSock;
-      // 4. The service, waiting on its control channel.
-      const tSpawn = performance.now();
-      run.service = startService({
-        migrationId: ctx.migrationId,
-        command: ctx.service.command,
-        ...(ctx.service.netns ? { netns: ctx.service.netns } : {}),
-        ...(ctx.service.env ? { env: ctx.service.env } : {}),
-        handoverPath: join(ctx.imageDir, 'handover.json'),
-        logPath: join(ctx.imageDir, 'service.log'),
-        listeners: listeners.map((l, i) => ({ fd: run.listenerFds[i]!, family: l.family, address: l.address, port: l.port })),
-        connections: run.sockets.map(({ socket, image }) => ({ fd: socket.fd, family: image.family, local: image.local, remote: image.remote, written: image.streamWritten, read: image.streamRead })),
-      });
-      // Start-up (a Node service: ~0.5-1 s here) happens now, outside the downtime window that
-      // resume is part of.
-      await run.service.ready(this.options.resumeTimeoutMs);
-      timings.spawn = performance.now() - tSpawn;
+      // 4. The service: the standby prepare started, else one started now (the slow path).
+      let service = prep?.standby;
+      if (service?.exited) {
+        ctx.log.warn({ pid: service.pid, exited: service.exited }, 'the standby service died');
+        service = undefined;
+      }
+      if (!service) {
+        ctx.log.warn({ prepared: prep !== undefined }, 'no standby service: starting it now, inside the downtime');
+        const tSpawn = performance.now();
+        service = run.service = startStandby(this.standbyOptions(ctx));
+        await service.standby(this.options.startTimeoutMs);
+        timings.spawn = performance.now() - tSpawn;
+      }
+      run.service = service;
+      this.prepared.delete(ctx.migrationId);
+      const tHandover = performance.now();
+      const handover = handoverFor(
+        {
+          migrationId: ctx.migrationId,
+          listeners: listeners.map((l, i) => ({ fd: run.listenerFds[i]!, family: l.family, address: l.address, port: l.port })),
+          connections: run.sockets.map(({ socket, image }) => ({ fd: socket.fd, family: image.family, local: image.local, remote: image.remote, written: image.streamWritten, read: image.streamRead })),
+        },
+        process.pid,
+      );
+      await service.handover(handover, this.options.resumeTimeoutMs);
+      timings.handover = performance.now() - tHandover;
     } catch (err) {
       await this.abortDestination(ctx, run);
       throw err;
     }
     timings.total = performance.now() - t0;
-    ctx.log.info({ pid: run.service.pid, sockets: images.length, listeners: listeners.length, rounds: steps.length, netns: ctx.service.netns }, 'restored; sockets in repair mode, service waiting');
+    ctx.log.info({ pid: run.service.pid, standby: timings.spawn === undefined, sockets: images.length, listeners: listeners.length, rounds: steps.length, roundsAppliedBefore: steps.length - pending.length, backgroundApplyMs: applier.backgroundMs, netns: ctx.service.netns, timings }, 'restored; sockets in repair mode, service holds them and waits');
     return { pid: run.service.pid, sockets: images.length, timings };
   }
 
@@ -333,6 +415,7 @@ export class TcpRepairExecutor implements Executor {
     if (role === 'destination') {
       const run = this.dests.get(ctx.migrationId);
       if (run) await this.abortDestination(ctx, run);
+      await this.dropPrepared(ctx); // the standby, by its pid, and the state applied so far
       return;
     }
     const run = this.sources.get(ctx.migrationId);

@@ -1,29 +1,43 @@
 /**
  * The coat service SDK: what a service calls to be movable by the `tcp-repair` executor.
  *
- * - `listenOrRestore()`: on a fresh start, listens on the service's ports; when started by the
- *   executor after a migration (environment variable `COAT_HANDOVER` names a handover file), it
- *   adopts the inherited listening sockets and the restored connections, waits until the executor
- *   says "resume" on the control descriptor (the sockets leave repair mode only then), and returns
- *   each connection with the stream offsets its application protocol stood at.
+ * - `listenOrRestore()`: on a fresh start, listens on the service's ports. When started by the
+ *   executor as a standby (environment variable `COAT_STANDBY` set, control channel on descriptor
+ *   3), it waits, opening nothing on the network, until the executor hands over the restored
+ *   sockets; it takes them from the executor's process, waits for "resume" (the sockets leave
+ *   repair mode only then), and returns each connection with the stream offsets its application
+ *   protocol stood at.
  * - `StateFile`: the service's state as a file in its state directory, mapped MAP_SHARED, so the
  *   executor can copy it (and track which pages changed) from outside the process.
  *
- * The handover file (written by src/executors/tcp-repair/handover.ts), JSON, version 1:
- *   { version: 1, migrationId, control: FD,
+ * Why a standby: starting a Node service costs ~0.1-1 s (module loading; more under tsx), and
+ * restore lies inside the service's downtime. The executor starts the standby at `prepare`, while
+ * the source still runs, so restore only rebuilds the sockets and hands them over.
+ *
+ * Control protocol on descriptor 3 (a socketpair), one line per message:
+ *   service -> executor  "standby\n"          code loaded, waiting for the handover
+ *   executor -> service  "handover JSON\n"    the Handover below
+ *   service -> executor  "ready\n"            it holds every descriptor and waits
+ *   executor -> service  "resume\n"           repair mode is off
+ *   service -> executor  "ok\n"               it serves
+ * The Handover, JSON, version 1 (written by src/executors/tcp-repair/handover.ts):
+ *   { version: 1, migrationId, fromPid,
  *     listeners: [{ fd, family, address, port }],
  *     connections: [{ fd, family, local: {address, port}, remote: {address, port},
  *                     written: "DECIMAL", read: "DECIMAL" }] }
- * Control protocol on FD (a socketpair): service -> executor "ready\n" once started and waiting;
- * executor -> service "resume\n"; service -> executor "ok\n" once it holds every descriptor.
+ * where every `fd` is a descriptor of process `fromPid` (the executor), taken with pidfd_getfd(2)
+ * (Linux 5.6): no descriptor passing over the channel, and the executor keeps its own references
+ * until resume.
  */
 import net from 'node:net';
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoatError } from '../errors.js';
 import { native } from '../tcp-repair/native.js';
 
-export const HANDOVER_ENV = 'COAT_HANDOVER';
+export const STANDBY_ENV = 'COAT_STANDBY';
+/** The control channel's descriptor number in a standby service. */
+export const CONTROL_FD = 3;
 export const HANDOVER_VERSION = 1;
 
 export interface HandoverEndpoint {
@@ -34,13 +48,14 @@ export interface HandoverEndpoint {
 export interface Handover {
   version: 1;
   migrationId: string;
-  control: number;
+  /** The process that holds the descriptors below (the executor). */
+  fromPid: number;
   listeners: { fd: number; family: 4 | 6; address: string; port: number }[];
   connections: { fd: number; family: 4 | 6; local: HandoverEndpoint; remote: HandoverEndpoint; written: string; read: string }[];
 }
 
 export class SdkError extends CoatError {
-  declare readonly code: 'SDK_HANDOVER_INVALID' | 'SDK_RESUME_TIMEOUT' | 'SDK_STATE_FILE';
+  declare readonly code: 'SDK_HANDOVER_INVALID' | 'SDK_RESUME_TIMEOUT' | 'SDK_STATE_FILE' | 'SDK_TAKE_FD';
 }
 
 export interface RestoredConnection {
@@ -65,11 +80,11 @@ export interface ServiceSockets {
 export interface ListenOptions {
   host: string;
   ports: number[];
-  /** Longest wait for the executor's "resume" (default 60 s). */
+  /** Longest wait for the executor's "resume" once the sockets are handed over (default 60 s). */
   resumeTimeoutMs?: number;
 }
 
-/** Parses and checks a handover file's content. */
+/** Parses and checks a handover's content. */
 export function parseHandover(text: string): Handover {
   let h: unknown;
   try {
@@ -79,37 +94,47 @@ export function parseHandover(text: string): Handover {
   }
   const o = h as Partial<Handover>;
   if (o?.version !== HANDOVER_VERSION) throw new SdkError('SDK_HANDOVER_INVALID', `handover version ${String(o?.version)}, want ${HANDOVER_VERSION}`);
-  if (!Number.isInteger(o.control) || !Array.isArray(o.listeners) || !Array.isArray(o.connections)) throw new SdkError('SDK_HANDOVER_INVALID', 'handover lacks control, listeners or connections');
+  if (!Number.isInteger(o.fromPid) || o.fromPid! <= 0 || !Array.isArray(o.listeners) || !Array.isArray(o.connections)) throw new SdkError('SDK_HANDOVER_INVALID', 'handover lacks fromPid, listeners or connections');
+  for (const l of o.listeners) {
+    if (!Number.isInteger(l.fd) || l.fd < 0 || !Number.isInteger(l.port)) throw new SdkError('SDK_HANDOVER_INVALID', `bad listener entry ${JSON.stringify(l)}`);
+  }
   for (const c of o.connections) {
-    if (!Number.isInteger(c.fd) || !/^\d+$/.test(c.written) || !/^\d+$/.test(c.read)) throw new SdkError('SDK_HANDOVER_INVALID', `bad connection entry ${JSON.stringify(c)}`);
+    if (!Number.isInteger(c.fd) || c.fd < 0 || !/^\d+$/.test(c.written) || !/^\d+$/.test(c.read)) throw new SdkError('SDK_HANDOVER_INVALID', `bad connection entry ${JSON.stringify(c)}`);
   }
   return o as Handover;
 }
 
 export async function listenOrRestore(opts: ListenOptions): Promise<ServiceSockets> {
-  const path = process.env[HANDOVER_ENV];
   const servers = new Map<number, net.Server>();
   const restored: RestoredConnection[] = [];
   let migrationId: string | undefined;
-  let control: net.Socket | undefined;
-  let handover: Handover | undefined;
-  if (path) {
-    delete process.env[HANDOVER_ENV]; // children of the service must not adopt the same descriptors
-    handover = parseHandover(readFileSync(path, 'utf8'));
+  let control: ControlChannel | undefined;
+  if (process.env[STANDBY_ENV]) {
+    delete process.env[STANDBY_ENV]; // children of the service are not standbys
+    control = new ControlChannel(new net.Socket({ fd: CONTROL_FD, readable: true, writable: true }));
+    control.send('standby');
+    // No time limit: a standby waits as long as the pre-copy lasts. The executor ends it by pid
+    // (abort), and its own end closes the channel, which ends the wait.
+    const line = await control.next(undefined, 'the handover');
+    if (!line.startsWith('handover ')) throw new SdkError('SDK_HANDOVER_INVALID', `executor said ${JSON.stringify(line.slice(0, 80))}, want "handover JSON"`);
+    const handover = parseHandover(line.slice('handover '.length));
     migrationId = handover.migrationId;
-    control = new net.Socket({ fd: handover.control, readable: true, writable: true });
-    control.write('ready\n'); // started and waiting: resume can now be quick
-    await waitForLine(control, 'resume', opts.resumeTimeoutMs ?? 60_000);
+    const fds = takeDescriptors(handover.fromPid, [...handover.listeners.map((l) => l.fd), ...handover.connections.map((c) => c.fd)]);
+    control.send('ready'); // holds everything: resume can now be quick
+    const resume = await control.next(opts.resumeTimeoutMs ?? 60_000, '"resume"');
+    if (resume !== 'resume') throw new SdkError('SDK_HANDOVER_INVALID', `executor said ${JSON.stringify(resume.slice(0, 80))}, want "resume"`);
+    let i = 0;
     for (const l of handover.listeners) {
+      const fd = fds[i++]!;
       const server = net.createServer({ pauseOnConnect: false });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ fd: l.fd }, () => resolve());
+        server.listen({ fd }, () => resolve());
       });
       servers.set(l.port, server);
     }
     for (const c of handover.connections) {
-      restored.push({ socket: new net.Socket({ fd: c.fd, readable: true, writable: true }), local: c.local, remote: c.remote, written: BigInt(c.written), read: BigInt(c.read) });
+      restored.push({ socket: new net.Socket({ fd: fds[i++]!, readable: true, writable: true }), local: c.local, remote: c.remote, written: BigInt(c.written), read: BigInt(c.read) });
     }
   }
   for (const port of opts.ports) {
@@ -121,31 +146,78 @@ export async function listenOrRestore(opts: ListenOptions): Promise<ServiceSocke
     });
     servers.set(port, server);
   }
-  if (control) {
-    control.end('ok\n');
-  }
+  control?.end('ok');
   return { servers, restored, ...(migrationId ? { migrationId } : {}) };
 }
 
-function waitForLine(sock: net.Socket, want: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new SdkError('SDK_RESUME_TIMEOUT', `no "${want}" from the executor in ${timeoutMs} ms`)), timeoutMs);
-    const onData = (d: Buffer) => {
-      buf += d.toString('utf8');
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.off('data', onData);
-      if (buf.slice(0, nl) === want) resolve();
-      else reject(new SdkError('SDK_HANDOVER_INVALID', `executor said ${JSON.stringify(buf.slice(0, nl))}, want "${want}"`));
-    };
-    sock.on('data', onData);
-    sock.once('end', () => {
-      clearTimeout(timer);
-      reject(new SdkError('SDK_HANDOVER_INVALID', 'the executor closed the control channel before "resume"'));
+/** pidfd_getfd(2) of each descriptor of `pid`; on a failure closes what it took and throws. */
+function takeDescriptors(pid: number, fds: number[]): number[] {
+  const n = native();
+  const taken: number[] = [];
+  let pidfd = -1;
+  try {
+    pidfd = n.pidfdOpen(pid);
+    for (const fd of fds) taken.push(n.pidfdGetfd(pidfd, fd));
+    return taken;
+  } catch (err) {
+    for (const fd of taken) n.close(fd);
+    throw new SdkError('SDK_TAKE_FD', `cannot take descriptor ${fds[taken.length]} of process ${pid}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    if (pidfd >= 0) n.close(pidfd);
+  }
+}
+
+/** Line-oriented reader/writer over the control socket. */
+class ControlChannel {
+  private buf = '';
+  private readonly lines: string[] = [];
+  private ended = false;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly sock: net.Socket) {
+    sock.on('data', (d: Buffer) => {
+      this.buf += d.toString('utf8');
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        this.lines.push(this.buf.slice(0, nl));
+        this.buf = this.buf.slice(nl + 1);
+      }
+      this.wake?.();
     });
-  });
+    const end = () => {
+      this.ended = true;
+      this.wake?.();
+    };
+    sock.once('end', end);
+    sock.once('error', end);
+  }
+
+  send(line: string): void {
+    this.sock.write(line + '\n');
+  }
+
+  end(line: string): void {
+    this.sock.end(line + '\n');
+  }
+
+  next(timeoutMs: number | undefined, what: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const timer = timeoutMs === undefined ? undefined : setTimeout(() => done(new SdkError('SDK_RESUME_TIMEOUT', `no ${what} from the executor in ${timeoutMs} ms`)), timeoutMs);
+      const done = (err?: Error, line?: string) => {
+        if (timer) clearTimeout(timer);
+        this.wake = undefined;
+        if (err) reject(err);
+        else resolve(line!);
+      };
+      const check = () => {
+        const line = this.lines.shift();
+        if (line !== undefined) return done(undefined, line);
+        if (this.ended) return done(new SdkError('SDK_HANDOVER_INVALID', `the executor closed the control channel before ${what}`));
+      };
+      this.wake = check;
+      check();
+    });
+  }
 }
 
 export const PAGE_SIZE = 4096;

@@ -1,25 +1,28 @@
-/** The service SDK (src/workload/sdk.ts): handover parsing, fresh-start listening, StateFile persistence, handover layout. */
+/** The service SDK (src/workload/sdk.ts): handover parsing, fresh-start listening, StateFile persistence, the executor's handover message. */
 import t from 'tap';
 import net from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listenOrRestore, parseHandover, StateFile, HANDOVER_ENV } from '../../src/workload/sdk.js';
-import { handoverLayout } from '../../src/executors/tcp-repair/handover.js';
+import { listenOrRestore, parseHandover, StateFile, STANDBY_ENV } from '../../src/workload/sdk.js';
+import { handoverFor } from '../../src/executors/tcp-repair/handover.js';
 
 t.test('parseHandover refuses what is not a version-1 handover', async (t) => {
   t.throws(() => parseHandover('{'), { code: 'SDK_HANDOVER_INVALID' });
   t.throws(() => parseHandover('{"version":2}'), { code: 'SDK_HANDOVER_INVALID' });
-  t.throws(() => parseHandover('{"version":1,"control":3,"listeners":[],"connections":[{"fd":4,"written":"-1","read":"0"}]}'), { code: 'SDK_HANDOVER_INVALID' });
-  const h = handoverLayout({ migrationId: 'm', listeners: [{ fd: 40, family: 4, address: '10.0.0.2', port: 7000 }], connections: [{ fd: 41, family: 4, local: { address: '10.0.0.2', port: 7000 }, remote: { address: '10.0.0.1', port: 5 }, written: 12345678901234567890n, read: 7n }] });
-  t.same(parseHandover(JSON.stringify(h)), h, 'the executor layout parses back');
-  t.equal(h.control, 3);
-  t.same([h.listeners[0]!.fd, h.connections[0]!.fd], [4, 5], 'child descriptors follow the control channel in order');
+  t.throws(() => parseHandover('{"version":1,"listeners":[],"connections":[]}'), { code: 'SDK_HANDOVER_INVALID' }, 'no fromPid');
+  t.throws(() => parseHandover('{"version":1,"fromPid":0,"listeners":[],"connections":[]}'), { code: 'SDK_HANDOVER_INVALID' }, 'fromPid 0');
+  t.throws(() => parseHandover('{"version":1,"fromPid":7,"listeners":[],"connections":[{"fd":4,"written":"-1","read":"0"}]}'), { code: 'SDK_HANDOVER_INVALID' }, 'negative offset');
+  t.throws(() => parseHandover('{"version":1,"fromPid":7,"listeners":[{"fd":-1,"port":1}],"connections":[]}'), { code: 'SDK_HANDOVER_INVALID' }, 'negative listener fd');
+  const h = handoverFor({ migrationId: 'm', listeners: [{ fd: 40, family: 4, address: '10.0.0.2', port: 7000 }], connections: [{ fd: 41, family: 4, local: { address: '10.0.0.2', port: 7000 }, remote: { address: '10.0.0.1', port: 5 }, written: 12345678901234567890n, read: 7n }] }, 4242);
+  t.same(parseHandover(JSON.stringify(h)), h, 'the executor message parses back');
+  t.equal(h.fromPid, 4242, 'names the process that holds the descriptors');
+  t.same([h.listeners[0]!.fd, h.connections[0]!.fd], [40, 41], "descriptors are the executor's own numbers (taken with pidfd_getfd)");
   t.equal(h.connections[0]!.written, '12345678901234567890', '64-bit offsets as decimal strings');
 });
 
 t.test('a fresh start listens on every port', async (t) => {
-  delete process.env[HANDOVER_ENV];
+  delete process.env[STANDBY_ENV];
   const s = await listenOrRestore({ host: '127.0.0.1', ports: [0] });
   t.teardown(() => [...s.servers.values()].forEach((x) => x.close()));
   t.equal(s.restored.length, 0);

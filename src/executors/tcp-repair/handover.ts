@@ -1,80 +1,83 @@
 /**
- * Starting the restored service with its sockets (destination side of the SDK's handover, see
- * src/workload/sdk.ts for the file format and control protocol). The service runs in the
+ * The destination's service process (the executor side of the SDK's handover, see
+ * src/workload/sdk.ts for the control protocol). `startStandby` starts `service.command` in the
  * destination namespace (`ip netns exec`, which execs in place, so the pid we get is the
- * service's), inherits the sockets at fixed descriptor numbers, and waits on the control channel:
- * until `release()` says "resume" it must not touch them (they are still in repair mode).
+ * service's) with `COAT_STANDBY` set and the control channel on descriptor 3: it loads its code,
+ * opens nothing on the network, says "standby" and waits. The executor does this at `prepare`,
+ * while the source still runs, so the process start (~0.1 s compiled, ~1 s under tsx on this
+ * machine: docs/executors.md) is outside the downtime. At restore `handover()` tells it which
+ * descriptors of this process to take (pidfd_getfd) and waits for "ready"; `release()` says
+ * "resume" once repair mode is off and waits for "ok".
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, writeFileSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { CoatError } from '../../errors.js';
-import { HANDOVER_ENV, HANDOVER_VERSION, type Handover } from '../../workload/sdk.js';
+import { CONTROL_FD, HANDOVER_VERSION, STANDBY_ENV, type Handover } from '../../workload/sdk.js';
 
 export class HandoverError extends CoatError {
   declare readonly code: 'HANDOVER_SPAWN' | 'HANDOVER_NO_ACK' | 'HANDOVER_EXITED';
 }
 
-export interface HandoverSocket {
-  fd: number;
-  family: 4 | 6;
-}
-
-export interface StartOptions {
-  migrationId: string;
+export interface StandbyOptions {
   command: string[];
   netns?: string;
   env?: Record<string, string>;
-  handoverPath: string;
+  /** The service's stdout and stderr are appended here. */
   logPath: string;
-  listeners: (HandoverSocket & { address: string; port: number })[];
-  connections: (HandoverSocket & { local: { address: string; port: number }; remote: { address: string; port: number }; written: bigint; read: bigint })[];
 }
 
-export interface StartedService {
+export interface HandoverSockets {
+  migrationId: string;
+  listeners: { fd: number; family: 4 | 6; address: string; port: number }[];
+  connections: { fd: number; family: 4 | 6; local: { address: string; port: number }; remote: { address: string; port: number }; written: bigint; read: bigint }[];
+}
+
+export interface Standby {
   pid: number;
   child: ChildProcess;
-  /** Waits until the service has started and waits for "resume" (so resume costs no start-up). */
-  ready(timeoutMs: number): Promise<void>;
-  /** Tells the service to adopt its sockets and waits for its "ok". */
+  /** Why the process ended (signal or "exit N"), or null while it runs. */
+  readonly exited: string | null;
+  /** Waits until the service has loaded its code and waits for the handover. */
+  standby(timeoutMs: number): Promise<void>;
+  /** Hands the sockets over (descriptors of this process) and waits until the service holds them. */
+  handover(h: Handover, timeoutMs: number): Promise<void>;
+  /** Tells the service its sockets are out of repair mode and waits for its "ok". */
   release(timeoutMs: number): Promise<void>;
   kill(): void;
 }
 
-/** Child descriptor layout: 0 stdin (null), 1-2 log, 3 control, then listeners, then connections. */
-export function handoverLayout(o: Pick<StartOptions, 'migrationId' | 'listeners' | 'connections'>): Handover {
-  let next = 4;
+/** The handover message for sockets held by this process (pure). */
+export function handoverFor(s: HandoverSockets, fromPid: number): Handover {
   return {
     version: HANDOVER_VERSION,
-    migrationId: o.migrationId,
-    control: 3,
-    listeners: o.listeners.map((l) => ({ fd: next++, family: l.family, address: l.address, port: l.port })),
-    connections: o.connections.map((c) => ({ fd: next++, family: c.family, local: c.local, remote: c.remote, written: c.written.toString(), read: c.read.toString() })),
+    migrationId: s.migrationId,
+    fromPid,
+    listeners: s.listeners.map((l) => ({ fd: l.fd, family: l.family, address: l.address, port: l.port })),
+    connections: s.connections.map((c) => ({ fd: c.fd, family: c.family, local: c.local, remote: c.remote, written: c.written.toString(), read: c.read.toString() })),
   };
 }
 
-export function startService(o: StartOptions): StartedService {
+export function startStandby(o: StandbyOptions): Standby {
   const [file, ...args] = o.command;
   if (!file) throw new HandoverError('HANDOVER_SPAWN', 'service command is empty');
-  const layout = handoverLayout(o);
-  writeFileSync(o.handoverPath, JSON.stringify(layout, null, 2));
   const argv = o.netns ? ['ip', ['netns', 'exec', o.netns, file, ...args]] as const : [file, args] as const;
   const log = openSync(o.logPath, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(argv[0], [...argv[1]], {
-      stdio: ['ignore', log, log, 'pipe', ...o.listeners.map((l) => l.fd), ...o.connections.map((c) => c.fd)],
-      env: { ...process.env, ...o.env, [HANDOVER_ENV]: o.handoverPath },
-      detached: true,
-    });
+    // stdio index CONTROL_FD (3) is the control socketpair.
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', log, log];
+    stdio[CONTROL_FD] = 'pipe';
+    child = spawn(argv[0], [...argv[1]], { stdio, env: { ...process.env, ...o.env, [STANDBY_ENV]: '1' }, detached: true });
   } catch (err) {
     throw new HandoverError('HANDOVER_SPAWN', `cannot start ${o.command.join(' ')}: ${(err as Error).message}`, { cause: err });
   } finally {
     closeSync(log);
   }
   if (child.pid === undefined) throw new HandoverError('HANDOVER_SPAWN', `cannot start ${o.command.join(' ')}`);
+  // The agent must not stay alive for a standby, nor the standby for the agent.
   child.unref();
-  const control = child.stdio[3] as Socket;
+  const control = child.stdio[CONTROL_FD] as Socket;
   control.unref?.();
   let exited: string | null = null;
   const lines: string[] = [];
@@ -116,7 +119,14 @@ export function startService(o: StartOptions): StartedService {
   return {
     pid: child.pid,
     child,
-    ready: (timeoutMs) => expect('ready', timeoutMs, 'report ready'),
+    get exited() {
+      return exited;
+    },
+    standby: (timeoutMs) => expect('standby', timeoutMs, 'report standby'),
+    async handover(h, timeoutMs) {
+      control.write(`handover ${JSON.stringify(h)}\n`);
+      await expect('ready', timeoutMs, 'take its sockets and report ready');
+    },
     async release(timeoutMs) {
       control.write('resume\n');
       await expect('ok', timeoutMs, 'acknowledge "resume"');
