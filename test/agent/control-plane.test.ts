@@ -59,6 +59,18 @@ t.test('control plane over a real nats-server', async (t) => {
     t.equal(r.pid, agent.pid);
   });
 
+  await t.test('a restarted controller learns the agents at once (discover)', async (t) => {
+    const fresh = new AgentRegistry(reg.nc, { secret: Buffer.from(secret), events: false });
+    t.teardown(() => fresh.close());
+    const announced = new Promise<number>((resolve) => fresh.on('registered', (a) => a.host === host && resolve(performance.now())));
+    const t0 = performance.now();
+    await fresh.start();
+    const at = await announced;
+    t.ok(at - t0 < 400, `full announcement after ${Math.round(at - t0)} ms, without waiting for heartbeats`);
+    t.same(fresh.info(host)?.holds, [], 'with the holds from the journal');
+    t.same((await fresh.agent(host).ping()).host, host);
+  });
+
   await t.test('unknown agent is a typed error', async (t) => {
     await t.rejects(reg.agent(`${tag}-nobody`).ping(), AgentUnknownError);
   });
