@@ -5,8 +5,10 @@
  *
  * Write-ahead rule: a step's `step-start` record is on disk (fsync) before the step touches
  * anything, so recovery never misses an effect it must undo. `step-end` records are written at
- * once but synced together with the next `step-start` (one fsync per step boundary, not two: a
- * few fsyncs fall inside the service's downtime). Terminal records are synced at once.
+ * once but synced together with the next `step-start` (one fsync per step boundary, not two).
+ * Inside the downtime window the orchestrator skips the fsync of some step starts
+ * (state-machine.ts, UNSYNCED_WINDOW_STEPS) and recovery assumes they started. Terminal records
+ * are synced at once.
  *
  * A crash can tear the last line; reading ignores a torn last line (no trailing newline) and
  * rejects any other malformed line with MIGRATION_JOURNAL_CORRUPT naming the line.
@@ -94,12 +96,16 @@ export class Journal {
     return new Journal(migrationId, path, fd);
   }
 
-  /** Appends one record; synced at once for write-ahead and terminal records. */
-  append(record: JournalRecord): void {
+  /**
+   * Appends one record. Write-ahead and terminal records are synced at once unless the caller says
+   * `sync: false` (the orchestrator does so inside the downtime window; see UNSYNCED_WINDOW_STEPS).
+   */
+  append(record: JournalRecord, opts: { sync?: boolean } = {}): void {
     if (this.fd === undefined) throw new Error(`journal ${this.path} is closed`);
     writeSync(this.fd, JSON.stringify(record) + '\n');
     this.dirty = true;
-    if (record.type === 'step-start' || record.type === 'undo-start' || record.type === 'rollback-start' || record.type === 'end') this.sync();
+    const writeAhead = record.type === 'step-start' || record.type === 'undo-start' || record.type === 'rollback-start' || record.type === 'end';
+    if (opts.sync ?? writeAhead) this.sync();
   }
 
   sync(): void {

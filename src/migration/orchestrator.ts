@@ -24,7 +24,7 @@ import { HoldQueue, type HoldLimits, type HoldStats } from './hold-queue.js';
 import { Journal, summarizeJournal, readJournal, journalPath, unfinishedMigrations, type ErrorSummary, type JournalSummary, type StepTiming } from './journal.js';
 import type { AgentPort, Clock, FlowPort, MigrationPlan, MigrationRef, Objective, PlannerPort, Side } from './ports.js';
 import { systemClock } from './ports.js';
-import { canRollBack, isTerminal, transition, undoPlan, type MigrationState, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
+import { assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationState, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
 
 /** What the verify step gets: the facts of the migration, from the orchestrator. */
 export interface MigrationFacts {
@@ -179,7 +179,8 @@ class MigrationRun {
       this.journal = Journal.reopen(opts.dataDir, ref.migrationId);
       this.state = recovered.state;
       this.startedAtMs = recovered.startedAtMs;
-      for (const s of recovered.startedSteps) this.started.add(s);
+      // Step starts inside the downtime window are not fsync'd: assume they happened.
+      for (const s of assumeStartedAfterCrash(recovered.startedSteps)) this.started.add(s);
       this.steps.push(...recovered.steps);
     } else {
       this.startedAtMs = clock.now();
@@ -439,7 +440,7 @@ class MigrationRun {
     const startMs = this.clock.now();
     const timing: StepTiming = { name, ...(round !== undefined ? { round } : {}), startMs };
     this.steps.push(timing);
-    this.journal.append({ type: 'step-start', step: name, atMs: startMs, ...(round !== undefined ? { round } : {}) });
+    this.journal.append({ type: 'step-start', step: name, atMs: startMs, ...(round !== undefined ? { round } : {}) }, { sync: !UNSYNCED_WINDOW_STEPS.includes(name) });
     this.emit({ type: 'step-start', migrationId: this.ref.migrationId, step: name, ...(round !== undefined ? { round } : {}), atMs: startMs });
     const ac = new AbortController();
     let limit = this.opts.stepTimeouts?.[name] ?? this.opts.stepTimeoutMs ?? 30_000;

@@ -303,3 +303,29 @@ t.test('a second migration with the same id is refused (MIGRATION_JOURNAL_EXISTS
   writeFileSync(join(dir, 'migrations', 'junk.jsonl'), 'not json\n{"type":"begin"}\n');
   t.throws(() => unfinishedMigrations(dir), { code: 'MIGRATION_JOURNAL_CORRUPT' });
 });
+
+t.test('crash inside the downtime window with the unsynced step starts lost: recovery still undoes them all', async (t) => {
+  const dir = dataDir(t);
+  const first = setup(t, 'm-lost', cold, { dir });
+  first.o.failOn.set('agents.restore@edge-b', 'hang');
+  void first.orch.migrate({ ref: first.o.ref, objective: 'min-resources' });
+  while (!first.o.calls.includes('agents.restore@edge-b')) await new Promise((r) => setImmediate(r));
+  // What a power cut leaves: the records after the last fsync (hold's start) are gone.
+  const p = journalPath(dir, 'm-lost');
+  const lines = readFileSync(p, 'utf8').split('\n').filter(Boolean);
+  const holdAt = lines.findIndex((l) => l.includes('"step-start","step":"hold"'));
+  writeFileSync(p, lines.slice(0, holdAt + 1).join('\n') + '\n');
+  t.equal(unfinishedMigrations(dir)[0]?.state, 'hold');
+  const second = setup(t, 'm-lost', cold, { dir });
+  const [out] = await second.orch.recover();
+  t.equal(out?.state, 'rolled-back');
+  const undo = second.o.calls.filter((c) => !c.startsWith('flows.onHeld'));
+  t.same(undo, [
+    'flows.switchTo:source',
+    'agents.abort:destination@edge-b',
+    'agents.abort:source@edge-a',
+    'flows.removeHold',
+    'flows.unstageDestination',
+    'agents.clearNamespace@edge-b',
+  ], 'switch-back and thaw are done although their steps left no record');
+});

@@ -115,3 +115,11 @@ t.test('undoPlan: what rollback does depends on what started, in a fixed safe or
   t.ok(at('thaw-source') < at('replay-to-source'));
   t.ok(at('replay-to-source') < at('remove-hold'));
 });
+
+t.test('after a crash, hold implies the unsynced window steps up to switch', async (t) => {
+  const { assumeStartedAfterCrash, UNSYNCED_WINDOW_STEPS } = await import('../../src/migration/state-machine.js');
+  t.same(assumeStartedAfterCrash(['plan', 'prepare']), ['plan', 'prepare']);
+  t.same(assumeStartedAfterCrash(['plan', 'prepare', 'hold']), ['plan', 'prepare', 'hold', 'dump', 'stream', 'restore', 'switch']);
+  t.notOk(UNSYNCED_WINDOW_STEPS.includes('resume'), 'the point of no return is always synced');
+  t.notOk(UNSYNCED_WINDOW_STEPS.includes('hold'), 'so is the start of the window');
+});
