@@ -392,13 +392,14 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
     if (batch.errors.length > 0) throw new FlowModsError(this.dpidHex, batch.errors, msgs.length);
   }
 
-  /** Writes many messages, pausing for 'drain' when the socket's queue is long. */
+  /** Starts collecting the errors of one batch call's messages. */
   private openBatch(): Batch {
     const batch: Batch = { msgs: new Map(), errors: [] };
     this.batches.add(batch);
     return batch;
   }
 
+  /** Writes many messages, pausing for 'drain' when the socket's queue is long. */
   private async sendBatch(msgs: readonly Sendable[], batch: Batch): Promise<number[]> {
     const xids: number[] = [];
     for (const msg of msgs) {
@@ -412,7 +413,6 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
     }
     return xids;
   }
-
 
   private async drain(): Promise<void> {
     this.flush();
