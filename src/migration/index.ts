@@ -11,6 +11,8 @@ export {
   ROLLBACK_STEPS,
   ROLL_FORWARD_STEPS,
   UNDO_ACTIONS,
+  UNSYNCED_WINDOW_STEPS,
+  assumeStartedAfterCrash,
   canRollBack,
   isLegalTransition,
   isStep,
