@@ -10,7 +10,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import type { Controller, SwitchConnection } from '../controller/index.js';
 import { dpidString, logger as makeLogger, type Logger } from '../log.js';
-import type { PacketIn } from '../openflow/index.js';
+import type { FlowMod, PacketIn } from '../openflow/index.js';
 import { VSwitch } from '../ovsdb/vswitch.js';
 import { ArpResponder } from './arp-responder.js';
 import { bridgeOfDpid, overlayLayout, type HostLayout } from './layout.js';
@@ -46,11 +46,15 @@ export interface OverlayStatus {
 }
 
 export class OverlayController {
-  readonly layouts: HostLayout[];
+  layouts: HostLayout[];
+  /** The topology as it is now (endpoints move with migrations). */
+  topology: Topology;
   readonly arp: ArpResponder;
   readonly sessions = new Map<string, VSwitch>();
   readonly ports = new Map<string, HostPorts>();
   private readonly reconciled = new Map<bigint, number>();
+  /** Flows other parts keep on a bridge next to the overlay's (by owner, then dpid). */
+  private readonly extra = new Map<string, Map<bigint, FlowMod[]>>();
   private readonly errors: string[] = [];
   private packetIns = 0;
   private readonly log: Logger;
@@ -62,6 +66,7 @@ export class OverlayController {
     readonly controller: Controller,
     private readonly opts: OverlayControllerOptions,
   ) {
+    this.topology = opts.topology;
     this.layouts = overlayLayout(opts.topology, opts.prefix);
     this.arp = ArpResponder.fromTopology(opts.topology);
     this.log = opts.log ?? makeLogger('overlay');
@@ -85,40 +90,74 @@ export class OverlayController {
 
   /** Configures every host and registers its bridges' flows. Hosts are done in parallel. */
   async start(): Promise<void> {
-    const controllerTarget = this.opts.topology.controller.openflow;
-    await Promise.all(
-      this.layouts.map(async (layout) => {
-        const host = this.opts.topology.hosts[layout.index]!;
-        let ports: HostPorts;
-        if (this.opts.ovsdb !== false) {
-          if (!host.ovsdb || !controllerTarget) throw new Error(`host ${host.name}: no ovsdb remote or controller.openflow in the topology`);
-          const vs = await VSwitch.connect(host.ovsdb, { reconnect: true });
-          this.sessions.set(host.name, vs);
-          const r = await configureHost(vs, this.opts.topology, layout, { controllerTarget, log: this.log });
-          for (const [port, why] of Object.entries(r.missing)) this.error(`${host.name}: ${port}: ${why}`);
-          ports = r.ports;
-        } else {
-          ports = {
-            host: layout.host,
-            endpointPorts: Object.fromEntries(Object.entries(layout.endpoints).map(([k, v]) => [k, v.ofport])),
-            tunnelPorts: Object.fromEntries(Object.entries(layout.tunnels).map(([k, v]) => [k, v.ofport])),
-            uplinkPort: layout.uplinkOfport,
-          };
-        }
-        this.ports.set(host.name, ports);
-        this.touch();
-        await this.program(layout);
-      }),
-    );
+    await Promise.all(this.layouts.map((layout) => this.configure(layout).then(() => this.program(layout))));
+  }
+
+  /** Brings one host's OVS to its layout (over OVSDB unless disabled) and records its port numbers. */
+  private async configure(layout: HostLayout): Promise<void> {
+    const host = this.topology.hosts[layout.index]!;
+    const controllerTarget = this.topology.controller.openflow;
+    let ports: HostPorts;
+    if (this.opts.ovsdb !== false) {
+      if (!host.ovsdb || !controllerTarget) throw new Error(`host ${host.name}: no ovsdb remote or controller.openflow in the topology`);
+      let vs = this.sessions.get(host.name);
+      if (!vs) {
+        vs = await VSwitch.connect(host.ovsdb, { reconnect: true });
+        this.sessions.set(host.name, vs);
+      }
+      const r = await configureHost(vs, this.topology, layout, { controllerTarget, log: this.log });
+      for (const [port, why] of Object.entries(r.missing)) this.error(`${host.name}: ${port}: ${why}`);
+      ports = r.ports;
+    } else {
+      ports = {
+        host: layout.host,
+        endpointPorts: Object.fromEntries(Object.entries(layout.endpoints).map(([k, v]) => [k, v.ofport])),
+        tunnelPorts: Object.fromEntries(Object.entries(layout.tunnels).map(([k, v]) => [k, v.ofport])),
+        uplinkPort: layout.uplinkOfport,
+      };
+    }
+    this.ports.set(host.name, ports);
+    this.touch();
+  }
+
+  /**
+   * Keeps `flows` (coat flow-mods, e.g. a migration's hold or redirect bands) on bridge `dpid`
+   * next to the overlay's own; the controller reconciles the union. An empty list removes them.
+   */
+  async setExtraFlows(owner: string, dpid: bigint, flows: readonly FlowMod[]): Promise<void> {
+    let byDpid = this.extra.get(owner);
+    if (!byDpid) this.extra.set(owner, (byDpid = new Map()));
+    if (flows.length === 0) byDpid.delete(dpid);
+    else byDpid.set(dpid, [...flows]);
+    const b = bridgeOfDpid(this.layouts, dpid);
+    if (b) await this.program(b.layout);
+  }
+
+  /**
+   * The endpoint now lives on `host` (after a migration), optionally with a new MAC: the ARP table
+   * is updated, the new host's OVS gets the endpoint's port (its veth must exist there), and every
+   * bridge is reprogrammed. The source host's port is left to whoever removes the old namespace.
+   */
+  async moveEndpoint(name: string, host: string, mac?: string): Promise<void> {
+    const e = this.topology.endpoints.find((x) => x.name === name);
+    if (!e) throw new Error(`no endpoint named ${name}`);
+    if (!this.topology.hosts.some((h) => h.name === host)) throw new Error(`no host named ${host}`);
+    this.topology = { ...this.topology, endpoints: this.topology.endpoints.map((x) => (x.name === name ? { ...x, host, ...(mac ? { mac } : {}) } : x)) };
+    if (mac) this.arp.set(e.ip, mac);
+    this.layouts = overlayLayout(this.topology, this.opts.prefix);
+    const target = this.layouts.find((l) => l.host === host)!;
+    await this.configure(target);
+    await Promise.all(this.layouts.map((l) => this.program(l)));
   }
 
   /** (Re)computes and registers the flows of one host's two bridges. */
   async program(layout: HostLayout): Promise<void> {
     const ports = this.ports.get(layout.host);
     if (!ports) return;
-    const flows = hostFlows(this.opts.topology, ports);
+    const flows = hostFlows(this.topology, ports);
     for (const [dpid, list] of [[layout.integrationDpid, flows.integration], [layout.underlayDpid, flows.underlay]] as const) {
-      const result = await this.controller.setDesiredFlows(dpid, overlayFlowMods(list));
+      const extra = [...this.extra.values()].flatMap((m) => m.get(dpid) ?? []);
+      const result = await this.controller.setDesiredFlows(dpid, [...overlayFlowMods(list), ...extra]);
       if (result) {
         this.reconciled.set(dpid, Date.now());
         this.log.info({ dpid: dpidString(dpid), host: layout.host, ...result }, 'overlay flows reconciled');

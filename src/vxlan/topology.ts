@@ -190,7 +190,7 @@ export function validateTopology(doc: unknown, file?: string): Topology {
   const ct = c.obj(top.controller ?? {}, 'controller', ['openflow', 'port', 'nats']) ?? {};
   const controller: Topology['controller'] = { port: c.int(ct, 'port', 'controller', 1, 65535, 6653) ?? 6653 };
   if (ct.openflow !== undefined) {
-    const of = c.str(ct, 'openflow', 'controller', /^(tcp|ssl):[^:]+:[0-9]+$/, 'must be tcp:IP:PORT or ssl:IP:PORT');
+    const of = c.str(ct, 'openflow', 'controller', /^((tcp|ssl):[^:]+:[0-9]+|unix:.+)$/, 'must be tcp:IP:PORT, ssl:IP:PORT or unix:PATH');
     if (of) controller.openflow = of;
   }
   if (ct.nats !== undefined) {
