@@ -13,10 +13,10 @@ import dgram from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logger } from '../../src/log.js';
-import { createExecutor } from '../../src/executors/tcp-repair.js';
+import { createExecutor, type TcpRepairExecutor } from '../../src/executors/tcp-repair.js';
 import type { ExecutorContext } from '../../src/migration/executor.js';
 import { RepairSocket, TcpRepairError, SocketImageError } from '../../src/tcp-repair/index.js';
-import { coat, readStats, serverArgv, waitFor } from '../tcp-repair/fixture.js';
+import { alive, coat, readStats, serverArgv, waitFor } from '../tcp-repair/fixture.js';
 
 const log = logger('test-tcp-repair-errors');
 log.level = process.env.COAT_TEST_LOG ?? 'silent';
@@ -105,13 +105,18 @@ t.test('bad images at restore: typed errors, nothing left at the destination, so
     const stateB = join(dir, `state-${code}`);
     const dst: ExecutorContext = { migrationId: `badimg-${code}`, imageDir: copy, stepDir: join(copy, 'restore'), stepName: 'restore', log, service: { name: 'svc', netns: '', ip: '127.0.0.1', mac: '', stateDir: stateB, command: serverArgv(stateB) } };
     await exe.prepare(dst, 'destination');
+    const standby = (exe as TcpRepairExecutor).standbyPid(dst.migrationId);
+    t.ok(standby !== undefined && alive(standby), `${name}: prepare started a standby service`);
     const err = await exe.restore(dst).then(
       () => undefined,
       (e: unknown) => e,
     );
     t.ok(err instanceof SocketImageError && err.code === code, `${name}: ${(err as Error)?.message}`);
     t.notOk(existsSync(join(stateB, 'state.bin')), `${name}: no state written at the destination`);
-    t.notOk(existsSync(join(copy, 'handover.json')), `${name}: no service started at the destination`);
+    t.ok(alive(standby!), `${name}: the standby still waits (restore failed before any handover)`);
+    await exe.abort(dst, 'destination');
+    await waitFor(`${name}: standby ${standby} killed by abort`, () => !alive(standby!), 5000);
+    t.pass(`${name}: abort killed the standby by its pid`);
   }
 
   // A missing dump step is a typed error too.

@@ -12,10 +12,10 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exec } from '../../src/exec.js';
 import { logger } from '../../src/log.js';
-import { createExecutor } from '../../src/executors/tcp-repair.js';
+import { createExecutor, type TcpRepairExecutor } from '../../src/executors/tcp-repair.js';
 import type { ExecutorContext } from '../../src/migration/executor.js';
 import { decodeSocketImage, sentUnacked, neverSent, type SocketImage } from '../../src/tcp-repair/index.js';
-import { coat, readStats, serverArgv, SERVICE_IP, SERVICE_MAC, sleep, tcpdump, threeNamespaces, waitFor } from '../tcp-repair/fixture.js';
+import { coat, readStats, serverArgv, SERVICE_IP, SERVICE_MAC, sleep, startedAtSeconds, tcpdump, threeNamespaces, uptimeSeconds, waitFor } from '../tcp-repair/fixture.js';
 
 const log = logger('test-tcp-repair');
 log.level = process.env.COAT_TEST_LOG ?? 'silent';
@@ -58,7 +58,7 @@ t.test('tcp-repair moves a live workload connection to another namespace with ze
   await sleep(150);
   await exec('ip', ['link', 'set', topo.portA, 'down'], { netns: topo.client });
 
-  const exe = await Promise.resolve(createExecutor({}));
+  const exe = createExecutor({}) as TcpRepairExecutor;
   const base = { migrationId: `m-${topo.tag}`, imageDir, log };
   const src: ExecutorContext = { ...base, service: { name: 'svc', netns: topo.a, ip: SERVICE_IP, mac: SERVICE_MAC, pid: server.pid, stateDir: dirA }, stepDir: join(imageDir, 'dump'), stepName: 'dump' };
   await exe.prepare(src, 'source');
@@ -87,6 +87,9 @@ t.test('tcp-repair moves a live workload connection to another namespace with ze
   await exec('ip', ['addr', 'add', `${SERVICE_IP}/24`, 'dev', topo.ifB], { netns: topo.b });
   const dst: ExecutorContext = { ...base, service: { name: 'svc', netns: topo.b, ip: SERVICE_IP, mac: SERVICE_MAC, stateDir: dirB, command: serverArgv(dirB, ['--state-bytes', '1M', '--dirty-rate', '200', '--stream-rate', '4M']) }, stepDir: join(imageDir, 'restore'), stepName: 'restore' };
   await exe.prepare(dst, 'destination');
+  const standbyPid = exe.standbyPid(dst.migrationId);
+  t.ok(standbyPid, `prepare started the service as a standby (pid ${standbyPid})`);
+  const restoreBegan = uptimeSeconds();
   const restored = await exe.restore(dst);
   t.teardown(() => {
     try {
@@ -96,6 +99,10 @@ t.test('tcp-repair moves a live workload connection to another namespace with ze
     }
   });
   t.equal(restored.sockets, 2, 'both connections restored');
+  t.equal(restored.pid, standbyPid, 'the restored service is the standby prepare started');
+  t.ok(startedAtSeconds(restored.pid!) < restoreBegan, `the service process started before restore began (${startedAtSeconds(restored.pid!)} s < ${restoreBegan} s since boot)`);
+  t.notOk('spawn' in restored.timings, 'restore started no process');
+  t.ok(restored.timings.handover! >= 0, 'restore handed the sockets over to the waiting service');
   const fmt = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
   t.comment(`dump ms: ${fmt(dump.timings)}; restore ms: ${fmt(restored.timings)}`);
   t.same(await readFile(join(dirB, 'state.bin')), await readFile(join(dirA, 'state.bin')), 'state file at B equals the frozen source state');
@@ -138,7 +145,9 @@ t.test('tcp-repair moves a live workload connection to another namespace with ze
   await exec('ip', ['addr', 'del', `${SERVICE_IP}/24`, 'dev', topo.ifB], { netns: topo.b });
   await exec('ip', ['addr', 'add', `${SERVICE_IP}/24`, 'dev', topo.ifA], { netns: topo.a });
   const dst2: ExecutorContext = { ...base2, service: { name: 'svc', netns: topo.a, ip: SERVICE_IP, mac: SERVICE_MAC, stateDir: dirA2, command: serverArgv(dirA2, ['--state-bytes', '1M', '--dirty-rate', '200', '--stream-rate', '4M']) }, stepDir: join(imageDir2, 'restore'), stepName: 'restore' };
-  await exe.prepare(dst2, 'destination');
+  // No prepare at the destination this time (an agent that restarted after prepare, say): restore
+  // falls back to starting the service itself.
+  const restoreBegan2 = uptimeSeconds();
   const restored2 = await exe.restore(dst2);
   t.teardown(() => {
     try {
@@ -147,6 +156,8 @@ t.test('tcp-repair moves a live workload connection to another namespace with ze
       // gone
     }
   });
+  t.ok(restored2.timings.spawn! > 0, `without a standby, restore started the service (${restored2.timings.spawn!.toFixed(0)} ms of its ${restored2.timings.total!.toFixed(0)} ms)`);
+  t.ok(startedAtSeconds(restored2.pid!) >= Math.floor(restoreBegan2 * 100) / 100, 'that service process started during restore');
   await exec('ip', ['link', 'set', topo.portA, 'up'], { netns: topo.client });
   await exe.resume(dst2);
   const atResume2 = (await readStats(statsPath))!;

@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +41,34 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await sleep(everyMs);
   }
+}
+
+/** /proc/PID/stat fields after the command name (which may hold spaces and parentheses). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The process exists and is not a zombie (a killed child stays one until it is reaped). */
+export function alive(pid: number): boolean {
+  const f = statFields(pid);
+  return f !== undefined && f[0] !== 'Z' && f[0] !== 'X';
+}
+
+/** When the process started, seconds since boot (proc(5): starttime, field 22, in clock ticks of 1/100 s here). */
+export function startedAtSeconds(pid: number): number {
+  const f = statFields(pid);
+  if (!f) throw new Error(`process ${pid} is gone`);
+  return Number(f[19]) / 100;
+}
+
+/** Seconds since boot, as startedAtSeconds counts them. */
+export function uptimeSeconds(): number {
+  return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
 }
 
 export interface Topology {
