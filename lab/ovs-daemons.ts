@@ -32,6 +32,8 @@ export class OvsInstance {
   readonly netns: string | undefined;
   readonly dbSocket: string;
   private readonly opts: OvsInstanceOptions;
+  /** Whether `ovs-netdev` (the netdev datapath's tap) existed in our namespace before we started. */
+  private netdevTapPreexisted = true;
 
   constructor(opts: OvsInstanceOptions) {
     this.opts = opts;
@@ -88,6 +90,7 @@ export class OvsInstance {
 
   /** (Re)starts ovs-vswitchd; returns once it has daemonized (pidfile written). */
   async startVswitchd(): Promise<void> {
+    this.netdevTapPreexisted = await this.linkExists('ovs-netdev');
     await exec(
       'ovs-vswitchd',
       [
@@ -145,10 +148,32 @@ export class OvsInstance {
     await this.stopDaemon('ovsdb-server');
   }
 
-  /** Stops both daemons and removes the run directory. */
+  /** Stops both daemons and removes the run directory and the tap devices vswitchd left. */
   async destroy(): Promise<void> {
+    const taps = await this.internalInterfaces().catch(() => [] as string[]);
     await this.stop();
+    // The userspace (netdev) datapath backs every bridge and internal port with a persistent tap
+    // device, plus one `ovs-netdev` per namespace, and does not remove them on exit: delete the ones
+    // this instance's database named (and `ovs-netdev` when we created it), nothing else.
+    if (!this.netdevTapPreexisted) taps.push('ovs-netdev');
+    for (const name of taps) {
+      if (await this.linkExists(name)) {
+        await exec('ip', ['link', 'del', name], { ...this.execOpts(), allowFailure: true });
+      }
+    }
     await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** Names of the internal interfaces (bridges' own ports included) in this instance's database. */
+  private async internalInterfaces(): Promise<string[]> {
+    if ((await this.pid('ovsdb-server')) === undefined) return [];
+    const out = await this.vsctl(['--bare', '--columns=name', 'find', 'Interface', 'type=internal'], 5000);
+    return out.split('\n').map((l) => l.trim()).filter(Boolean);
+  }
+
+  private async linkExists(name: string): Promise<boolean> {
+    const r = await exec('ip', ['link', 'show', 'dev', name], { ...this.execOpts(), allowFailure: true });
+    return r.code === 0;
   }
 
   /** Runs ovs-vsctl against this instance's database. */
