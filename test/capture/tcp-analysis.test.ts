@@ -124,3 +124,28 @@ t.test('what is not Ethernet/IPv4/TCP, or is cut short, is skipped and counted, 
   t.equal(a.tcpSegments, 1);
   t.throws(() => analyseTcp([], { bucketMs: 0 }), RangeError);
 });
+
+t.test('property: random frames and mutated TCP frames never throw', async () => {
+  const fc = (await import('fast-check')).default;
+  const base = seg(true, 1, 2, { ack: true }, 10);
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 120 }).map((a) => Buffer.from(a)),
+          fc.tuple(fc.nat({ max: base.length - 1 }), fc.integer({ min: 0, max: 255 })).map(([i, v]) => {
+            const b = Buffer.from(base);
+            b[i] = v;
+            return b;
+          }),
+        ),
+        { maxLength: 50 },
+      ),
+      (frames) => {
+        const a = analyseTcp(frames.map((data, i) => ({ tsUs: i * 1000, origLength: data.length, data })));
+        return a.packets === frames.length && a.tcpSegments + a.skipped === frames.length;
+      },
+    ),
+    { numRuns: 500 },
+  );
+});

@@ -151,3 +151,19 @@ t.test('ReportVerifier: the verify step writes the report and its page, and the 
   t.match(written, /^zero-loss .*rv-1\.report\.html$/);
   t.match(readFileSync(join(dir, 'reports', 'rv-1.report.html'), 'utf8'), /id="verdict">zero-loss</);
 });
+
+t.test('property: any JSON value is either a valid report or MIGRATION_REPORT_INVALID, never a crash', async () => {
+  const fc = (await import('fast-check')).default;
+  const { MigrationError } = await import('../../src/migration/errors.js');
+  fc.assert(
+    fc.property(fc.oneof(fc.jsonValue(), fc.record({ migrationId: fc.string(), steps: fc.array(fc.jsonValue()), client: fc.jsonValue(), hold: fc.jsonValue() })), (v) => {
+      try {
+        recheckReport(v);
+        return true;
+      } catch (e) {
+        return e instanceof MigrationError && e.code === 'MIGRATION_REPORT_INVALID';
+      }
+    }),
+    { numRuns: 2000 },
+  );
+});
