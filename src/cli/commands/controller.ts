@@ -11,7 +11,7 @@ import { parseTopology, TopologyError } from '../../vxlan/topology.js';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
 
 const HELP = `usage: coat controller --topology FILE [--listen METHOD] [--prefix NAME] [--status FILE]
-                       [--no-ovsdb] [--json]
+                       [--tls-key FILE --tls-cert FILE --tls-ca FILE] [--no-ovsdb] [--json]
 
 Runs coat's controller: listens for Open vSwitch bridges over OpenFlow 1.3, configures every host of
 the topology over OVSDB (bridges, uplink, VXLAN tunnels, endpoint ports, controller target), keeps
@@ -23,6 +23,9 @@ overlay endpoints. \`coat lab up\` starts one in the lab's ctl namespace.
   --listen METHOD   where to accept switches (default ptcp:PORT with controller.port, 6653)
   --prefix NAME     prefix of the OVS objects' names (default coat; a lab passes its tag)
   --status FILE     keep FILE holding the status as JSON (switches, reconciled, ARP counters)
+  --tls-key FILE, --tls-cert FILE, --tls-ca FILE
+                    TLS for pssl: listeners and ssl: OVSDB remotes (OVS's PKI: ovs-pki; on the
+                    hosts \`ovs-vsctl set-ssl\`, \`set-manager pssl:6640\`)
   --no-ovsdb        do not configure hosts; only program the flows of bridges that connect
   --json            print the status as JSON once everything is programmed
 `;
@@ -36,6 +39,9 @@ export const command: Command = {
       prefix: { type: 'string' },
       status: { type: 'string' },
       'no-ovsdb': { type: 'boolean' },
+      'tls-key': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-ca': { type: 'string' },
     });
     if (values.help) {
       io.stdout.write(HELP);
@@ -54,9 +60,18 @@ export const command: Command = {
       }
       throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
     }
+    const tlsFiles = [values['tls-key'], values['tls-cert'], values['tls-ca']].filter((v) => v !== undefined) as string[];
+    if (tlsFiles.length !== 0 && tlsFiles.length !== 3) throw new UsageError('--tls-key, --tls-cert and --tls-ca go together');
+    const tls = tlsFiles.length === 3 ? { key: await readFile(tlsFiles[0]!), cert: await readFile(tlsFiles[1]!), ca: await readFile(tlsFiles[2]!) } : undefined;
     const log = logger('controller-main');
-    const controller = new Controller({ logger: logger('openflow') });
-    const overlay = new OverlayController(controller, { topology, prefix: (values.prefix as string | undefined) ?? 'coat', ovsdb: !values['no-ovsdb'], log: logger('overlay') });
+    const controller = new Controller({ logger: logger('openflow'), ...(tls ? { tls } : {}) });
+    const overlay = new OverlayController(controller, {
+      topology,
+      prefix: (values.prefix as string | undefined) ?? 'coat',
+      ovsdb: !values['no-ovsdb'],
+      log: logger('overlay'),
+      ...(tls ? { tls } : {}),
+    });
     if (values.status) overlay.writeStatusTo(values.status as string);
     const listen = (values.listen as string | undefined) ?? `ptcp:${topology.controller.port}`;
     const l = await controller.listen(listen);
