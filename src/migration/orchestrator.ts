@@ -164,6 +164,8 @@ class MigrationRun {
   private verdict: string | undefined;
   private reportPath: string | undefined;
   private undoFailures: { action: UndoAction; error: ErrorSummary }[] = [];
+  /** The step whose failure started a rollback that a crash interrupted. */
+  private recoveredFailedStep: StepName | undefined;
 
   constructor(
     private readonly ports: OrchestratorPorts,
@@ -179,6 +181,7 @@ class MigrationRun {
       this.journal = Journal.reopen(opts.dataDir, ref.migrationId);
       this.state = recovered.state;
       this.startedAtMs = recovered.startedAtMs;
+      this.recoveredFailedStep = recovered.failedStep;
       // Step starts inside the downtime window are not fsync'd: assume they happened.
       for (const s of assumeStartedAfterCrash(recovered.startedSteps)) this.started.add(s);
       this.steps.push(...recovered.steps);
@@ -283,7 +286,7 @@ class MigrationRun {
   async resumeAfterCrash(): Promise<MigrationOutcome> {
     try {
       if (this.state === 'rolling-back' || canRollBack(this.state)) {
-        const failedStep = this.state === 'rolling-back' ? undefined : (this.state as StepName);
+        const failedStep = this.state === 'rolling-back' ? this.recoveredFailedStep : (this.state as StepName);
         const err = new MigrationError('MIGRATION_INTERRUPTED', `the controller stopped during ${this.state}`, { migrationId: this.ref.migrationId });
         return await this.rollBack(failedStep, reasonOf(err));
       }
@@ -472,7 +475,13 @@ class MigrationRun {
         ac.abort(err);
         reject(err);
       }, limitMs);
-      body().then(
+      let running: Promise<T>;
+      try {
+        running = body();
+      } catch (e) {
+        running = Promise.reject(e); // a port that throws synchronously still cancels the timer
+      }
+      running.then(
         (v) => {
           cancel();
           resolve(v);

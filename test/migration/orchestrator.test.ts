@@ -273,6 +273,7 @@ t.test('crash during a rollback: recovery finishes it without repeating what was
   const second = setup(t, 'm-crash-rb', cold, { dir });
   const [out] = await second.orch.recover();
   t.equal(out?.state, 'rolled-back');
+  t.equal(out?.failedStep, 'restore', 'the step whose failure started the rollback');
   t.notOk(second.o.calls.includes('agents.abort:destination@edge-b'), 'done before the crash: not repeated');
   t.ok(second.o.calls.includes('agents.abort:source@edge-a'), 'the interrupted action runs again');
   t.ok(second.o.calls.includes('agents.clearNamespace@edge-b'));
@@ -328,4 +329,17 @@ t.test('crash inside the downtime window with the unsynced step starts lost: rec
     'flows.unstageDestination',
     'agents.clearNamespace@edge-b',
   ], 'switch-back and thaw are done although their steps left no record');
+});
+
+t.test('a port that throws synchronously fails its step and leaves no timer behind', async (t) => {
+  const { o, orch, clock } = setup(t, 'm-sync-throw', cold);
+  const flows = (orch as unknown as { ports: { flows: { installHold: unknown } } }).ports.flows;
+  flows.installHold = () => {
+    throw new Error('not connected');
+  };
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'rolled-back');
+  t.equal(out.failedStep, 'hold');
+  t.equal(out.error?.message, 'not connected');
+  t.equal(clock.pendingTimers, 0);
 });
