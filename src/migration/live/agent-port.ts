@@ -44,6 +44,8 @@ export interface LiveAgentPortOptions {
   deadlineMs?: number;
   /** After the agent made a namespace (the lab turns TX offload off on the bridge end). */
   afterPrepareNamespace?: (host: string, p: ServicePlacement, signal: AbortSignal) => Promise<void>;
+  /** Runs beside the destination's resume, `delayMs` after it was sent (see LiveFlowPort.replayEarly). */
+  duringResume?: { delayMs: number; run: (m: MigrationRef, signal: AbortSignal) => Promise<unknown> };
 }
 
 export class LiveAgentPort implements AgentPort {
@@ -143,7 +145,18 @@ export class LiveAgentPort implements AgentPort {
   }
 
   async resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
-    await this.step(host, m, 'destination', 'resume', signal);
+    const during = this.opts.duringResume;
+    if (!during) {
+      await this.step(host, m, 'destination', 'resume', signal);
+      return;
+    }
+    let done = false;
+    const resumed = this.step(host, m, 'destination', 'resume', signal).finally(() => (done = true));
+    const side = (async () => {
+      await new Promise((r) => setTimeout(r, during.delayMs));
+      if (!done) await during.run(m, signal);
+    })();
+    await Promise.all([resumed, side]);
   }
 
   async release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
