@@ -11,11 +11,18 @@
  *
  * This is the I/O edge of the overlay; the flows come from `policy.ts`.
  */
+import { CoatError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { VSwitch } from '../ovsdb/vswitch.js';
 import type { HostPorts } from './policy.js';
 import type { HostLayout } from './layout.js';
 import type { Topology } from './topology.js';
+
+export class HostConfigError extends CoatError {
+  constructor(message: string) {
+    super('OVERLAY_HOST_CONFIG', message);
+  }
+}
 
 export interface HostConfigOptions {
   /** OpenFlow connection method OVS is given, e.g. `tcp:172.31.0.1:6653`. */
@@ -36,6 +43,15 @@ export async function configureHost(vs: VSwitch, topo: Topology, layout: HostLay
   const ext = { 'coat-host': layout.host };
   await vs.addBridge(layout.integrationBridge, { ...bridgeOpts, datapathId: layout.integrationDpid, externalIds: ext });
   await vs.addBridge(layout.underlayBridge, { ...bridgeOpts, datapathId: layout.underlayDpid, externalIds: ext });
+  // A bridge whose datapath cannot be opened (datapath "system" without the OVS kernel module)
+  // gets no ports at all: find out now, from its own internal interface, and say why.
+  for (const br of [layout.integrationBridge, layout.underlayBridge]) {
+    try {
+      await vs.waitForInterface(br, opts.portTimeoutMs ?? 5000);
+    } catch (e) {
+      throw new HostConfigError(`${layout.host}: bridge ${br} (datapath_type ${topo.datapath}) is not working: ${(e as Error).message}`);
+    }
+  }
   await vs.addPort(layout.underlayBridge, layout.uplink, { type: 'system', ofportRequest: layout.uplinkOfport, mayExist: true });
   const selfIp = topo.hosts[layout.index]!.underlay.ip;
   const added = new Set<string>();

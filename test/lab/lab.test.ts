@@ -184,3 +184,17 @@ t.test('six hosts over kernel VXLAN reach full mesh; lab down after kill -9 of e
   t.equal(down.code, 0, down.stderr);
   t.same(await leftovers(st.tag, [st.runDir, join(dir, `${st.tag}.json`), join(dir, 'active')]), [], 'nothing with the tag is left');
 });
+
+t.test('a lab that cannot be built says why and leaves nothing (datapath system without the OVS kernel module)', async (t) => {
+  const dir = await stateDir(t);
+  const file = join(dir, 'system.yaml');
+  await writeFile(file, (await readFile(new URL('../../lab/topologies/coat-testbed.yaml', import.meta.url), 'utf8')).replace(/^datapath: netdev.*$/m, 'datapath: system'));
+  const up = await coat(['lab', 'up', file, '--state-dir', dir]);
+  t.not(up.code, 0);
+  t.match(up.stderr, /LAB_BUILD_FAILED: .*bridge c[0-9a-z]{5}-(int|phy) \(datapath_type system\) is not working/);
+  const tag = /lab (c[0-9a-z]{5}):/.exec(up.stderr)![1]!;
+  t.same(await leftovers(tag, [join(dir, tag), join(dir, `${tag}.json`), join(dir, 'active')]), [], 'the partial lab was removed');
+  // and the lock is free again
+  const st = await coat(['lab', 'status', '--state-dir', dir]);
+  t.match(st.stdout, /no lab is up/);
+});
