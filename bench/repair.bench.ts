@@ -11,13 +11,30 @@
  *   and the destination's rebuild (decode + apply + write), against a plain file copy of the same
  *   state (fs.copyFile) in the same run.
  * - dirty tracking: hash vs soft-dirty on the same file; soft-dirty only where the kernel has it.
+ * - executor downtime, dump start -> resume done (dump + image copy + restore + resume, the
+ *   executor's part of hold -> ... -> resume): a real `coat workload server` with 10 MiB of state
+ *   and a live client, moved between two namespaces of this run by the real executor; cold with no
+ *   standby (the service started inside restore: the path before the standby), cold with the
+ *   standby started at prepare, and with 2 pre-copy rounds (applied at the destination as they
+ *   arrive). Peer: COAT's Podman checkpoint + restore as PUBLISHED in its logs (background.md §5:
+ *   657-852 + 217-231 ms), not measured here: Podman cannot checkpoint on this kernel.
+ * - service process start (spawn -> "standby", code loaded): compiled CLI vs from source under tsx.
+ *
+ * `npm run bench -- repair [SOCKETS] [STATE_MB] [--no-downtime]`; the downtime rows need root.
  */
 import net from 'node:net';
-import { mkdtemp, rm, writeFile, copyFile, readFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rename, rm, writeFile, copyFile, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bench, BenchRow } from './harness.js';
+import { exec } from '../src/exec.js';
+import { logger } from '../src/log.js';
+import { createExecutor, type TcpRepairExecutor } from '../src/executors/tcp-repair.js';
+import { startStandby } from '../src/executors/tcp-repair/handover.js';
+import type { ExecutorContext } from '../src/migration/executor.js';
+import { coat, readStats, REPO, SERVICE_IP, SERVICE_MAC, serverArgv, threeNamespaces, waitFor } from '../test/tcp-repair/fixture.js';
 import { percentile } from './harness.js';
 import { RepairSocket, encodeSocketImage, decodeSocketImage } from '../src/tcp-repair/index.js';
 import { HashTracker, PAGE_SIZE, softDirtyAvailable } from '../src/executors/tcp-repair/dirty-pages.js';
@@ -126,11 +143,156 @@ async function stateRows(mb: number, progress: (l: string) => void): Promise<Ben
   }
 }
 
+const DIST_MAIN = join(REPO, 'dist', 'src', 'cli', 'main.js');
+const DIST_BIN = join(REPO, 'bin', 'coat.js');
+
+/** The workload server's argv: the compiled CLI when dist/ is built (no tsx), else from source. */
+function serviceArgv(stateDir: string, extra: string[]): string[] {
+  if (!existsSync(DIST_MAIN)) return serverArgv(stateDir, extra);
+  return [process.execPath, DIST_BIN, 'workload', 'server', '--host', SERVICE_IP, '--port', '7000', '--state-dir', stateDir, ...extra];
+}
+
+/** Spawn -> "standby" of the workload server, compiled and under tsx, 5 starts each. */
+async function startRows(progress: (l: string) => void): Promise<BenchRow[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-bench-start-'));
+  try {
+    const measure = async (argv: string[]) => {
+      const xs: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        const s = startStandby({ command: argv, logPath: join(dir, 'service.log') });
+        try {
+          await s.standby(30_000);
+          xs.push(ms(t0));
+        } finally {
+          s.kill();
+        }
+      }
+      return percentile(xs, 50);
+    };
+    const args = ['workload', 'server', '--host', '127.0.0.1', '--port', '7000', '--state-dir', join(dir, 'state')];
+    const tsx = await measure(serverArgv(join(dir, 'state')).slice(0, 4).concat(args));
+    const compiled = existsSync(DIST_MAIN) ? await measure([process.execPath, DIST_BIN, ...args]) : null;
+    const bare = await measure([process.execPath, '-e', "require('node:net').Socket && new (require('node:net').Socket)({ fd: 3 }).write('standby\\n'); setInterval(() => {}, 1000)"]);
+    progress(`service start to standby: compiled ${compiled?.toFixed(0) ?? '(dist not built)'} ms, tsx ${tsx.toFixed(0)} ms, bare node ${bare.toFixed(0)} ms`);
+    return [
+      { metric: 'service process start (spawn -> standby), compiled CLI, median of 5', unit: 'ms', coat: compiled, peer: tsx, peerName: 'same from source under tsx', note: `bare \`node -e\` to its first line: ${bare.toFixed(0)} ms` },
+    ];
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+interface Scenario {
+  label: string;
+  preRounds: number;
+  standby: boolean;
+}
+
+/** One migration of a 10 MiB workload server between two namespaces; the executor's downtime. */
+async function migrateOnce(sc: Scenario, progress: (l: string) => void): Promise<{ downtime: number; steps: Record<string, number>; restore: Record<string, number>; verified: boolean }> {
+  const cleanups: (() => unknown)[] = [];
+  const td = { teardown: (fn: () => unknown) => void cleanups.push(fn) };
+  const log = logger('bench-repair');
+  log.level = 'silent';
+  try {
+    const topo = await threeNamespaces(td);
+    // B holds the address from the start; its bridge port stays down until the switch.
+    await exec('ip', ['link', 'set', topo.portB, 'down'], { netns: topo.client });
+    await exec('ip', ['addr', 'add', `${SERVICE_IP}/24`, 'dev', topo.ifB], { netns: topo.b });
+    const dirA = join(topo.dir, 'state-a');
+    const dirB = join(topo.dir, 'state-b');
+    const srcImage = join(topo.dir, 'image-src');
+    const dstImage = join(topo.dir, 'image-dst');
+    await mkdir(dirA, { recursive: true });
+    const svc = ['--state-bytes', '10M', '--dirty-rate', '500', '--stream-rate', '1M'];
+    const server = coat(td, ['workload', 'server', '--host', SERVICE_IP, '--port', '7000', '--state-dir', dirA, ...svc], topo.a);
+    await waitFor('server listening', () => server.stdout().includes('"listening"'), 30_000);
+    const statsPath = join(topo.dir, 'client.json');
+    coat(td, ['workload', 'client', '--host', SERVICE_IP, '--port', '7000', '--ping-rate', '100', '--stats-file', statsPath], topo.client);
+    await waitFor('client traffic', async () => ((await readStats(statsPath))?.stream.bytesVerified ?? 0) > 500_000, 30_000);
+
+    const exe = createExecutor({}) as TcpRepairExecutor;
+    const id = `bench-${topo.tag}`;
+    const src = (step: string): ExecutorContext => ({ migrationId: id, imageDir: srcImage, stepDir: join(srcImage, step), stepName: step, log, service: { name: 'svc', netns: topo.a, ip: SERVICE_IP, mac: SERVICE_MAC, pid: server.pid, stateDir: dirA } });
+    const dst: ExecutorContext = { migrationId: id, imageDir: dstImage, stepDir: dstImage, stepName: 'restore', log, service: { name: 'svc', netns: topo.b, ip: SERVICE_IP, mac: SERVICE_MAC, stateDir: dirB, command: serviceArgv(dirB, svc) } };
+    // The agent's stream: the step lands whole at the destination (written aside, renamed in).
+    const stream = async (step: string) => {
+      await mkdir(dstImage, { recursive: true });
+      await cp(join(srcImage, step), join(dstImage, `.incoming-${step}`), { recursive: true });
+      await rename(join(dstImage, `.incoming-${step}`), join(dstImage, step));
+    };
+    await exe.prepare(src('prepare'), 'source');
+    if (sc.standby) await exe.prepare(dst, 'destination');
+    else await mkdir(dstImage, { recursive: true });
+    let restoredPid: number | undefined;
+    cleanups.push(() => {
+      if (restoredPid) process.kill(restoredPid, 'SIGKILL');
+    });
+    for (let r = 1; r <= sc.preRounds; r++) {
+      await exe.preDump(src(`pre-${r}`), r);
+      await stream(`pre-${r}`);
+    }
+    await exec('ip', ['link', 'set', topo.portA, 'down'], { netns: topo.client }); // the hold
+    const steps: Record<string, number> = {};
+    let t = performance.now();
+    await exe.dump(src('dump'));
+    steps.dump = ms(t);
+    t = performance.now();
+    await stream('dump');
+    steps.stream = ms(t);
+    t = performance.now();
+    const restored = await exe.restore(dst);
+    restoredPid = restored.pid;
+    steps.restore = ms(t);
+    await exec('ip', ['link', 'set', topo.portB, 'up'], { netns: topo.client }); // the switch (not counted)
+    t = performance.now();
+    await exe.resume(dst);
+    steps.resume = ms(t);
+    await exe.release(src('release'));
+    const at = (await readStats(statsPath))?.stream.bytesVerified ?? 0;
+    const verified = await waitFor('traffic after the move', async () => ((await readStats(statsPath))?.stream.bytesVerified ?? 0) > at + 200_000, 15_000).then(
+      () => true,
+      () => false,
+    );
+    const downtime = steps.dump! + steps.stream! + steps.restore! + steps.resume!;
+    progress(`${sc.label}: downtime ${downtime.toFixed(1)} ms (${Object.entries(steps).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}); restore: ${Object.entries(restored.timings).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}; traffic after: ${verified ? 'verified' : 'NOT verified'}`);
+    return { downtime, steps, restore: restored.timings, verified };
+  } finally {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch {
+        // best effort: the rest must still run
+      }
+    }
+  }
+}
+
+async function downtimeRows(progress: (l: string) => void): Promise<BenchRow[]> {
+  if (process.getuid?.() !== 0) return [{ metric: 'executor downtime: dump start -> resume done', unit: 'ms', coat: null, peer: null, note: 'needs root (namespaces)' }];
+  const published = { peer: (657 + 217 + 852 + 231) / 2, peerName: 'Podman checkpoint+restore, PUBLISHED (COAT logs, background §5: 874-1083 ms), not measured' };
+  const rows: BenchRow[] = [];
+  for (const sc of [
+    { label: 'cold, no standby (service started in restore: before)', preRounds: 0, standby: false },
+    { label: 'cold, standby started at prepare', preRounds: 0, standby: true },
+    { label: '2 pre-copy rounds, standby started at prepare', preRounds: 2, standby: true },
+  ]) {
+    const r = await migrateOnce(sc, progress);
+    const fmt = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+    rows.push({ metric: `executor downtime: dump start -> resume done, 10 MiB state, ${sc.label}`, unit: 'ms', coat: r.downtime, ...published, goal: '<= 10 (issue 10, with pre-copy)', note: `${fmt(r.steps)}; restore: ${fmt(r.restore)}${r.verified ? '' : '; TRAFFIC NOT VERIFIED AFTER THE MOVE'}` });
+  }
+  return rows;
+}
+
 export const bench: Bench = {
   summary: 'TCP_REPAIR save/restore per socket and tcp-repair state save/restore per MiB',
   async run(ctx) {
-    const n = Number(ctx.args[0] ?? 50);
-    const mb = Number(ctx.args[1] ?? 64);
-    return [...(await socketRows(n, ctx.progress)), ...(await stateRows(mb, ctx.progress))];
+    const args = ctx.args.filter((a) => !a.startsWith('--'));
+    const n = Number(args[0] ?? 50);
+    const mb = Number(args[1] ?? 64);
+    const rows = [...(await socketRows(n, ctx.progress)), ...(await stateRows(mb, ctx.progress))];
+    if (!ctx.args.includes('--no-downtime')) rows.push(...(await startRows(ctx.progress)), ...(await downtimeRows(ctx.progress)));
+    return rows;
   },
 };

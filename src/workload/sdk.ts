@@ -112,6 +112,7 @@ export async function listenOrRestore(opts: ListenOptions): Promise<ServiceSocke
   if (process.env[STANDBY_ENV]) {
     delete process.env[STANDBY_ENV]; // children of the service are not standbys
     control = new ControlChannel(new net.Socket({ fd: CONTROL_FD, readable: true, writable: true }));
+    native(); // load the addon now (dlopen): the handover, inside the downtime, only uses it
     control.send('standby');
     // No time limit: a standby waits as long as the pre-copy lasts. The executor ends it by pid
     // (abort), and its own end closes the channel, which ends the wait.
