@@ -24,7 +24,8 @@ export async function netnsExists(name: string): Promise<boolean> {
 export async function createNetns(name: string): Promise<void> {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new NetnsError('NETNS_BAD_NAME', `namespace name ${JSON.stringify(name)} is not [A-Za-z0-9_.-]{1,64}`);
   await exec('ip', ['netns', 'add', name], { timeoutMs: 10_000 });
-  // Loopback is down in a new namespace; everything in coat expects it up.
+  // Loopback is down in a new namespace; everything in coat expects it up. Netlink could do this
+  // only from a worker inside the namespace (a Node process, client.ts); `ip -n` is one exec.
   await exec('ip', ['-n', name, 'link', 'set', 'lo', 'up'], { timeoutMs: 10_000 });
 }
 
