@@ -23,10 +23,12 @@ function assertZeroLoss(t: TapTest, r: ScenarioResult, expectHost: string): void
     t.equal(rep.hold.held, rep.hold.replayed, `${rep.migrationId}: held ${rep.hold.held} == replayed ${rep.hold.replayed}`);
     t.equal(rep.hold.dropped, 0, `${rep.migrationId}: no held packet dropped`);
     t.ok(rep.switchMs !== null && rep.switchMs >= 0, `${rep.migrationId}: switch took ${rep.switchMs} ms`);
+    t.equal(rep.client.retransmissions, 0, `${rep.migrationId}: no lost segment retransmitted during the migration (${rep.client.spuriousRetransmissions} spurious tail-loss probes)`);
   }
   t.equal(r.client.firstBadOffset, null, 'every stream byte the client read was the right one');
   t.equal(r.client.bytesVerified, r.capture.serviceBytesOnWire, `bytes verified (${r.client.bytesVerified}) == bytes the service sent (${r.capture.serviceBytesOnWire})`);
-  t.equal(r.capture.retransmissions, 0, 'no retransmission in the capture');
+  t.comment(`whole capture: ${r.capture.retransmissions} retransmissions, ${r.capture.spuriousRetransmissions} of them spurious (D-SACKed: the client had the data)`);
+  t.equal(r.capture.retransmissions - r.capture.spuriousRetransmissions, 0, 'no retransmission of a lost segment anywhere in the capture');
   t.equal(r.capture.resets, 0, 'no reset in the capture');
   t.same(r.client.closed, { stream: false, ping: false }, 'no client connection closed');
   t.equal(r.finalHost, expectHost);

@@ -12,7 +12,15 @@ import { startIn, waitFor, type Child } from './processes.js';
 
 export interface CaptureSummary {
   packets: number;
+  /** Every segment tshark calls a retransmission or fast retransmission. */
   retransmissions: number;
+  /**
+   * Of those, the ones the receiver already had (tshark's spurious retransmission, or a D-SACK
+   * right after): a tail-loss probe fired because an ACK was late, nothing was lost.
+   */
+  spuriousRetransmissions: number;
+  /** Epoch ms of each retransmission, and whether it was spurious (for per-migration windows). */
+  retransmissionTimes: [number, boolean][];
   resets: number;
   /** Stream bytes the service put on the wire toward the client (highest relative seq + len). */
   serviceBytesOnWire: number;
@@ -51,7 +59,19 @@ export class ClientCapture {
       return r.stdout.split('\n').filter((l) => l.trim() !== '').length;
     };
     const packets = await count('tcp');
-    const retransmissions = await count('tcp.analysis.retransmission || tcp.analysis.fast_retransmission');
+    const rx = await exec('tshark', ['-n', '-r', this.file, '-Y', 'tcp.analysis.retransmission || tcp.analysis.fast_retransmission', '-T', 'fields', '-E', 'separator=,', '-e', 'frame.time_epoch', '-e', 'tcp.analysis.spurious_retransmission', '-e', 'tcp.seq', '-e', 'tcp.len', '-e', 'tcp.stream'], { timeoutMs: 60_000 });
+    // D-SACKs (RFC 2883: a SACK block below the cumulative ACK) name data the receiver had twice.
+    const ds = await exec('tshark', ['-n', '-r', this.file, '-Y', 'tcp.options.sack_le < tcp.ack', '-T', 'fields', '-E', 'separator=,', '-e', 'tcp.options.sack_le', '-e', 'tcp.stream'], { timeoutMs: 60_000 });
+    const dsack = new Set(ds.stdout.split('\n').filter(Boolean).map((l) => `${l.split(',')[1]}/${l.split(',')[0]}`));
+    const retransmissionTimes: [number, boolean][] = rx.stdout
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => {
+        const [ts, spurious, seq, , stream] = l.split(',');
+        return [Number(ts) * 1000, spurious === '1' || dsack.has(`${stream}/${seq}`)] as [number, boolean];
+      });
+    const retransmissions = retransmissionTimes.length;
+    const spuriousRetransmissions = retransmissionTimes.filter(([, s]) => s).length;
     const resets = await count('tcp.flags.reset == 1');
     const r = await exec('tshark', ['-n', '-r', this.file, '-Y', `ip.src == ${serviceIp} && tcp.srcport == ${servicePort} && tcp.len > 0`, '-T', 'fields', '-E', 'separator=,', '-e', 'frame.time_epoch', '-e', 'tcp.seq', '-e', 'tcp.len'], { timeoutMs: 60_000 });
     let serviceBytesOnWire = 0;
@@ -73,6 +93,6 @@ export class ClientCapture {
       const bin = Math.floor(t / 10) * 10;
       bins.set(bin, (bins.get(bin) ?? 0) + Number(len));
     }
-    return { packets, retransmissions, resets, serviceBytesOnWire, maxGapMs, maxGapAtMs, throughput: [...bins].sort((a, b) => a[0] - b[0]) };
+    return { packets, retransmissions, spuriousRetransmissions, retransmissionTimes, resets, serviceBytesOnWire, maxGapMs, maxGapAtMs, throughput: [...bins].sort((a, b) => a[0] - b[0]) };
   }
 }

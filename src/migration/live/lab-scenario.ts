@@ -76,7 +76,7 @@ export interface ScenarioResult {
   serviceAlive: boolean;
   /** Namespaces, ports and migration flows left behind (empty when clean). */
   leftovers: string[];
-  capture: { file: string; retransmissions: number; resets: number; serviceBytesOnWire: number };
+  capture: { file: string; retransmissions: number; spuriousRetransmissions: number; resets: number; serviceBytesOnWire: number };
 }
 
 const SERVICE_PORT = 7000;
@@ -334,7 +334,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       finalHost: at,
       serviceAlive,
       leftovers,
-      capture: { file: capture.file, retransmissions: cap.retransmissions, resets: cap.resets, serviceBytesOnWire: cap.serviceBytesOnWire },
+      capture: { file: capture.file, retransmissions: cap.retransmissions, spuriousRetransmissions: cap.spuriousRetransmissions, resets: cap.resets, serviceBytesOnWire: cap.serviceBytesOnWire },
     };
   } finally {
     for (const c of cleanups) await c().catch(() => undefined);

@@ -41,7 +41,13 @@ export interface MigrationReport {
   totalMs: number;
   switchMs: number | null;
   predicted: { downtimeMs: number; totalMs: number } | null;
-  client: { bytesSent: number; bytesReceived: number; bytesVerified: number; retransmissions: number; resets: number; maxGapMs: number };
+  /**
+   * retransmissions: segments resent because they were lost, from the migration's start to 500 ms
+   * after its end; spuriousRetransmissions: resent though the client had them (tail-loss probes
+   * after a late ACK, D-SACKed), same window; captureRetransmissions: every retransmission of the
+   * whole capture, both kinds, migration or not (the lab's own jitter shows up here).
+   */
+  client: { bytesSent: number; bytesReceived: number; bytesVerified: number; retransmissions: number; spuriousRetransmissions: number; captureRetransmissions: number; resets: number; maxGapMs: number };
   hold: { held: number; replayed: number; dropped: number; peakPackets: number; peakBytes: number };
   steps: { name: string; round?: number; startMs: number; endMs: number | null; ok: boolean | null }[];
   failedStep: string | null;
@@ -66,10 +72,13 @@ export function buildReport(r: ReportInput): MigrationReport {
   const o = r.outcome;
   const reasons: string[] = [];
   const bytesSent = r.capture.serviceBytesOnWire;
+  const inWindow = r.capture.retransmissionTimes.filter(([t]) => t >= o.startedAtMs && t <= o.endedAtMs + 500);
+  const lost = inWindow.filter(([, spurious]) => !spurious).length;
+  const spurious = inWindow.length - lost;
   if (o.state !== 'done') reasons.push(`migration ${o.state}${o.failedStep ? ` at ${o.failedStep}` : ''}${o.error ? `: ${o.error.message}` : ''}`);
   if (r.client.firstBadOffset !== null) reasons.push(`client found a wrong byte at stream offset ${r.client.firstBadOffset}`);
   if (r.client.bytesVerified !== bytesSent) reasons.push(`client verified ${r.client.bytesVerified} bytes, the service sent ${bytesSent}`);
-  if (r.capture.retransmissions > 0) reasons.push(`${r.capture.retransmissions} retransmissions in the capture`);
+  if (lost > 0) reasons.push(`${lost} retransmissions of lost segments during the migration`);
   if (r.capture.resets > 0 || r.client.resets > 0) reasons.push(`${Math.max(r.capture.resets, r.client.resets)} resets`);
   if (o.hold.dropped > 0) reasons.push(`${o.hold.dropped} held packets dropped`);
   if (o.hold.held !== o.hold.replayed) reasons.push(`held ${o.hold.held}, replayed ${o.hold.replayed}`);
@@ -99,7 +108,7 @@ export function buildReport(r: ReportInput): MigrationReport {
     totalMs: +(o.endedAtMs - o.startedAtMs).toFixed(1),
     switchMs: o.switchMs !== undefined ? +o.switchMs.toFixed(3) : null,
     predicted: o.plan ? { downtimeMs: +o.plan.predicted.downtimeMs.toFixed(1), totalMs: +o.plan.predicted.totalMs.toFixed(1) } : null,
-    client: { bytesSent, bytesReceived: r.client.bytesReceived, bytesVerified: r.client.bytesVerified, retransmissions: r.capture.retransmissions, resets: Math.max(r.capture.resets, r.client.resets), maxGapMs: r.client.maxGapMs },
+    client: { bytesSent, bytesReceived: r.client.bytesReceived, bytesVerified: r.client.bytesVerified, retransmissions: lost, spuriousRetransmissions: spurious, captureRetransmissions: r.capture.retransmissions, resets: Math.max(r.capture.resets, r.client.resets), maxGapMs: r.client.maxGapMs },
     hold: { held: o.hold.held, replayed: o.hold.replayed, dropped: o.hold.dropped, peakPackets: o.hold.peakPackets, peakBytes: o.hold.peakBytes },
     steps: o.steps.map((s) => ({ name: s.name, ...(s.round !== undefined ? { round: s.round } : {}), startMs: +(s.startMs - t0).toFixed(2), endMs: s.endMs !== undefined ? +(s.endMs - t0).toFixed(2) : null, ok: s.ok ?? null })),
     failedStep: o.failedStep ?? null,
@@ -110,7 +119,7 @@ export function buildReport(r: ReportInput): MigrationReport {
 
 /** One line for a terminal. */
 export function summaryLine(r: MigrationReport): string {
-  return `${r.migrationId} ${r.source} -> ${r.destination}: ${r.verdict} (${r.state}${r.failedStep ? ` at ${r.failedStep}` : ''}); downtime ${r.downtimeMs} ms, total ${r.totalMs} ms, switch ${r.switchMs ?? '-'} ms; predicted ${r.predicted ? `${r.predicted.downtimeMs}/${r.predicted.totalMs} ms` : '-'}; held ${r.hold.held} replayed ${r.hold.replayed} dropped ${r.hold.dropped}; retransmissions ${r.client.retransmissions}, resets ${r.client.resets}; verified ${r.client.bytesVerified}/${r.client.bytesSent} bytes${r.reasons.length ? `; ${r.reasons.join('; ')}` : ''}`;
+  return `${r.migrationId} ${r.source} -> ${r.destination}: ${r.verdict} (${r.state}${r.failedStep ? ` at ${r.failedStep}` : ''}); downtime ${r.downtimeMs} ms, total ${r.totalMs} ms, switch ${r.switchMs ?? '-'} ms; predicted ${r.predicted ? `${r.predicted.downtimeMs}/${r.predicted.totalMs} ms` : '-'}; held ${r.hold.held} replayed ${r.hold.replayed} dropped ${r.hold.dropped}; retransmissions ${r.client.retransmissions} (+${r.client.spuriousRetransmissions} spurious; ${r.client.captureRetransmissions} in the whole capture), resets ${r.client.resets}; verified ${r.client.bytesVerified}/${r.client.bytesSent} bytes${r.reasons.length ? `; ${r.reasons.join('; ')}` : ''}`;
 }
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -138,7 +147,7 @@ export function renderHtml(reports: readonly MigrationReport[], title = 'coat mi
       ['move', `${esc(r.source)} → ${esc(r.destination)}, ${esc(r.executor)}, ${esc(r.strategy)}, objective ${esc(r.objective)}`],
       ['downtime / total', `${r.downtimeMs} ms / ${r.totalMs} ms (predicted ${r.predicted ? `${r.predicted.downtimeMs} / ${r.predicted.totalMs} ms` : '-'})`],
       ['switch', `${r.switchMs ?? '-'} ms`],
-      ['client', `sent ${r.client.bytesSent}, received ${r.client.bytesReceived}, verified ${r.client.bytesVerified} bytes; ${r.client.retransmissions} retransmissions, ${r.client.resets} resets; largest gap ${r.client.maxGapMs} ms`],
+      ['client', `sent ${r.client.bytesSent}, received ${r.client.bytesReceived}, verified ${r.client.bytesVerified} bytes; ${r.client.retransmissions} retransmissions of lost segments (+${r.client.spuriousRetransmissions} spurious; ${r.client.captureRetransmissions} in the whole capture), ${r.client.resets} resets; largest gap ${r.client.maxGapMs} ms`],
       ['hold', `held ${r.hold.held}, replayed ${r.hold.replayed}, dropped ${r.hold.dropped} (peak ${r.hold.peakPackets} packets, ${r.hold.peakBytes} bytes)`],
       ['steps', r.steps.map((s) => `${esc(s.name)}${s.round ? ` ${s.round}` : ''} ${s.endMs !== null ? (s.endMs - s.startMs).toFixed(1) : '?'} ms`).join(', ')],
     ];
