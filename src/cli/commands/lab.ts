@@ -11,7 +11,7 @@ import { hasCode } from '../../errors.js';
 import { defaultTopology, parseTopology, TopologyError } from '../../vxlan/topology.js';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
 
-const HELP = `usage: coat lab up [FILE] [--state-dir DIR] [--no-controller] [--json]
+const HELP = `usage: coat lab up [FILE] [--state-dir DIR] [--no-controller] [--no-agents] [--json]
        coat lab down [--tag TAG] [--state-dir DIR] [--json]
        coat lab status [--state-dir DIR] [--json]
        coat lab mininet [FILE] [--test] [--json]
