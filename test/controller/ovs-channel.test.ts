@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { newTag } from '../../lab/tag.js';
 import { exec } from '../../src/exec.js';
 import { Controller, coatFlowMods, OfpErrorReply, COAT_COOKIE, type SwitchConnection } from '../../src/controller/index.js';
-import { applyActions, output, match, flowMod, OFPP, OFPPR, type PacketIn, type PortStatus } from '../../src/openflow/index.js';
+import { applyActions, output, match, flowMod, OFPP, OFPPR, OFPFF, OFPRR, type FlowRemoved, type PacketIn, type PortStatus } from '../../src/openflow/index.js';
 import { addBridge, addNsPort, dumpFlows, startSwitchOvs } from './helpers.js';
 
 const DPID = 0x00000000c0a70001n;
@@ -110,6 +110,16 @@ t.test('handshake, features, ports, echo, flows, packet-in/out, errors against r
     onB.stop();
     t.match(onB.text(), marker, 'the frame was captured on port 2');
     t.notMatch(onA.text(), marker, 'and not on port 1');
+  });
+
+  t.test('a flow that times out comes back as flow-removed, cookie and reason intact', async (t) => {
+    const [fm] = coatFlowMods([{ band: 'redirect', match: match({ in_port: 2, eth_type: 0x88b5 }), instructions: [], hardTimeout: 1, flags: OFPFF.send_flow_rem }]);
+    const removed = new Promise<FlowRemoved>((resolve) => ctl.on('flow_removed', (_sw, m) => m.cookie === fm!.cookie && resolve(m)));
+    await sw.sendConfirmed([fm!]);
+    const m = await removed;
+    t.equal(m.reason, OFPRR.hard_timeout);
+    t.equal(m.priority, fm!.priority);
+    t.same(m.match, fm!.match);
   });
 
   t.test('an OFPT_ERROR from a bad flow-mod is a typed error tied to that flow-mod', async (t) => {
