@@ -20,6 +20,7 @@ export {
   nextStates,
   transition,
   undoPlan,
+  type MigrationMode,
   type MigrationState,
   type StepName,
   type TerminalState,

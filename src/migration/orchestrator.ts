@@ -24,11 +24,12 @@ import { HoldQueue, type HoldLimits, type HoldStats } from './hold-queue.js';
 import { Journal, summarizeJournal, readJournal, journalPath, unfinishedMigrations, type ErrorSummary, type JournalSummary, type StepTiming } from './journal.js';
 import type { AgentPort, Clock, FlowPort, MigrationPlan, MigrationRef, Objective, PlannerPort, Side } from './ports.js';
 import { systemClock } from './ports.js';
-import { assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationState, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
+import { assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationMode, type MigrationState, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
 
 /** What the verify step gets: the facts of the migration, from the orchestrator. */
 export interface MigrationFacts {
   ref: MigrationRef;
+  mode: MigrationMode;
   plan: MigrationPlan;
   startedAtMs: number;
   steps: StepTiming[];
@@ -75,10 +76,13 @@ export type MigrationEvent =
 export interface MigrationRequest {
   ref: MigrationRef;
   objective: Objective;
+  /** `coat` (default) or `coat-baseline`: COAT's Stop&Copy with the same parts (state-machine.ts). */
+  mode?: MigrationMode;
 }
 
 export interface MigrationOutcome {
   migrationId: string;
+  mode: MigrationMode;
   state: TerminalState;
   /** The step that failed, and why (absent when done). */
   failedStep?: StepName;
@@ -119,7 +123,7 @@ export class Orchestrator {
 
   /** Runs one migration to a terminal state. Never throws for a failed step: see the outcome. */
   async migrate(req: MigrationRequest): Promise<MigrationOutcome> {
-    const run = new MigrationRun(this.ports, this.opts, this.clock, this.log, req.ref, undefined);
+    const run = new MigrationRun(this.ports, this.opts, this.clock, this.log, req.ref, undefined, req.mode ?? 'coat');
     return run.forward(req.objective);
   }
 
@@ -132,7 +136,8 @@ export class Orchestrator {
     const out: MigrationOutcome[] = [];
     for (const summary of unfinishedMigrations(this.opts.dataDir)) {
       const ref = refFromRequest(summary);
-      const run = new MigrationRun(this.ports, this.opts, this.clock, this.log, ref, summary);
+      const mode: MigrationMode = summary.request.mode === 'coat-baseline' ? 'coat-baseline' : 'coat';
+      const run = new MigrationRun(this.ports, this.opts, this.clock, this.log, ref, summary, mode);
       out.push(await run.resumeAfterCrash());
     }
     return out;
@@ -174,6 +179,7 @@ class MigrationRun {
     log: Logger,
     private readonly ref: MigrationRef,
     recovered: JournalSummary | undefined,
+    private readonly mode: MigrationMode,
   ) {
     this.log = log.child({ migrationId: ref.migrationId });
     this.hold = new HoldQueue(opts.holdLimits);
@@ -187,7 +193,7 @@ class MigrationRun {
       this.steps.push(...recovered.steps);
     } else {
       this.startedAtMs = clock.now();
-      this.journal = Journal.create(opts.dataDir, ref.migrationId, { ref }, this.startedAtMs);
+      this.journal = Journal.create(opts.dataDir, ref.migrationId, { ref, mode }, this.startedAtMs);
     }
     if (opts.deadlineMs !== undefined) this.deadlineAt = this.startedAtMs + opts.deadlineMs;
   }
@@ -200,78 +206,10 @@ class MigrationRun {
   }
 
   async forward(objective: Objective): Promise<MigrationOutcome> {
-    const m = this.ref;
     try {
-      this.plan = await this.step('plan', (signal) => this.ports.planner.plan(m, objective, signal), (p) => ({ ...p }));
-      const plan = this.plan;
-
-      await this.step('prepare', async (signal) => {
-        // Both executors check their tools while the destination namespace is built.
-        await Promise.all([
-          this.agents.prepare(m.source, m, 'source', signal),
-          this.agents.prepareNamespace(m.destination, m, signal).then(() => this.agents.prepare(m.destination, m, 'destination', signal)),
-        ]);
-        await this.flows.stageDestination(m, signal);
-      });
-
-      if (plan.strategy === 'precopy') {
-        for (let round = 1; round <= plan.iterations; round++) {
-          const r = await this.step(
-            'precopy',
-            async (signal) => {
-              const d = await this.agents.preDump(m.source, m, round, signal);
-              const s = await this.agents.streamImage(m.source, m.destination, m, `pre-${round}`, signal);
-              return { ...d, streamedBytes: s.bytes };
-            },
-            (d) => ({ bytes: d.bytes, pages: d.pages, dirtyPages: d.dirtyPages, streamedBytes: d.streamedBytes, frozenMs: d.frozenMs }),
-            round,
-          );
-          if (this.opts.precopyStopPages !== undefined && r.dirtyPages !== undefined && r.dirtyPages <= this.opts.precopyStopPages) break;
-        }
-      }
-
-      await this.step('hold', async (signal) => {
-        // Subscribe before the flows exist, so not even the first packet-in can be missed.
-        this.unsubscribe = this.flows.onHeldPacket(m, (p) => {
-          const r = this.hold.push(p.frame, this.clock.now(), { ...(p.dpid !== undefined ? { dpid: p.dpid } : {}), ...(p.inPort !== undefined ? { inPort: p.inPort } : {}) });
-          if (r === 'dropped') this.log.warn({ event: 'hold-overflow', ...this.hold.stats() }, 'hold queue full: packet counted as dropped');
-        });
-        await this.flows.installHold(m, signal);
-      });
-
-      const dump = await this.step('dump', (signal) => this.agents.dump(m.source, m, signal), (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings }));
-      void dump;
-      await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal), (s) => ({ bytes: s.bytes }));
-      await this.step('restore', (signal) => this.agents.restore(m.destination, m, signal), (r) => ({ sockets: r.sockets, ...r.timings }));
-      await this.step(
-        'switch',
-        async (signal) => {
-          const r = await this.flows.switchTo(m, 'destination', signal);
-          this.switchMs = r.switchMs;
-          if (m.newMac !== undefined) {
-            // COAT's behaviour: the MAC changed, so the client must learn it again.
-            await this.flows.announce(m, signal);
-            if (m.clientHost !== undefined) await this.agents.flushNeighbour(m.clientHost, m, signal);
-          }
-          return r;
-        },
-        (r) => ({ switchMs: r.switchMs, bridges: r.bridges }),
-      );
-      // Point of no return: from here the destination may acknowledge client bytes.
-      await this.step('resume', (signal) => this.agents.resume(m.destination, m, signal));
-      await this.step('replay', (signal) => this.replayAndRelease('destination', signal), () => this.holdDetail());
-      await this.step('release', async (signal) => {
-        await this.agents.release(m.source, m, signal);
-        await this.agents.clearNamespace(m.source, m, signal);
-      });
-      if (this.ports.verifier) {
-        const facts = this.facts();
-        const v = await this.step('verify', (signal) => this.ports.verifier!.verify(facts, signal), (v) => ({ ...v }));
-        this.verdict = v.verdict;
-        this.reportPath = v.reportPath;
-      } else {
-        await this.step('verify', async () => ({ verdict: 'not-verified' }), (v) => v);
-      }
+      if (this.mode === 'coat-baseline') await this.baselineSteps(objective);
+      else await this.coatSteps(objective);
+      await this.verifyStep();
       return this.end('done');
     } catch (err) {
       if (!(err instanceof StepFailure)) throw err;
@@ -279,6 +217,127 @@ class MigrationRun {
     } finally {
       this.unsubscribe?.();
       this.journal.close();
+    }
+  }
+
+  /** The timeline of design.md: staged destination, pre-copy, hold, switch, resume, replay. */
+  private async coatSteps(objective: Objective): Promise<void> {
+    const m = this.ref;
+    const plan = await this.step('plan', (signal) => this.ports.planner.plan(m, objective, signal), (p) => ({ ...p }));
+    this.plan = plan;
+
+    await this.step('prepare', async (signal) => {
+      // Both executors check their tools while the destination namespace is built.
+      await Promise.all([
+        this.agents.prepare(m.source, m, 'source', signal),
+        this.agents.prepareNamespace(m.destination, m, signal).then(() => this.agents.prepare(m.destination, m, 'destination', signal)),
+      ]);
+      await this.flows.stageDestination(m, signal);
+    });
+
+    if (plan.strategy === 'precopy') {
+      for (let round = 1; round <= plan.iterations; round++) {
+        const r = await this.step(
+          'precopy',
+          async (signal) => {
+            const d = await this.agents.preDump(m.source, m, round, signal);
+            const s = await this.agents.streamImage(m.source, m.destination, m, `pre-${round}`, signal);
+            return { ...d, streamedBytes: s.bytes };
+          },
+          (d) => ({ bytes: d.bytes, pages: d.pages, dirtyPages: d.dirtyPages, streamedBytes: d.streamedBytes, frozenMs: d.frozenMs }),
+          round,
+        );
+        if (this.opts.precopyStopPages !== undefined && r.dirtyPages !== undefined && r.dirtyPages <= this.opts.precopyStopPages) break;
+      }
+    }
+
+    await this.step('hold', async (signal) => {
+      // Subscribe before the flows exist, so not even the first packet-in can be missed.
+      this.unsubscribe = this.flows.onHeldPacket(m, (p) => {
+        const r = this.hold.push(p.frame, this.clock.now(), { ...(p.dpid !== undefined ? { dpid: p.dpid } : {}), ...(p.inPort !== undefined ? { inPort: p.inPort } : {}) });
+        if (r === 'dropped') this.log.warn({ event: 'hold-overflow', ...this.hold.stats() }, 'hold queue full: packet counted as dropped');
+      });
+      await this.flows.installHold(m, signal);
+    });
+
+    await this.dumpStep();
+    await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal), (s) => ({ bytes: s.bytes }));
+    await this.step('restore', (signal) => this.agents.restore(m.destination, m, signal), (r) => ({ sockets: r.sockets, ...r.timings }));
+    await this.switchStep();
+    // Point of no return: from here the destination may acknowledge client bytes.
+    await this.step('resume', (signal) => this.agents.resume(m.destination, m, signal));
+    await this.step('replay', (signal) => this.replayAndRelease('destination', signal), () => this.holdDetail());
+    await this.releaseStep();
+  }
+
+  private async dumpStep(): Promise<void> {
+    const m = this.ref;
+    await this.step('dump', (signal) => this.agents.dump(m.source, m, signal), (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings }));
+  }
+
+  /** One bundle per bridge + barrier; in new-MAC mode the client must learn the MAC again. */
+  private async switchStep(): Promise<void> {
+    const m = this.ref;
+    await this.step(
+      'switch',
+      async (signal) => {
+        const r = await this.flows.switchTo(m, 'destination', signal);
+        this.switchMs = r.switchMs;
+        if (m.newMac !== undefined) {
+          await this.flows.announce(m, signal);
+          if (m.clientHost !== undefined) await this.agents.flushNeighbour(m.clientHost, m, signal);
+        }
+        return r;
+      },
+      (r) => ({ switchMs: r.switchMs, bridges: r.bridges }),
+    );
+  }
+
+  /**
+   * COAT's published procedure (background.md §1) with the same parts, for comparison: freeze
+   * first, then build the destination (namespace, flows) inside the downtime, switch, ARP
+   * clean-up (new MAC when given), resume. No hold: packets that reach the frozen source are lost
+   * and TCP retransmits them, which is what the comparison shows. Always Stop&Copy.
+   */
+  private async baselineSteps(objective: Objective): Promise<void> {
+    const m = this.ref;
+    const planned = await this.step('plan', (signal) => this.ports.planner.plan(m, objective, signal), (p) => ({ ...p, strategy: 'cold', iterations: 0, baseline: true }));
+    this.plan = { ...planned, strategy: 'cold', iterations: 0 };
+    await this.step('prepare', (signal) => this.agents.prepare(m.source, m, 'source', signal));
+    await this.dumpStep();
+    await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal), (s) => ({ bytes: s.bytes }));
+    await this.step(
+      'restore',
+      async (signal) => {
+        // Sequential, as COAT's scripts did: namespace, executor, flows staged, then restore.
+        await this.agents.prepareNamespace(m.destination, m, signal);
+        await this.agents.prepare(m.destination, m, 'destination', signal);
+        await this.flows.stageDestination(m, signal);
+        return this.agents.restore(m.destination, m, signal);
+      },
+      (r) => ({ sockets: r.sockets, ...r.timings }),
+    );
+    await this.switchStep();
+    await this.step('resume', (signal) => this.agents.resume(m.destination, m, signal));
+    await this.releaseStep();
+  }
+
+  private async releaseStep(): Promise<void> {
+    const m = this.ref;
+    await this.step('release', async (signal) => {
+      await this.agents.release(m.source, m, signal);
+      await this.agents.clearNamespace(m.source, m, signal);
+    });
+  }
+
+  private async verifyStep(): Promise<void> {
+    if (this.ports.verifier) {
+      const facts = this.facts();
+      const v = await this.step('verify', (signal) => this.ports.verifier!.verify(facts, signal), (v) => ({ ...v }));
+      this.verdict = v.verdict;
+      this.reportPath = v.reportPath;
+    } else {
+      await this.step('verify', async () => ({ verdict: 'not-verified' }), (v) => v);
     }
   }
 
@@ -495,7 +554,7 @@ class MigrationRun {
   }
 
   private move(to: MigrationState): void {
-    this.state = transition(this.state, to, this.ref.migrationId);
+    this.state = transition(this.state, to, this.ref.migrationId, this.mode);
   }
 
   private end(state: TerminalState, failedStep?: StepName, error?: ErrorSummary): MigrationOutcome {
@@ -507,6 +566,7 @@ class MigrationRun {
     this.log.info({ event: 'end', state, failedStep, totalMs: +(endedAtMs - this.startedAtMs).toFixed(3), hold: this.hold.stats() }, `migration ${state}`);
     return {
       migrationId: this.ref.migrationId,
+      mode: this.mode,
       state,
       ...(failedStep ? { failedStep } : {}),
       ...(error ? { error } : {}),
@@ -525,6 +585,7 @@ class MigrationRun {
   private facts(): MigrationFacts {
     return {
       ref: this.ref,
+      mode: this.mode,
       plan: this.plan!,
       startedAtMs: this.startedAtMs,
       steps: this.steps,

@@ -109,7 +109,7 @@ export function recordFromJournal(s: JournalSummary): MigrationRecord {
     endedAtMs: s.endedAtMs ?? last,
     steps: s.steps,
     hold,
-    strategy: plan?.strategy ?? 'unknown',
+    strategy: s.request.mode === 'coat-baseline' ? 'coat-baseline' : (plan?.strategy ?? 'unknown'),
     predicted: plan?.predicted ?? { downtimeMs: 0, totalMs: 0 },
     ...(sw?.switchMs !== undefined ? { switchMs: sw.switchMs } : {}),
     ...(s.failedStep ? { failedStep: s.failedStep } : {}),

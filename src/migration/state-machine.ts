@@ -77,25 +77,37 @@ export function canRollBack(s: MigrationState): boolean {
   return s === 'created' || (isStep(s) && ROLLBACK_STEPS.includes(s));
 }
 
+/**
+ * `coat`: the timeline above. `coat-baseline`: COAT's published Stop&Copy procedure with the same
+ * parts, for comparison in one run (background.md §1): no hold and no replay, the destination is
+ * built after the freeze, so the path is prepare -> dump ... resume -> release.
+ */
+export type MigrationMode = 'coat' | 'coat-baseline';
+
+const BASELINE_FORWARD: Partial<Record<MigrationState, readonly MigrationState[]>> = {
+  prepare: ['dump'],
+  resume: ['release'],
+};
+
 /** Every state `from` may move to. */
-export function nextStates(from: MigrationState): readonly MigrationState[] {
-  const forward = FORWARD[from];
+export function nextStates(from: MigrationState, mode: MigrationMode = 'coat'): readonly MigrationState[] {
+  const forward = (mode === 'coat-baseline' ? BASELINE_FORWARD[from] : undefined) ?? FORWARD[from];
   if (canRollBack(from)) return [...forward, 'rolling-back'];
   if (isStep(from)) return [...forward, 'failed']; // roll-forward steps end `failed` on error
   return forward;
 }
 
-export function isLegalTransition(from: MigrationState, to: MigrationState): boolean {
-  return nextStates(from).includes(to);
+export function isLegalTransition(from: MigrationState, to: MigrationState, mode: MigrationMode = 'coat'): boolean {
+  return nextStates(from, mode).includes(to);
 }
 
 /** Returns `to`, or throws MIGRATION_ILLEGAL_TRANSITION naming both states and the legal ones. */
-export function transition(from: MigrationState, to: MigrationState, migrationId?: string): MigrationState {
-  if (!isLegalTransition(from, to)) {
+export function transition(from: MigrationState, to: MigrationState, migrationId?: string, mode: MigrationMode = 'coat'): MigrationState {
+  if (!isLegalTransition(from, to, mode)) {
     throw new MigrationError(
       'MIGRATION_ILLEGAL_TRANSITION',
-      `illegal transition ${from} -> ${to} (legal from ${from}: ${nextStates(from).join(', ') || 'none, terminal'})`,
-      { migrationId, from, to },
+      `illegal transition ${from} -> ${to}${mode === 'coat' ? '' : ` in ${mode}`} (legal from ${from}: ${nextStates(from, mode).join(', ') || 'none, terminal'})`,
+      { migrationId, from, to, mode },
     );
   }
   return to;

@@ -37,7 +37,7 @@ export function recordFromFacts(f: MigrationFacts): MigrationRecord {
     endedAtMs: ended,
     steps: f.steps.filter((s) => s.name !== 'verify'),
     hold: { held: f.hold.held, replayed: f.hold.replayed, dropped: f.hold.dropped },
-    strategy: f.plan.strategy,
+    strategy: f.mode === 'coat-baseline' ? 'coat-baseline' : f.plan.strategy,
     predicted: f.plan.predicted,
     ...(f.switchMs !== undefined ? { switchMs: f.switchMs } : {}),
     source: f.ref.source,

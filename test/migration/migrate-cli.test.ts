@@ -29,7 +29,7 @@ function fakeBackend(dir: string, failOn?: string): MigrationBackend {
         { flows: fakeFlows(o), agents: fakeAgents(o), planner: fakePlanner(o, { strategy: 'cold', iterations: 0, predicted: { downtimeMs: 5, totalMs: 50 } }), clock: new ManualClock() },
         { dataDir: dir, log: pino({ level: 'silent' }), onEvent },
       );
-      return orch.migrate({ ref: o.ref, objective: req.objective });
+      return orch.migrate({ ref: o.ref, objective: req.objective, mode: req.mode });
     },
   };
 }
@@ -45,8 +45,12 @@ t.test('progress per step on stderr, the outcome on stdout', async (t) => {
   t.match(r.stderr, /switch ok\n.*resume \.\.\./);
   t.match(r.stdout, /migration cli-1 done in/);
   t.match(r.stdout, /hold: held 0, replayed 0, dropped 0/);
+  const b = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-1b', '--baseline']);
+  t.equal(b.code, 0);
+  t.match(b.stdout, /migration cli-1b \(coat-baseline\) done/);
+  t.notMatch(b.stderr, /hold/, 'the baseline has no hold step');
   const s = await run(['status', '--data-dir', dir, '--json']);
-  t.same((JSON.parse(s.stdout) as { migrationId: string; state: string }[]).map((m) => [m.migrationId, m.state]), [['cli-1', 'done']]);
+  t.same((JSON.parse(s.stdout) as { migrationId: string; state: string }[]).map((m) => [m.migrationId, m.state]), [['cli-1', 'done'], ['cli-1b', 'done']]);
 });
 
 t.test('a failure prints which step failed and why, and what was undone; exit 1', async (t) => {

@@ -343,3 +343,50 @@ t.test('a port that throws synchronously fails its step and leaves no timer behi
   t.equal(out.error?.message, 'not connected');
   t.equal(clock.pendingTimers, 0);
 });
+
+t.test('coat-baseline: COAT’s Stop&Copy with the same parts; no hold, so frames reaching the frozen source are lost', async (t) => {
+  const ref = testRef('m-base', { newMac: '02:00:00:00:00:99' });
+  const o = new FakeOverlay(ref);
+  const dir = dataDir(t);
+  o.trafficOn.set('agents.streamImage:dump@edge-a->edge-b', 3);
+  const orch = new Orchestrator(
+    { flows: fakeFlows(o), agents: fakeAgents(o), planner: fakePlanner(o, precopy3), clock: new ManualClock() },
+    { dataDir: dir, log: silent },
+  );
+  const out = await orch.migrate({ ref, objective: 'min-downtime', mode: 'coat-baseline' });
+  t.equal(out.state, 'done');
+  t.equal(out.mode, 'coat-baseline');
+  t.equal(out.plan?.strategy, 'cold', 'always Stop&Copy');
+  t.same(o.calls, [
+    'planner.plan',
+    'agents.prepare:source@edge-a',
+    'agents.dump@edge-a',
+    'agents.streamImage:dump@edge-a->edge-b',
+    'agents.prepareNamespace@edge-b',
+    'agents.prepare:destination@edge-b',
+    'flows.stageDestination',
+    'agents.restore@edge-b',
+    'flows.switchTo:destination',
+    'flows.announce',
+    'agents.flushNeighbour@client',
+    'agents.resume@edge-b',
+    'agents.release@edge-a',
+    'agents.clearNamespace@edge-a',
+  ]);
+  t.same(o.lost, [0, 1, 2], 'the frames sent during the freeze went to the frozen source');
+  t.same(out.steps.map((s) => s.name), ['plan', 'prepare', 'dump', 'stream', 'restore', 'switch', 'resume', 'release', 'verify']);
+  const s = summarizeJournal(readJournal(journalPath(dir, 'm-base')).records);
+  t.equal(s.request.mode, 'coat-baseline');
+});
+
+t.test('coat-baseline rolls back too: a failed restore thaws the source and clears the destination', async (t) => {
+  const o = new FakeOverlay(testRef('m-base-rb'));
+  o.failOn.set('agents.restore@edge-b', 'throw');
+  const orch = new Orchestrator({ flows: fakeFlows(o), agents: fakeAgents(o), planner: fakePlanner(o, cold), clock: new ManualClock() }, { dataDir: dataDir(t), log: silent });
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources', mode: 'coat-baseline' });
+  t.equal(out.state, 'rolled-back');
+  t.equal(out.failedStep, 'restore');
+  t.notOk(o.frozen);
+  t.notOk(o.namespaces.has('edge-b'));
+  t.notOk(o.calls.includes('flows.removeHold'), 'no hold to remove');
+});

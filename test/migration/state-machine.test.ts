@@ -123,3 +123,14 @@ t.test('after a crash, hold implies the unsynced window steps up to switch', asy
   t.notOk(UNSYNCED_WINDOW_STEPS.includes('resume'), 'the point of no return is always synced');
   t.notOk(UNSYNCED_WINDOW_STEPS.includes('hold'), 'so is the start of the window');
 });
+
+t.test('coat-baseline: no hold and no replay, and only in that mode', async (t) => {
+  const path: MigrationState[] = ['created', 'plan', 'prepare', 'dump', 'stream', 'restore', 'switch', 'resume', 'release', 'verify', 'done'];
+  let s = path[0]!;
+  for (const next of path.slice(1)) s = transition(s, next, 'b', 'coat-baseline');
+  t.equal(s, 'done');
+  t.throws(() => transition('prepare', 'dump', 'c'), { code: 'MIGRATION_ILLEGAL_TRANSITION' }, 'coat never freezes without the hold');
+  t.throws(() => transition('resume', 'release', 'c'), { code: 'MIGRATION_ILLEGAL_TRANSITION' }, 'coat never releases before the replay');
+  t.throws(() => transition('prepare', 'hold', 'b', 'coat-baseline'), { message: /in coat-baseline/ });
+  t.ok(isLegalTransition('dump', 'rolling-back', 'coat-baseline'));
+});

@@ -17,6 +17,7 @@ import { EXECUTOR_NAMES, type ExecutorName } from '../../migration/executor.js';
 import { listJournals } from '../../migration/journal.js';
 import type { MigrationEvent, MigrationOutcome } from '../../migration/orchestrator.js';
 import type { Objective } from '../../migration/ports.js';
+import type { MigrationMode } from '../../migration/state-machine.js';
 
 export interface MigrateRequest {
   migrationId: string;
@@ -25,6 +26,8 @@ export interface MigrateRequest {
   executor?: ExecutorName;
   objective: Objective;
   newMac?: string;
+  /** `coat-baseline`: COAT's Stop&Copy with the same parts, for comparison. */
+  mode: MigrationMode;
 }
 
 /** What `coat migrate` needs from the controller: run one migration, reporting progress. */
@@ -40,7 +43,7 @@ export function setMigrationBackend(factory: (() => Promise<MigrationBackend>) |
   backendFactory = factory;
 }
 
-const HELP = `usage: coat migrate --service NAME --to HOST [--executor E] [--objective O] [--new-mac MAC] [--id ID] [--json]
+const HELP = `usage: coat migrate --service NAME --to HOST [--executor E] [--objective O] [--new-mac MAC] [--baseline] [--id ID] [--json]
        coat migrate status [--data-dir DIR] [--json]
 
 Live-migrates a service: plan, prepare, pre-copy, hold, dump, stream, restore, switch, resume,
@@ -52,6 +55,8 @@ running and its clients keep their connections. Progress goes to stderr, one lin
   --executor E       ${EXECUTOR_NAMES.join(' | ')} (default: the service's)
   --objective O      min-downtime (default) | min-resources
   --new-mac MAC      COAT's behaviour: a new MAC at the destination, gratuitous ARP, neighbour flush
+  --baseline         run COAT's published Stop&Copy procedure with the same parts (no hold, no
+                     replay, destination built after the freeze) for comparison
   --id ID            migration id (default: generated)
   --data-dir DIR     for 'status': coat's data directory (default $COAT_DATA_DIR or /var/lib/coat)
 
@@ -84,7 +89,7 @@ export function formatOutcome(o: MigrationOutcome): string {
   const lines: string[] = [];
   const total = ms(o.endedAtMs - o.startedAtMs);
   if (o.state === 'done') {
-    lines.push(`migration ${o.migrationId} done in ${total}${o.verdict ? `: ${o.verdict}` : ''}`);
+    lines.push(`migration ${o.migrationId}${o.mode === 'coat-baseline' ? ' (coat-baseline)' : ''} done in ${total}${o.verdict ? `: ${o.verdict}` : ''}`);
     if (o.plan) lines.push(`  plan: ${o.plan.strategy}${o.plan.strategy === 'precopy' ? ` (${o.plan.iterations} rounds)` : ''}, predicted downtime <= ${o.plan.predicted.downtimeMs} ms`);
   } else {
     lines.push(`migration ${o.migrationId} ${o.state} after ${total}`);
@@ -130,6 +135,7 @@ export const command: Command = {
       executor: { type: 'string' },
       objective: { type: 'string' },
       'new-mac': { type: 'string' },
+      baseline: { type: 'boolean' },
       id: { type: 'string' },
     });
     if (values.help) {
@@ -156,7 +162,7 @@ export const command: Command = {
     let started: number | undefined;
     try {
       const outcome = await backend.migrate(
-        { migrationId, service, to, ...(executor ? { executor: executor as ExecutorName } : {}), objective, ...(newMac ? { newMac } : {}) },
+        { migrationId, service, to, ...(executor ? { executor: executor as ExecutorName } : {}), objective, ...(newMac ? { newMac } : {}), mode: values.baseline ? 'coat-baseline' : 'coat' },
         (e) => {
           if (e.type === 'step-start' && started === undefined) started = e.atMs;
           const line = formatEvent(e, started);
