@@ -7,7 +7,7 @@
  */
 import { encodeMessage, flowMod, OFPFC, type FlowMod, type Instruction, type Match } from '../openflow/index.js';
 import { BandTable, flowCookie } from './cookies.js';
-import { rememberEncoding } from './wire-cache.js';
+import { cachedEncoding, rememberEncoding } from './wire-cache.js';
 import { ControllerError, ControllerErrorCode } from './errors.js';
 
 export interface FlowSpec {
@@ -54,7 +54,7 @@ export function coatFlowMods(specs: readonly FlowSpec[], bands: BandTable = DEFA
   for (const spec of specs) {
     const fm = coatFlowMod(spec, bands);
     const prev = seen.get(fm.cookie);
-    if (prev && !(prev.priority === fm.priority && prev.tableId === fm.tableId)) {
+    if (prev && !cachedEncoding(prev)!.equals(cachedEncoding(fm)!)) {
       throw new ControllerError(
         ControllerErrorCode.CookieCollision,
         `two different flows hash to cookie 0x${fm.cookie.toString(16)} (priorities ${prev.priority} and ${fm.priority}); change one`,

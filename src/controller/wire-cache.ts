@@ -16,6 +16,11 @@ export function rememberEncoding<M extends OfpMessage>(msg: M, bytes: Buffer): M
   return Object.freeze(msg);
 }
 
+/** The bytes registered for `msg` (xid as registered), if any. */
+export function cachedEncoding(msg: OfpMessage): Buffer | undefined {
+  return encoded.get(msg);
+}
+
 /** ONF EXT-230 `ofp_bundle_add_msg` header: ofp_header, experimenter, exp_type, bundle_id, pad[2], flags. */
 const BUNDLE_ADD_PREFIX = 24;
 
