@@ -16,7 +16,7 @@ import type { Controller, SwitchConnection } from '../../controller/index.js';
 import { OfpErrorReply } from '../../controller/connection.js';
 import { dpidString, logger as rootLogger, type Logger } from '../../log.js';
 import type { FlowMod, PacketIn } from '../../openflow/index.js';
-import { OFPP } from '../../openflow/constants.js';
+import { OFPFC, OFPP } from '../../openflow/constants.js';
 import { hostLayout, type HostLayout } from '../../vxlan/layout.js';
 import type { HostPorts } from '../../vxlan/policy.js';
 import type { Topology } from '../../vxlan/topology.js';
@@ -51,6 +51,13 @@ export interface LiveFlowPortOptions {
   log?: Logger;
   /** Called when a migration's flows reach their final state, with the topology after it. */
   onTopologyChange?: (topology: Topology) => void;
+  /** The controller's ARP responder: in new-MAC mode it answers with the new MAC from the announce on. */
+  arp?: { set(ip: string, mac: string): void };
+  /**
+   * COAT's published procedure (the `coat-baseline` strategy): flow-mods one by one confirmed by a
+   * barrier, deletes before adds, no bundle. Default false (one atomic bundle per bridge).
+   */
+  deleteThenAdd?: boolean;
 }
 
 interface Tracked {
@@ -133,15 +140,21 @@ export class LiveFlowPort implements FlowPort {
       const next: MigrationFlowState = { ...t.state, ...change };
       const target = migrationFlowMods(t.input, next);
       const jobs = this.topology.hosts
-        .map((h) => ({ host: h.name, mods: transitionFlowMods(t.current[h.name]!, target[h.name]!) }))
+        .map((h) => {
+          const mods = transitionFlowMods(t.current[h.name]!, target[h.name]!);
+          return { host: h.name, mods: this.opts.deleteThenAdd ? [...mods.filter((x) => x.command !== OFPFC.add), ...mods.filter((x) => x.command === OFPFC.add)] : mods };
+        })
         .filter((j) => j.mods.length > 0);
       if (signal.aborted) throw signal.reason;
       const t0 = performance.now();
       await Promise.all(
         jobs.map(async (j) => {
           const sw = this.sw(j.host);
-          await sw.bundle(j.mods, { fallback: 'plain' });
-          await sw.barrier({ timeoutMs: this.opts.timeoutMs ?? 5000 });
+          if (this.opts.deleteThenAdd) for (const fm of j.mods) await sw.sendConfirmed([fm], { timeoutMs: this.opts.timeoutMs ?? 5000 });
+          else {
+            await sw.bundle(j.mods, { fallback: 'plain' });
+            await sw.barrier({ timeoutMs: this.opts.timeoutMs ?? 5000 });
+          }
         }),
       );
       const switchMs = performance.now() - t0;
@@ -266,6 +279,7 @@ export class LiveFlowPort implements FlowPort {
   async announce(m: MigrationRef, signal: AbortSignal): Promise<void> {
     const t = this.tracked.get(m.migrationId) ?? (await this.track(m));
     const a = announcement(t.input);
+    if (m.newMac !== undefined) this.opts.arp?.set(m.service.ip, m.newMac);
     const byHost = new Map<string, number[]>();
     for (const x of a.targets) byHost.set(x.host, [...(byHost.get(x.host) ?? []), x.port]);
     if (signal.aborted) throw signal.reason;

@@ -57,6 +57,13 @@ export interface ScenarioOptions {
   dirtyRate?: number;
   streamRate?: string;
   newMac?: string;
+  /**
+   * `coat` (default): hold, staged flows, one bundle per bridge, replay, the planner's strategy.
+   * `coat-baseline`: COAT's published procedure with the same parts: a new MAC per move (GARP and
+   * a neighbour flush at the client), no hold, flows added at switch time one flow-mod at a time
+   * (delete, then add), cold (no pre-copy), every step after the previous one.
+   */
+  strategy?: 'coat' | 'coat-baseline';
   /** Inject one fault into the (first) migration. */
   fault?: FaultName;
   /** Bytes the client verifies before the first migration and after each (default 200 KB). */
@@ -188,9 +195,12 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     progress(`workload: ${svc.name}@${firstHost} serving ${cli.name}@${cli.host} (${traffic}); ${s0.stream.bytesVerified} bytes verified`);
 
     // --- the orchestrator over the live ports
+    const baseline = opts.strategy === 'coat-baseline';
     const flows = new LiveFlowPort({
       controller,
       topology: topo,
+      arp: overlay.arp,
+      deleteThenAdd: baseline,
       prefix: tag,
       hostPorts: (h) => overlay!.ports.get(h),
       servicePortName: () => endpointHostIf(tag, svcIndex),
@@ -236,28 +246,32 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     const outcomes: MigrationOutcome[] = [];
     const count = opts.migrations ?? 1;
     let at = firstHost;
+    let mac = svc.mac;
     for (let i = 0; i < count; i++) {
       const to = at === firstHost ? other.name : firstHost;
       const pid = await servicePid(stateDirOf(at));
       if (pid === undefined) throw new LiveMigrationError('LIVE_LAB', `no workload server with state dir ${stateDirOf(at)}`);
       const ref: MigrationRef = {
         migrationId: `m-${tag}-${i + 1}`,
-        service: { name: svc.name, netns: netnsOf(at), ip: svc.ip, mac: svc.mac, pid, stateDir: stateDirOf(at) },
+        service: { name: svc.name, netns: netnsOf(at), ip: svc.ip, mac, pid, stateDir: stateDirOf(at) },
         source: at,
         destination: to,
         clientHost: cli.host,
         executor,
-        ...(opts.newMac ? { newMac: opts.newMac } : {}),
+        ...(baseline ? { newMac: `02:c0:a7:01:00:${(i + 1).toString(16).padStart(2, '0')}` } : opts.newMac ? { newMac: opts.newMac } : {}),
       };
       const fault = i === 0 ? opts.fault : undefined;
-      const ports = fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, destination: to, destAgentDir: join(runDir, `agent-${to}`), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
+      const ports = baseline ? baselinePorts(flows, agentPort) : fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, destination: to, destAgentDir: join(runDir, `agent-${to}`), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
       progress(`migration ${i + 1}/${count}: ${svc.name} ${at} -> ${to}${fault ? ` (fault: ${fault})` : ''}`);
-      const orch = new Orchestrator({ flows: ports.flows, agents: ports.agents, planner }, { ...orchestratorOpts, ...ports.extra });
+      const orch = new Orchestrator({ flows: ports.flows, agents: ports.agents, planner: baseline ? coldPlanner(planner) : planner }, { ...orchestratorOpts, ...ports.extra });
       const outcome = await orch.migrate({ ref, objective });
       outcomes.push(outcome);
       progress(`migration ${i + 1}/${count}: ${outcome.state}${outcome.failedStep ? ` at ${outcome.failedStep}: ${outcome.error?.message}` : ''} in ${(outcome.endedAtMs - outcome.startedAtMs).toFixed(0)} ms`);
       // Past resume the service runs at the destination, even when a later step failed.
-      if (outcome.steps.some((st) => st.name === 'resume' && st.ok)) at = to;
+      if (outcome.steps.some((st) => st.name === 'resume' && st.ok)) {
+        at = to;
+        if (ref.newMac) mac = ref.newMac;
+      }
       s0 = await flowing(s0.stream.bytesVerified, s0.ping.answered, 20_000);
     }
 
@@ -355,6 +369,26 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     await overlay?.close().catch(() => undefined);
     await controller.close().catch(() => undefined);
   }
+}
+
+/** COAT's procedure over the same ports: no hold, nothing staged ahead, the flows changed at switch. */
+function baselinePorts(flows: LiveFlowPort, agents: LiveAgentPort): { flows: FlowPort; agents: AgentPort; extra: Partial<OrchestratorOptions> } {
+  const f: FlowPort = Object.create(flows) as FlowPort;
+  f.stageDestination = async () => undefined;
+  f.installHold = async () => undefined;
+  f.onHeldPacket = () => () => undefined;
+  f.switchTo = async (m, side, signal) => {
+    if (side === 'destination') await flows.stageDestination(m, signal);
+    return flows.switchTo(m, side, signal);
+  };
+  return { flows: f, agents, extra: {} };
+}
+
+/** Sequential steps: cold, whatever the planner would choose. */
+function coldPlanner(p: LivePlannerPort): LivePlannerPort {
+  const c = Object.create(p) as LivePlannerPort;
+  c.plan = async (m, objective, signal) => ({ ...(await p.plan(m, objective, signal)), strategy: 'cold', iterations: 0, reason: 'coat-baseline: cold, sequential (COAT)' });
+  return c;
 }
 
 interface FaultContext {
