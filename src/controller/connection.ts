@@ -478,18 +478,24 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
       throw err instanceof OfpErrorReply ? new BundleError(this.dpidHex, 'open', [err]) : err;
     }
     this.bundlesSupported = true;
+    const discard = () =>
+      control('discard_request').catch((e: Error) => this.log.warn({ event: 'bundle_discard_failed', bundleId, err: e.message }, 'bundle discard failed'));
     const batch = this.openBatch();
     try {
       await this.sendBatch(msgs.map((m) => bundleAdd(bundleId, m, flags)), batch);
       // The barrier makes sure every add was checked before we decide to commit: a switch that
       // refused one add would otherwise commit the rest.
       await this.barrier({ timeoutMs: Math.max(this.opts.requestTimeoutMs, msgs.length) });
+    } catch (err) {
+      // A timeout leaves the bundle open on the switch; a closed connection discards it there.
+      if (!this.closed) await discard();
+      throw err;
     } finally {
       this.batches.delete(batch);
     }
     const errors = batch.errors;
     if (errors.length > 0) {
-      await control('discard_request').catch((e: Error) => this.log.warn({ event: 'bundle_discard_failed', bundleId, err: e.message }, 'bundle discard failed'));
+      await discard();
       throw new BundleError(this.dpidHex, 'add', errors);
     }
     try {
