@@ -182,3 +182,13 @@ t.test('reconciliations of one switch run one after the other; the last desired 
   t.equal(bundles.length, 2);
   t.ok(fake.received.indexOf(dumps[1]!) > fake.received.indexOf(bundles[0]!), 'the second dump waits for the first commit');
 });
+
+t.test('a bundle whose adds are never confirmed is discarded, not left open', async (t) => {
+  const { attach } = await setup(t, { requestTimeoutMs: 200 });
+  const { fake, sw } = await attach(0x1n);
+  fake.ignore.add('barrier_request');
+  const err = await sw.bundle([flowMod({ priority: 1 })]).catch((e: unknown) => e);
+  t.match(err, { code: 'OFC_TIMEOUT', requestType: 'barrier_request' });
+  const controls = fake.received.filter((m) => m.type === 'bundle_control').map((m) => (m as { controlType: string }).controlType);
+  t.same(controls, ['open_request', 'discard_request'], 'opened, then discarded; never committed');
+});
