@@ -5,7 +5,7 @@
  *
  * Source:       prepare -> preDump* -> dump ........ release | abort
  *   preDump  copies the pages of each state file that changed since the previous round (the first
- *            round copies all); `hash` tracking needs no freeze, `soft-dirty` freezes only for the
+ *            round copies all); `compare` and `hash` tracking need no freeze, `soft-dirty` freezes only for the
  *            pagemap read + clear_refs (dirty-pages.ts).
  *   dump     freezes the tree (cgroup v1 freezer, else SIGSTOP), takes every TCP socket of the main
  *            process with pidfd_getfd, puts the established ones in repair mode and saves them,
@@ -44,7 +44,7 @@ import { RepairSocket, listenIn, netnsPath, ZERO_ORIGIN, type StreamOrigin } fro
 import { decode as decodeImage, encode as encodeImage, type Endpoint, type SocketImage } from '../tcp-repair/image.js';
 import { tcpSocketsOf, TCP_STATE } from '../tcp-repair/proc.js';
 import { freeze, isAlive, processTree, thawByName, type Frozen, type FreezerKind } from './tcp-repair/freezer.js';
-import { HashTracker, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
+import { CompareTracker, HashTracker, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
 import { decodePageDelta, encodePageDelta, type PageDelta } from './tcp-repair/page-delta.js';
 import { handoverFor, startStandby, type Standby } from './tcp-repair/handover.js';
 import { StateApplier, TMP_SUFFIX } from './tcp-repair/state-applier.js';
@@ -66,7 +66,7 @@ export class TcpRepairExecutorError extends CoatError {
 }
 
 export interface TcpRepairExecutorOptions {
-  /** Dirty-page tracking; 'auto' = soft-dirty where the kernel supports it, else hash. */
+  /** Dirty-page tracking; 'auto' = soft-dirty where the kernel supports it, else compare. */
   dirtyTracking: DirtyTracking | 'auto';
   /** How to stop the source; 'auto' = cgroup v1 freezer where mounted, else SIGSTOP. */
   freezer: FreezerKind | 'auto';
@@ -87,7 +87,7 @@ export function parseOptions(o: ExecutorOptions): TcpRepairExecutorOptions {
   const start = o.startTimeoutMs ?? 30_000;
   if (typeof start !== 'number' || !(start > 0)) throw new TypeError('tcp-repair executor: startTimeoutMs must be a positive number');
   return {
-    dirtyTracking: pick(o.dirtyTracking, ['hash', 'soft-dirty', 'auto'] as const, 'auto', 'dirtyTracking'),
+    dirtyTracking: pick(o.dirtyTracking, ['hash', 'compare', 'soft-dirty', 'auto'] as const, 'auto', 'dirtyTracking'),
     freezer: pick(o.freezer, ['cgroup', 'signal', 'auto'] as const, 'auto', 'freezer'),
     resumeTimeoutMs: timeout,
     startTimeoutMs: start,
@@ -107,7 +107,7 @@ const key = (local: Endpoint, remote: Endpoint) => `${local.address}:${local.por
 
 interface SourceRun {
   pid: number;
-  tracker: HashTracker | SoftDirtyTracker;
+  tracker: HashTracker | CompareTracker | SoftDirtyTracker;
   frozen?: Frozen;
   sockets: RepairSocket[];
 }
@@ -457,8 +457,8 @@ export class TcpRepairExecutor implements Executor {
     let run = this.sources.get(ctx.migrationId);
     if (run) return run;
     const pid = requirePid(ctx);
-    const tracking = this.options.dirtyTracking === 'auto' ? (softDirtyAvailable().ok ? 'soft-dirty' : 'hash') : this.options.dirtyTracking;
-    run = { pid, tracker: tracking === 'soft-dirty' ? new SoftDirtyTracker(pid) : new HashTracker(), sockets: [] };
+    const tracking = this.options.dirtyTracking === 'auto' ? (softDirtyAvailable().ok ? 'soft-dirty' : 'compare') : this.options.dirtyTracking;
+    run = { pid, tracker: tracking === 'soft-dirty' ? new SoftDirtyTracker(pid) : tracking === 'compare' ? new CompareTracker() : new HashTracker(), sockets: [] };
     this.sources.set(ctx.migrationId, run);
     return run;
   }
@@ -470,7 +470,7 @@ export class TcpRepairExecutor implements Executor {
     const files = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && e.name !== ORIGINS_FILE && !e.name.endsWith(TMP_SUFFIX) && /^[A-Za-z0-9._-]+$/.test(e.name)).map((e) => e.name).sort();
     const out: RoundResult[] = [];
     const tracker = run.tracker;
-    if (tracker instanceof HashTracker) {
+    if (!(tracker instanceof SoftDirtyTracker)) {
       for (const f of files) out.push(await tracker.round(join(dir, f), f));
       return out;
     }

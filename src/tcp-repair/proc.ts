@@ -3,7 +3,7 @@
  * ("socket:[INODE]"), and `/proc/PID/net/tcp{,6}` (the tables of the process' own network
  * namespace) give each inode's addresses and state. The parsers are pure; `tcpSocketsOf` reads.
  */
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { addressText, type Endpoint } from './image.js';
 import { TcpRepairError } from './errors.js';
@@ -59,18 +59,22 @@ export interface ProcessTcpSocket extends ProcTcpEntry {
   fd: number;
 }
 
-/** The TCP sockets process `pid` holds, with state and addresses; throws TCPR_NO_PROCESS if gone. */
+/**
+ * The TCP sockets process `pid` holds, with state and addresses; throws TCPR_NO_PROCESS if gone.
+ * Synchronous /proc reads on purpose: the dump calls this with the service frozen, and each read
+ * takes microseconds where the asynchronous ones queue on libuv's thread pool.
+ */
 export async function tcpSocketsOf(pid: number): Promise<ProcessTcpSocket[]> {
   let fds: string[];
   try {
-    fds = await readdir(`/proc/${pid}/fd`);
+    fds = readdirSync(`/proc/${pid}/fd`);
   } catch (err) {
     throw new TcpRepairError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'TCPR_NO_PROCESS' : 'TCPR_PERMISSION', `cannot list /proc/${pid}/fd: ${(err as Error).message}`, { cause: err });
   }
   const byInode = new Map<number, number>();
   for (const name of fds) {
     try {
-      const inode = socketInode(await readlink(`/proc/${pid}/fd/${name}`));
+      const inode = socketInode(readlinkSync(`/proc/${pid}/fd/${name}`));
       if (inode !== undefined) byInode.set(inode, Number(name));
     } catch {
       // closed between readdir and readlink: not ours to capture
@@ -79,7 +83,7 @@ export async function tcpSocketsOf(pid: number): Promise<ProcessTcpSocket[]> {
   const tables: ProcTcpEntry[] = [];
   for (const [file, family] of [['tcp', 4], ['tcp6', 6]] as const) {
     try {
-      tables.push(...parseProcNetTcp(await readFile(`/proc/${pid}/net/${file}`, 'utf8'), family));
+      tables.push(...parseProcNetTcp(readFileSync(`/proc/${pid}/net/${file}`, 'utf8'), family));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && family === 6) continue; // IPv6 disabled
       throw new TcpRepairError('TCPR_NO_PROCESS', `cannot read /proc/${pid}/net/${file}: ${(err as Error).message}`, { cause: err });

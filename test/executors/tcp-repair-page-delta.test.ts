@@ -2,7 +2,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { applyDeltas, decodePageDelta, encodePageDelta, PageDeltaError } from '../../src/executors/tcp-repair/page-delta.js';
-import { HashTracker, mappingsOf, PAGE_SIZE } from '../../src/executors/tcp-repair/dirty-pages.js';
+import { CompareTracker, HashTracker, mappingsOf, PAGE_SIZE } from '../../src/executors/tcp-repair/dirty-pages.js';
 
 t.test('rounds of the hash tracker rebuild the file exactly, copying only changed pages', async (t) => {
   fc.assert(
@@ -27,6 +27,31 @@ t.test('rounds of the hash tracker rebuild the file exactly, copying only change
     { numRuns: 200 },
   );
   t.pass('200 random write histories');
+});
+
+t.test('the compare tracker copies exactly the pages the hash tracker copies, file size changes included', async (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.record({ size: fc.integer({ min: 0, max: 6 * PAGE_SIZE }), writes: fc.array(fc.record({ at: fc.nat(6 * PAGE_SIZE - 1), v: fc.integer({ min: 1, max: 255 }) }), { maxLength: 6 }) }), { minLength: 1, maxLength: 6 }), (rounds) => {
+      const hash = new HashTracker();
+      const cmp = new CompareTracker();
+      let file = Buffer.alloc(0);
+      const deltas = [];
+      for (const r of rounds) {
+        const next = Buffer.alloc(r.size);
+        file.copy(next, 0, 0, Math.min(file.length, r.size));
+        for (const w of r.writes) if (w.at < r.size) next[w.at] = w.v;
+        file = next;
+        const h = hash.roundOver(Buffer.from(file), 'state.bin').delta;
+        const c = cmp.roundOver(Buffer.from(file), 'state.bin').delta;
+        if (JSON.stringify(c.pages.map((p) => p.index)) !== JSON.stringify(h.pages.map((p) => p.index))) throw new Error(`compare copied ${c.pages.map((p) => p.index)}, hash ${h.pages.map((p) => p.index)}`);
+        if (!c.pages.every((p, i) => Buffer.from(p.data).equals(Buffer.from(h.pages[i]!.data)))) throw new Error('page content differs');
+        deltas.push(decodePageDelta(encodePageDelta(c)));
+      }
+      if (!applyDeltas(deltas).equals(file)) throw new Error('rebuilt file differs');
+    }),
+    { numRuns: 300 },
+  );
+  t.pass('300 random histories');
 });
 
 t.test('bad deltas are typed errors', async (t) => {

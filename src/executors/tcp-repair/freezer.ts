@@ -7,8 +7,14 @@
  *   signal, no SIGCHLD to its parent).
  * - SIGSTOP / SIGCONT of every process in the tree, where no freezer hierarchy is mounted; waits
  *   until each reads state T in /proc/PID/stat.
+ *
+ * The freeze path (tree walk, cgroup writes, state polls) uses synchronous /proc and cgroupfs calls:
+ * each takes microseconds, while the asynchronous ones queue on libuv's thread pool behind whatever
+ * else the agent does (an image being received), and the freeze is inside the downtime. Measured:
+ * the tree by a full /proc scan took 13-21 ms here, by the children files well under 1 ms.
  */
 import { mkdir, readdir, readFile, rmdir, writeFile, access } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoatError } from '../../errors.js';
 
@@ -27,13 +33,44 @@ export function parseStat(line: string): { pid: number; state: string; ppid: num
   return { pid: Number(line.slice(0, line.indexOf(' '))), state: rest[0] ?? '?', ppid: Number(rest[1]) };
 }
 
+/** Children of `pid` from /proc/PID/task/TID/children (proc(5), CONFIG_PROC_CHILDREN). */
+function childrenOf(pid: number): number[] {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return []; // exited
+  }
+  const out: number[] = [];
+  for (const t of tasks) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ')) if (c.trim()) out.push(Number(c));
+    } catch {
+      // the thread exited
+    }
+  }
+  return out;
+}
+
+const HAS_CHILDREN_FILES = existsSync(`/proc/self/task/${process.pid}/children`);
+
 /** `pid` and all its descendants, parents first. */
 export async function processTree(pid: number): Promise<number[]> {
+  if (HAS_CHILDREN_FILES) {
+    const out: number[] = [];
+    const walk = (p: number) => {
+      out.push(p);
+      for (const c of childrenOf(p)) walk(c);
+    };
+    walk(pid);
+    return out;
+  }
+  // Without CONFIG_PROC_CHILDREN: every process's parent from /proc/PID/stat.
   const children = new Map<number, number[]>();
-  for (const name of await readdir('/proc')) {
+  for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
-      const st = parseStat(await readFile(`/proc/${name}/stat`, 'utf8'));
+      const st = parseStat(readFileSync(`/proc/${name}/stat`, 'utf8'));
       const list = children.get(st.ppid) ?? [];
       list.push(st.pid);
       children.set(st.ppid, list);
@@ -86,8 +123,8 @@ export async function freeze(pid: number, name: string, prefer: FreezerKind | 'a
   return kind === 'cgroup' ? freezeCgroup(pids, name, timeoutMs) : freezeSignal(pids, timeoutMs);
 }
 
-async function freezerCgroupOf(pid: number): Promise<string> {
-  const text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+function freezerCgroupOf(pid: number): string {
+  const text = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
   for (const line of text.split('\n')) {
     const [, controllers, path] = line.split(':');
     if (controllers?.split(',').includes('freezer')) return path ?? '/';
@@ -99,7 +136,7 @@ async function freezeCgroup(pids: number[], name: string, timeoutMs: number): Pr
   if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new FreezeError('FREEZE_FAILED', `bad cgroup name ${JSON.stringify(name)}`);
   const dir = join(FREEZER_ROOT, name);
   const origins = new Map<number, string>();
-  for (const p of pids) origins.set(p, await freezerCgroupOf(p));
+  for (const p of pids) origins.set(p, freezerCgroupOf(p));
   await mkdir(dir, { recursive: true });
   const moveBack = async () => {
     for (const [p, origin] of origins) {
@@ -116,11 +153,11 @@ async function freezeCgroup(pids: number[], name: string, timeoutMs: number): Pr
     }
   };
   try {
-    for (const p of pids) await writeFile(join(dir, 'cgroup.procs'), String(p));
-    await writeFile(join(dir, 'freezer.state'), 'FROZEN');
+    for (const p of pids) writeFileSync(join(dir, 'cgroup.procs'), String(p));
+    writeFileSync(join(dir, 'freezer.state'), 'FROZEN');
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const st = (await readFile(join(dir, 'freezer.state'), 'utf8')).trim();
+      const st = readFileSync(join(dir, 'freezer.state'), 'utf8').trim();
       if (st === 'FROZEN') break;
       if (Date.now() > deadline) throw new FreezeError('FREEZE_TIMEOUT', `cgroup ${dir} still ${st} after ${timeoutMs} ms`);
       await sleep(1);

@@ -44,6 +44,12 @@ export interface LiveAgentPortOptions {
   deadlineMs?: number;
   /** After the agent made a namespace (the lab turns TX offload off on the bridge end). */
   afterPrepareNamespace?: (host: string, p: ServicePlacement, signal: AbortSignal) => Promise<void>;
+  /**
+   * Undo commands (abort, clearNamespace) to an agent that is gone or not answering are retried
+   * until it is back (agents are supervised and restart with their journal), for at most this long
+   * (default 20 s): a rollback must not leave the destination half made because its agent blinked.
+   */
+  undoWaitMs?: number;
   /** Runs beside the destination's resume, `delayMs` after it was sent (see LiveFlowPort.replayEarly). */
   duringResume?: { delayMs: number; run: (m: MigrationRef, signal: AbortSignal) => Promise<unknown> };
 }
@@ -113,13 +119,29 @@ export class LiveAgentPort implements AgentPort {
     await this.opts.afterPrepareNamespace?.(host, p, signal);
   }
 
+  /** Retries an undo command while its agent is away, until it answers or `undoWaitMs` passed. */
+  private async undo<T>(host: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + (this.opts.undoWaitMs ?? 20_000);
+    for (;;) {
+      try {
+        return await fn();
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? '';
+        const away = /GONE|TIMEOUT|UNKNOWN|NO_RESPONDERS|NOT_CONNECTED/i.test(code) || /no responders|not heartbeating|gone/i.test((e as Error).message);
+        if (!away || signal.aborted || Date.now() > deadline) throw e;
+        await this.opts.registry.waitFor(host, Math.max(1, deadline - Date.now())).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
   async clearNamespace(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
     const p = host === m.source ? { ...this.placement(host, m), netns: m.service.netns } : this.placement(host, m);
-    await this.opts.registry.agent(host).request(
+    await this.undo(host, signal, () => this.opts.registry.agent(host).request(
       'netns.clear',
       { migrationId: m.migrationId, netns: p.netns, hostIf: p.hostIf, bridge: p.bridge, ...(p.ovsDb !== undefined ? { ovsDb: p.ovsDb } : {}) },
       this.req(signal),
-    );
+    ));
   }
 
   async prepare(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void> {
@@ -164,7 +186,7 @@ export class LiveAgentPort implements AgentPort {
   }
 
   async abort(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void> {
-    await this.step(host, m, role, 'abort', signal);
+    await this.undo(host, signal, () => this.step(host, m, role, 'abort', signal));
   }
 
   async streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal): Promise<StreamResult> {

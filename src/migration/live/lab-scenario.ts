@@ -261,7 +261,14 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         ...(baseline ? { newMac: `02:c0:a7:01:00:${(i + 1).toString(16).padStart(2, '0')}` } : opts.newMac ? { newMac: opts.newMac } : {}),
       };
       const fault = i === 0 ? opts.fault : undefined;
-      const ports = baseline ? baselinePorts(flows, agentPort) : fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, destination: to, destAgentDir: join(runDir, `agent-${to}`), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
+      const restartAgent = (host: string) => {
+        // The agent's supervisor: the same command line as the lab's, its journal in the same dir.
+        const h = hostOf(host);
+        const a = startIn(h.namespace, [...coatArgv(), 'agent', '--host', host, '--nats', natsUrl, ...(token ? ['--token', token] : []), '--data-dir', join(runDir, `agent-${host}`), '--listen', `${h.underlayIp}:0`], { name: `agent-${host}`, env: { COAT_AGENT_SECRET: secret, COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'warn' } });
+        children.push(a);
+        agentPids.set(host, a.pid);
+      };
+      const ports = baseline ? baselinePorts(flows, agentPort) : fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, restartAgent, destination: to, destAgentDir: join(runDir, `agent-${to}`), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
       progress(`migration ${i + 1}/${count}: ${svc.name} ${at} -> ${to}${fault ? ` (fault: ${fault})` : ''}`);
       const orch = new Orchestrator({ flows: ports.flows, agents: ports.agents, planner: baseline ? coldPlanner(planner) : planner }, { ...orchestratorOpts, ...ports.extra });
       const outcome = await orch.migrate({ ref, objective });
@@ -396,6 +403,7 @@ interface FaultContext {
   agents: LiveAgentPort;
   controller: Controller;
   agentPids: Map<string, number>;
+  restartAgent: (host: string) => void;
   destination: string;
   destAgentDir: string;
   ref: MigrationRef;
@@ -419,6 +427,8 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
       agents.restore = async (host, m, signal) => {
         const pid = c.agentPids.get(c.destination);
         if (pid !== undefined) process.kill(pid, 'SIGKILL');
+        // its supervisor starts it again a second later; the restore was lost with it
+        setTimeout(() => c.restartAgent(c.destination), 1000);
         return c.agents.restore(host, m, signal);
       };
       break;
