@@ -37,7 +37,7 @@ import { LiveAgentPort, type ServicePlacement } from './agent-port.js';
 import { ClientCapture } from './capture.js';
 import { LiveMigrationError } from './errors.js';
 import { LiveFlowPort } from './flow-port.js';
-import { LivePlannerPort } from './planner-port.js';
+import { LivePlannerPort, type ForcedPlan } from './planner-port.js';
 import { startIn, sleep, waitFor, type Child } from './processes.js';
 import { buildReport, type ClientFigures, type MigrationReport } from './report.js';
 
@@ -68,6 +68,11 @@ export interface ScenarioOptions {
   fault?: FaultName;
   /** Bytes the client verifies before the first migration and after each (default 200 KB). */
   settleBytes?: number;
+  /**
+   * Pin the strategy of `coat` migrations (cold, or pre-copy with N rounds) instead of MOSE's
+   * choice; PAM still predicts it (benches, calibration runs: docs/planner.md).
+   */
+  plan?: ForcedPlan;
   progress?: (line: string) => void;
   onEvent?: (e: MigrationEvent) => void;
   log?: Logger;
@@ -84,6 +89,22 @@ export interface ScenarioResult {
   /** Namespaces, ports and migration flows left behind (empty when clean). */
   leftovers: string[];
   capture: { file: string; retransmissions: number; spuriousRetransmissions: number; resets: number; serviceBytesOnWire: number };
+  /**
+   * Every pre-copy round's executor call as the source agent answered it (the orchestrator's
+   * `precopy` step also streams the round): for PAM's calibration (docs/planner.md).
+   */
+  preDumps: PreDumpRecord[];
+}
+
+export interface PreDumpRecord {
+  migrationId: string;
+  round: number;
+  /** The preDump request, sent to answered, ms. */
+  ms: number;
+  frozenMs: number;
+  bytes: number;
+  pages: number;
+  timings: Record<string, number>;
 }
 
 const SERVICE_PORT = 7000;
@@ -234,6 +255,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     });
     const planner = new LivePlannerPort({
       registry,
+      ...(opts.plan ? { force: opts.plan } : {}),
       bandwidthMbit: (a, b) => Math.min(...[a, b].map((n) => topo.hosts.find((h) => h.name === n)?.underlay.mbit ?? 1000)),
     });
     const orchestratorOpts: OrchestratorOptions = {
@@ -241,6 +263,16 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       log: log.child({ part: 'orchestrator' }),
       stepTimeoutMs: 30_000,
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    };
+
+    // Pre-copy rounds as the executor timed them (the step's detail keeps only sizes).
+    const preDumps: PreDumpRecord[] = [];
+    const preDump = agentPort.preDump.bind(agentPort);
+    agentPort.preDump = async (host, m, round, signal) => {
+      const t0 = performance.now();
+      const d = await preDump(host, m, round, signal);
+      preDumps.push({ migrationId: m.migrationId, round, ms: performance.now() - t0, frozenMs: d.frozenMs, bytes: d.bytes, pages: d.pages, timings: d.timings });
+      return d;
     };
 
     const outcomes: MigrationOutcome[] = [];
@@ -356,6 +388,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       serviceAlive,
       leftovers,
       capture: { file: capture.file, retransmissions: cap.retransmissions, spuriousRetransmissions: cap.spuriousRetransmissions, resets: cap.resets, serviceBytesOnWire: cap.serviceBytesOnWire },
+      preDumps,
     };
   } finally {
     for (const c of cleanups) await c().catch(() => undefined);

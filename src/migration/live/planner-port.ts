@@ -3,12 +3,23 @@
  * its state dir and private memory, R by page hashing over a short window), L is the slower of the
  * two hosts' underlay links as the topology gives them (a probe would cost a second of wall time
  * per migration and compete with the client's traffic), and PAM + MOSE (planner.ts) decide.
+ *
+ * `force` pins the strategy (benches and the calibration runs of docs/planner.md need N migrations
+ * of one configuration); the prediction is still PAM's for the pinned plan, on the profiled M and R.
  */
 import type { AgentRegistry } from '../../agent/client.js';
 import type { ExecutorName } from '../executor.js';
 import { plannerConstants } from '../pam-calibration-file.js';
+import { predictPam } from '../pam.js';
 import { planFromProfile } from '../planner.js';
 import type { MigrationPlan, MigrationRef, Objective, PlannerPort } from '../ports.js';
+
+/** A plan chosen by the caller instead of MOSE's designer. */
+export interface ForcedPlan {
+  strategy: 'cold' | 'precopy';
+  /** Pre-copy rounds (precopy only; default 1). */
+  iterations?: number;
+}
 
 export interface LivePlannerPortOptions {
   registry: AgentRegistry;
@@ -20,13 +31,24 @@ export interface LivePlannerPortOptions {
   profileWindowMs?: number;
   /** Executors that do pre-copy (tcp-repair does: page-delta rounds). */
   preCopy?: (executor: ExecutorName) => boolean;
+  /** Pin the strategy; PAM still predicts it. */
+  force?: ForcedPlan;
+  /** Calibration file (default: $COAT_CALIBRATION, else the user's config dir). */
+  calibrationPath?: string;
+}
+
+/** What the source agent measured: M (B) and R (pages/s). */
+export interface ServiceProfile {
+  stateBytes: number;
+  dirtyPagesPerSecond?: number;
 }
 
 export class LivePlannerPort implements PlannerPort {
   constructor(private readonly opts: LivePlannerPortOptions) {}
 
-  async plan(m: MigrationRef, objective: Objective, signal: AbortSignal): Promise<MigrationPlan> {
-    const profile = await this.opts.registry.agent(m.source).request(
+  /** Asks the source agent for M and R (MOSE's profiling module). */
+  async profile(m: MigrationRef, signal: AbortSignal): Promise<ServiceProfile> {
+    const p = await this.opts.registry.agent(m.source).request(
       'profile',
       {
         migrationId: m.migrationId,
@@ -36,14 +58,32 @@ export class LivePlannerPort implements PlannerPort {
       },
       { deadlineMs: 10_000, signal },
     );
-    const { constants } = await plannerConstants(m.executor);
+    return { stateBytes: p.stateBytes, ...(p.dirtyPagesPerSecond !== undefined ? { dirtyPagesPerSecond: p.dirtyPagesPerSecond } : {}) };
+  }
+
+  async plan(m: MigrationRef, objective: Objective, signal: AbortSignal): Promise<MigrationPlan> {
+    const profile = await this.profile(m, signal);
+    const { constants } = await plannerConstants(m.executor, this.opts.calibrationPath);
+    const bandwidthMbit = this.opts.bandwidthMbit(m.source, m.destination);
+    const force = this.opts.force;
+    if (force) {
+      const iterations = force.strategy === 'cold' ? 0 : (force.iterations ?? 1);
+      const p = predictPam({ stateBytes: profile.stateBytes, dirtyPagesPerS: profile.dirtyPagesPerSecond ?? 0, bandwidthMbit, preDumpRounds: iterations }, constants);
+      return {
+        strategy: force.strategy,
+        iterations,
+        bandwidthMbit,
+        predicted: { downtimeMs: p.downtimeMs, totalMs: p.totalMs },
+        reason: `forced by the caller: ${force.strategy}${iterations > 0 ? ` with ${iterations} pre-copy round(s)` : ''}; PAM's prediction for it`,
+      };
+    }
     const p = planFromProfile(
-      { stateBytes: profile.stateBytes, ...(profile.dirtyPagesPerSecond !== undefined ? { dirtyPagesPerSecond: profile.dirtyPagesPerSecond } : {}) },
+      profile,
       objective,
       {
         targetDowntimeMs: this.opts.targetDowntimeMs ?? 100,
         targetTotalMs: this.opts.targetTotalMs ?? 10_000,
-        maxBandwidthMbit: this.opts.bandwidthMbit(m.source, m.destination),
+        maxBandwidthMbit: bandwidthMbit,
         preCopySupported: this.opts.preCopy ? this.opts.preCopy(m.executor) : m.executor !== 'hooks',
       },
       { constants },
