@@ -18,3 +18,4 @@ export * as tcpRepair from './tcp-repair/index.js';
 export * as migration from './migration/index.js';
 export * as capture from './capture/index.js';
 export * as report from './report/index.js';
+export * as probe from './probe/index.js';

@@ -12,4 +12,5 @@ export * from './arp.js';
 export * from './ipv4.js';
 export * from './tcp.js';
 export * from './udp.js';
+export * from './icmp.js';
 export * from './frame.js';
