@@ -16,7 +16,7 @@ t.test('ICMP echo codec: round trip, checksum verified, other types kept', async
   const m = encodeIcmpEcho({ type: IcmpType.ECHO_REQUEST, identifier: 0xbeef, sequence: 7, data: Buffer.from('coat') });
   t.same(decodeIcmp(m).header, { type: 8, identifier: 0xbeef, sequence: 7, data: Buffer.from('coat') });
   const bad = Buffer.from(m);
-  bad[9] ^= 1;
+  bad.writeUInt8(bad.readUInt8(9) ^ 1, 9);
   t.throws(() => decodeIcmp(bad), { code: 'PKT_BAD_FIELD' });
   t.throws(() => decodeIcmp(m.subarray(0, 3)), { code: 'PKT_TRUNCATED' });
   const unreachable = Buffer.from([3, 1, 0, 0, 0, 0, 0, 0]);
