@@ -100,6 +100,7 @@ function eq(column: string, value: unknown): Condition {
 
 export class VSwitch {
   private interfaceMonitor: Monitor | undefined;
+  private rootMonitor: Monitor | undefined;
 
   private constructor(
     readonly client: OvsdbClient,
@@ -416,6 +417,44 @@ export class VSwitch {
       if (hasCode(err, 'OVSDB_WAIT_TIMEOUT')) throw new VSwitchError('OVSDB_WAIT_TIMEOUT', (err as Error).message);
       throw err;
     });
+  }
+
+  /**
+   * Waits until ovs-vswitchd has applied every change committed so far, as ovs-vsctl does unless
+   * told --no-wait: increment Open_vSwitch.next_cfg and wait for ovs-vswitchd to copy it into
+   * cur_cfg, which it does only after a complete reconfiguration (ovs-vswitchd.conf.db(5),
+   * Open_vSwitch "next_cfg"/"cur_cfg"). A commit alone says nothing about the switch: ports are
+   * created and devices removed later, when ovs-vswitchd next reads the database. Needs a running
+   * ovs-vswitchd (against ovsdb-server alone it times out with OVSDB_WAIT_TIMEOUT).
+   */
+  async waitForVswitchd(timeoutMs = 10_000): Promise<number> {
+    const tx = this.transaction();
+    tx.mutate('Open_vSwitch', [], [['next_cfg', '+=', 1]]);
+    tx.select('Open_vSwitch', [], ['next_cfg']);
+    tx.comment('coat: wait for ovs-vswitchd');
+    const results = await this.client.transact(this.db, tx);
+    const rows = (results[1] as { rows?: { next_cfg?: unknown }[] }).rows;
+    const target = rows?.[0]?.next_cfg;
+    if (typeof target !== 'number') throw new VSwitchError('OVSDB_NOT_FOUND', 'no Open_vSwitch row with a next_cfg');
+    if (!this.rootMonitor?.active) {
+      this.rootMonitor = await this.client.monitor(this.db, { Open_vSwitch: { columns: ['cur_cfg'] } });
+    }
+    return this.rootMonitor
+      .waitFor(
+        `ovs-vswitchd to apply configuration ${target} (Open_vSwitch.cur_cfg)`,
+        (r) => {
+          for (const row of r.table('Open_vSwitch').values()) {
+            const cur = (row as unknown as OpenVSwitchRow).cur_cfg;
+            if (typeof cur === 'number' && cur >= target) return cur;
+          }
+          return undefined;
+        },
+        timeoutMs,
+      )
+      .catch((err: unknown) => {
+        if (hasCode(err, 'OVSDB_WAIT_TIMEOUT')) throw new VSwitchError('OVSDB_WAIT_TIMEOUT', (err as Error).message);
+        throw err;
+      });
   }
 
   /** A monitor of the Interface columns coat waits on, started on first use. */

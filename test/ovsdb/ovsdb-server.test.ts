@@ -107,6 +107,13 @@ t.test('bridge / port / interface / controller lifecycle, read back with ovs-vsc
   }
   t.equal((await ovs.vsctl(['get', 'Open_vSwitch', '.', 'bridges'])).trim(), '[]', 'Open_vSwitch.bridges no longer refers to it');
   await vs.deleteBridge('br-int', { ifExists: true });
+
+  // Without ovs-vswitchd nobody copies next_cfg into cur_cfg: the wait fails, typed, at its deadline.
+  const nextBefore = (await vs.root()).next_cfg;
+  const noSwitch = await rejection(vs.waitForVswitchd(300));
+  t.equal(noSwitch.code, 'OVSDB_WAIT_TIMEOUT');
+  t.match(noSwitch.message, /ovs-vswitchd to apply configuration \d+/);
+  t.equal(Number((await ovs.vsctl(['get', 'Open_vSwitch', '.', 'next_cfg'])).trim()), nextBefore + 1, 'the wait asked for the next configuration');
 });
 
 t.test('every RFC 7047 §5.2 operation against the server, and named-uuid references', async (t) => {

@@ -85,6 +85,11 @@ t.test('ports come alive under ovs-vswitchd: ofport, MAC, datapath id, controlle
   await vs.deletePort(br, vethA);
   await vs.deleteBridge(br);
   t.notMatch(await ovs.vsctl(['show']), new RegExp(tag), 'nothing of ours left in the database');
+  // The commit is not the switch: ovs-vswitchd removes the devices when it next reconfigures.
+  // Without this wait the check below raced ovs-vswitchd (device still there in 10 of 15 tries).
+  const before = (await vs.root()).cur_cfg;
+  const applied = await vs.waitForVswitchd(10_000);
+  t.ok(applied > before, 'ovs-vswitchd applied a configuration newer than the one before the deletes');
   const links = (await exec('ip', ['-o', 'link', 'show'], { timeoutMs: 5000, netns: ns })).stdout;
   t.notMatch(links, new RegExp(`${tag}-in`), 'ovs-vswitchd removed the internal port device');
 });
