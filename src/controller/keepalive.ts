@@ -61,11 +61,14 @@ export class KeepaliveState {
     const silent = now - this.lastReceived;
     if (silent >= this.opts.deadAfterMs) return { action: 'dead', silentMs: silent };
     const untilDead = this.opts.deadAfterMs - silent;
+    // While a probe is out, look again at least every interval: the reply does not move the timer,
+    // so without this the echo after an answered probe would wait for the dead-peer deadline
+    // instead of following one interval of silence after the reply.
     if (silent >= this.opts.intervalMs && this.probedAt === undefined) {
       this.probedAt = now;
-      return { action: 'probe', checkInMs: untilDead };
+      return { action: 'probe', checkInMs: Math.min(untilDead, this.opts.intervalMs) };
     }
-    if (this.probedAt !== undefined) return { action: 'wait', checkInMs: untilDead };
+    if (this.probedAt !== undefined) return { action: 'wait', checkInMs: Math.min(untilDead, this.opts.intervalMs) };
     return { action: 'wait', checkInMs: this.opts.intervalMs - silent };
   }
 }

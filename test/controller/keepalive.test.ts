@@ -29,29 +29,63 @@ t.test('echo after the interval, reset by replies, dead after the timeout', asyn
   await conn.handshake();
   t.equal(conn.dpid, 0x42n);
   const echoes = () => fake!.received.filter((m) => m.type === 'echo_request').length;
-  const settle = () => new Promise((r) => setTimeout(r, 50)); // let real socket I/O happen
+  // Waits on events, not on sleeps: under load a fixed sleep can end before the fake's reply is
+  // read, and a reply read after the clock moved on would shift the silence timer (the dead-peer
+  // close would then never come and the test would hang). Each wait has a real-time guard so a
+  // broken keepalive fails here, naming what it waited for.
+  const within = <T>(what: string, p: Promise<T>, ms = 5000): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const guard = new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)));
+    return Promise.race([p, guard]).finally(() => clearTimeout(timer));
+  };
+  const echoRequestNumber = (n: number) => within(`echo request #${n} at the fake switch`, new Promise<void>((resolve) => {
+    const check = () => (echoes() >= n ? resolve() : fake!.waitFor((m) => m.type === 'echo_request' && echoes() >= n).then(() => resolve()));
+    check();
+  }));
+  const echoReplyRead = () => within('echo reply read by the controller', new Promise<void>((resolve) => {
+    const onMessage = (m: { type: string }) => {
+      if (m.type !== 'echo_reply') return;
+      conn.off('message', onMessage);
+      resolve();
+    };
+    conn.on('message', onMessage);
+  }));
+  const settle = () => new Promise((r) => setTimeout(r, 20)); // room for a wrong extra echo to show
 
   clock.advance(999);
   await settle();
   t.equal(echoes(), 0, 'no echo before the interval');
+  let replied = echoReplyRead();
   clock.advance(1);
-  await settle();
+  await echoRequestNumber(1);
+  await replied;
   t.equal(echoes(), 1, 'one echo at the interval');
-  // The fake answered (real I/O): the silence timer restarted at t=1000.
-  clock.advance(2500);
+  // The reply was read at fake time 1000: the silence timer restarted there.
+  replied = echoReplyRead();
+  clock.advance(999);
   await settle();
+  t.equal(echoes(), 1, 'no second echo before an interval of silence after the reply');
+  clock.advance(1);
+  await echoRequestNumber(2);
+  await replied;
   t.equal(conn.state, 'up', 'a reply keeps the connection');
   t.equal(echoes(), 2, 'and the next echo follows the next interval of silence');
 
   fake!.silent = true;
   const closed = new Promise<{ code: string; message: string }>((r) => conn.once('close', r));
-  // The last message (the reply to the second echo) was read at the current fake time.
-  clock.advance(2999);
+  // The last message (the reply to the second echo) was read at fake time 2000: echo #3 at 3000,
+  // unanswered; dead at 5000.
+  clock.advance(999);
   await settle();
+  t.equal(echoes(), 2, 'no third echo before an interval of silence');
+  clock.advance(1);
+  await echoRequestNumber(3);
   t.equal(echoes(), 3, 'an echo went out after an interval of silence, unanswered');
+  clock.advance(1999);
+  await settle();
   t.equal(conn.state, 'up', 'alive until the dead-peer timeout');
   clock.advance(1);
-  const reason = await closed;
+  const reason = await within('close at the dead-peer timeout', closed);
   t.equal(reason.code, 'OFC_KEEPALIVE');
   t.match(reason.message, /no message from the switch for 3000 ms \(echo every 1000 ms, dead after 3000 ms\)/);
 });

@@ -35,11 +35,13 @@ t.test('xids skip 0 and ids still waiting, and wrap at 2^32', async (t) => {
 t.test('keepalive: probe after the interval, dead after the timeout, any message resets', async (t) => {
   const k = new KeepaliveState({ intervalMs: 1000, deadAfterMs: 3000 }, 0);
   t.same(k.decide(500), { action: 'wait', checkInMs: 500 });
-  t.same(k.decide(1000), { action: 'probe', checkInMs: 2000 });
-  t.same(k.decide(1500), { action: 'wait', checkInMs: 1500 }, 'one probe per silence');
+  t.same(k.decide(1000), { action: 'probe', checkInMs: 1000 }, 'look again after an interval, not only at the deadline');
+  t.same(k.decide(1500), { action: 'wait', checkInMs: 1000 }, 'one probe per silence');
+  t.same(k.decide(2500), { action: 'wait', checkInMs: 500 }, 'the dead-peer deadline comes first');
   k.received(2000);
   t.same(k.decide(2500), { action: 'wait', checkInMs: 500 });
-  t.same(k.decide(3000), { action: 'probe', checkInMs: 2000 });
+  t.same(k.decide(3000), { action: 'probe', checkInMs: 1000 });
+  t.same(k.decide(4000), { action: 'wait', checkInMs: 1000 });
   t.same(k.decide(5000), { action: 'dead', silentMs: 3000 });
   t.throws(() => new KeepaliveState({ intervalMs: 1000, deadAfterMs: 1000 }, 0), RangeError);
 });
