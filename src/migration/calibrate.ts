@@ -13,6 +13,7 @@
  *   restore                     a3a4 * (psi + omega M)                 psi', omega' with a3a4 = 1
  *                                                                      (only the products are
  *                                                                      identifiable from the total)
+ *   setup (coat's, T_mig only)  setupMs + setupMsPerByte * M            setupMs, setupMsPerByte
  *
  * The solver is ml-matrix's QR decomposition (Householder): a well-kept library, and QR is the
  * numerically sound way to solve least squares (the normal equations square the condition number, and
@@ -68,6 +69,11 @@ export interface MeasuredMigration {
   transferMs?: number;
   transferBytes?: number;
   restoreMs?: number;
+  /**
+   * coat: the migration's time outside PAM's rounds (profiling, preparing the destination, hold,
+   * release): total minus the pre-copy rounds minus dump-to-resumed. Fits setupMs/setupMsPerByte.
+   */
+  setupMs?: number;
   /** Measured downtime (the client's largest gap, or the executor's frozen-to-resumed time). */
   downtimeMs: number;
   /** Measured total migration time. */
@@ -119,7 +125,7 @@ export interface CalibrateOptions {
 }
 
 const REQUIRED = ['stateBytes', 'dirtyPagesPerS', 'bandwidthMbit', 'preDumpRounds', 'downtimeMs', 'totalMs'] as const;
-const OPTIONAL_NUMBERS = ['freezingMs', 'frozenMs', 'memoryDumpMs', 'checkpointMs', 'transferMs', 'transferBytes', 'restoreMs'] as const;
+const OPTIONAL_NUMBERS = ['freezingMs', 'frozenMs', 'memoryDumpMs', 'checkpointMs', 'transferMs', 'transferBytes', 'restoreMs', 'setupMs'] as const;
 
 /** Checks the shape of parsed JSON runs; returns them typed or throws CALIBRATION_BAD_RUN. */
 export function parseRuns(value: unknown): MeasuredMigration[] {
@@ -347,6 +353,14 @@ export function calibrate(runsIn: readonly MeasuredMigration[], opts: CalibrateO
     c.psi = fr.a;
     c.omega = fr.b;
     steps.restore = fr.fit;
+  }
+  // Setup (coat's, outside PAM's rounds): setupMs + setupMsPerByte M.
+  const setup = runs.filter((r) => r.setupMs !== undefined).map((r) => ({ f: r.stateBytes, y: r.setupMs! }));
+  const fs = fitLine('setup', setup, c.setupMsPerByte, notes);
+  if (fs) {
+    c.setupMs = fs.a;
+    c.setupMsPerByte = fs.b;
+    steps.setup = fs.fit;
   }
 
   // Upper bound: the q-quantile of measured / predicted over downtime and total.

@@ -30,8 +30,8 @@
  *   T_0         = a1a2 (beta + T^p_frozen + T^p_mem) + T_net,0
  *   T_i         = a1a2 (beta + T^d_frozen [+ T^d_mem]) + T_net,i                      (1 <= i < n)
  *   T_down      = a1a2 (beta + T^d_frozen [+ T^d_mem]) + T_net,n + a3a4 (psi + omega M)
- *   T_mig       = sum_{i<n} T_i + T_down
- * (every round's time is finally multiplied by `safetyFactor`, 1 unless calibrated)
+ *   T_mig       = sum_{i<n} T_i + T_down + setupMs + setupMsPerByte * M
+ * (every round's time, and the setup, is finally multiplied by `safetyFactor`, 1 unless calibrated)
  * Where coat reads the paper and chooses (each is a named option so the printed form can be had):
  * - `countDumpMemoryTime` (default true): background.md's T_i and T_down omit T^d_mem although PAM
  *   fits eta for it. CRIU writes a dump's pages while the task is frozen (`criu dump` only thaws at
@@ -42,6 +42,10 @@
  *   round can carry more pages than the state has. The cap keeps predictions finite when R * sigma > L.
  * - `netFixedMs` (default 0) and `linkEfficiency` (default 1) are coat's: a per-round stream setup
  *   cost and the share of L the image stream achieves; `coat calibrate` fits both.
+ * - `setupMs` + `setupMsPerByte` M (default 0) are coat's: a migration in coat also profiles the
+ *   service (MOSE's profiling: M, R), prepares the destination, installs the hold and releases the
+ *   source. PAM's T_mig has no term for that work, which on a fast testbed is most of the total;
+ *   `coat calibrate` fits it from the runs' `setupMs`. It is in T_mig, never in T_down.
  * - Cold migration dumps all of M while frozen: frozen phi_d + gamma_d M, memory delta + Lambda M,
  *   volume rho tau1 M.
  */
@@ -123,6 +127,13 @@ export interface PamConstants {
   netFixedMs: number;
   /** coat: share of the nominal L the image stream achieves (0, 1]. 1 until calibrated. */
   linkEfficiency: number;
+  /**
+   * coat: per-migration work outside PAM's rounds (profile, prepare the destination, hold, release),
+   * intercept, ms. Part of T_mig, not of T_down. 0 until calibrated.
+   */
+  setupMs: number;
+  /** coat: the same work's growth with the state size, ms/B (profiling reads M). 0 until calibrated. */
+  setupMsPerByte: number;
   /** coat: count T^d_mem in T_i (i >= 1) and T_down (see the module comment). */
   countDumpMemoryTime: boolean;
   /**
@@ -157,6 +168,8 @@ export const DEFAULT_CONSTANTS: Readonly<PamConstants> = Object.freeze({
   omega: 1e-6,
   netFixedMs: 0,
   linkEfficiency: 1,
+  setupMs: 0,
+  setupMsPerByte: 0,
   countDumpMemoryTime: true,
   safetyFactor: 1,
 });
@@ -207,7 +220,9 @@ export interface PamPrediction {
   rounds: RoundPrediction[];
   /** T_down, ms. */
   downtimeMs: number;
-  /** T_mig = sum T_i + T_down, ms. */
+  /** coat's setup (profile, prepare, hold, release) counted in T_mig, ms. */
+  setupMs: number;
+  /** T_mig = sum T_i + T_down + setup, ms. */
   totalMs: number;
   /** Sum of V_i over all rounds, B. */
   totalBytes: number;
@@ -243,7 +258,7 @@ function validateConstants(c: PamConstants): void {
   checkFinite('linkEfficiency', c.linkEfficiency, 0, false);
   checkFinite('safetyFactor', c.safetyFactor, 0, false);
   if (!(c.rMax >= c.rMin)) throw new PamInputError('rMax', c.rMax, `must be >= rMin (${c.rMin})`);
-  for (const k of ['rho', 'tau1', 'tau2', 'alpha1', 'alpha2', 'alpha3', 'alpha4', 'beta', 'phiP', 'phiD', 'Gamma', 'zeta', 'delta', 'Lambda', 'muP', 'nuP', 'psi', 'omega', 'netFixedMs'] as const) {
+  for (const k of ['rho', 'tau1', 'tau2', 'alpha1', 'alpha2', 'alpha3', 'alpha4', 'beta', 'phiP', 'phiD', 'Gamma', 'zeta', 'delta', 'Lambda', 'muP', 'nuP', 'psi', 'omega', 'netFixedMs', 'setupMs', 'setupMsPerByte'] as const) {
     checkFinite(k, c[k], 0);
   }
 }
@@ -323,8 +338,9 @@ export function predictPam(input: PamInput, constants: Partial<PamConstants> = {
     }
   }
   const dump = rounds[rounds.length - 1]!;
-  const totalMs = rounds.reduce((s, r) => s + r.totalMs, 0);
-  return { rHat, rounds, downtimeMs: dump.totalMs, totalMs, totalBytes: rounds.reduce((s, r) => s + r.bytes, 0) };
+  const setupMs = k * (c.setupMs + c.setupMsPerByte * M);
+  const totalMs = rounds.reduce((s, r) => s + r.totalMs, 0) + setupMs;
+  return { rHat, rounds, downtimeMs: dump.totalMs, setupMs, totalMs, totalBytes: rounds.reduce((s, r) => s + r.bytes, 0) };
 }
 
 /** Inputs of the ideal model: no processing time, pure transfer. */

@@ -46,6 +46,8 @@ const TRUTH: PamConstants = {
   omega: 3e-6,
   netFixedMs: 15,
   linkEfficiency: 0.8,
+  setupMs: 400,
+  setupMsPerByte: 5e-6,
 };
 
 /** Runs measured on the synthetic testbed: PAM's step times with multiplicative noise of +-`noise`. */
@@ -72,7 +74,8 @@ function syntheticRuns(n: number, seed: number, noise: number): MeasuredMigratio
       bytes: r.bytes,
     }));
     const downtime = jitter(p.downtimeMs);
-    const pre = p.totalMs - p.downtimeMs;
+    const pre = p.totalMs - p.downtimeMs - p.setupMs;
+    const setup = jitter(p.setupMs);
     runs.push({
       executor: 'podman',
       stateBytes: M,
@@ -81,7 +84,8 @@ function syntheticRuns(n: number, seed: number, noise: number): MeasuredMigratio
       preDumpRounds: I,
       restoreMs: jitter(p.rounds[I]!.restoreMs),
       downtimeMs: downtime,
-      totalMs: jitter(pre) + downtime,
+      setupMs: setup,
+      totalMs: jitter(pre) + setup + downtime,
       rounds,
     });
   }
@@ -117,6 +121,8 @@ t.test('noise-free runs: every constant recovered', async (t) => {
     ['linkEfficiency', TRUTH.linkEfficiency, c.linkEfficiency],
     ['tau1', TRUTH.tau1, c.tau1],
     ['rMax', TRUTH.rMax, c.rMax],
+    ['setupMs', TRUTH.setupMs, c.setupMs],
+    ['setupMsPerByte', TRUTH.setupMsPerByte, c.setupMsPerByte],
   ] as const) {
     t.ok(near(got, want, 1e-6), `${k}: ${got} vs ${want}`);
   }

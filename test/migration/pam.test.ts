@@ -196,3 +196,16 @@ t.test('property: monotone in M and in 1/L', async (t) => {
   );
   t.pass('2000 random inputs');
 });
+
+t.test("coat's setup (profile, prepare, release) is in T_mig, scaled by the safety factor, never in T_down", async (t) => {
+  const input: PamInput = { stateBytes: 10e6, dirtyPagesPerS: 5, bandwidthMbit: 100, preDumpRounds: 1 };
+  const plain = predictPam(input, { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1 });
+  const withSetup = predictPam(input, { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1, setupMs: 300, setupMsPerByte: 2e-5 });
+  t.equal(plain.setupMs, 0);
+  t.equal(withSetup.setupMs, 300 + 2e-5 * 10e6);
+  t.equal(withSetup.downtimeMs, plain.downtimeMs, 'downtime unchanged');
+  t.ok(Math.abs(withSetup.totalMs - plain.totalMs - 500) < 1e-9, `total grows by the setup: ${withSetup.totalMs - plain.totalMs}`);
+  const safe = predictPam(input, { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1, setupMs: 300, setupMsPerByte: 2e-5, safetyFactor: 2 });
+  t.equal(safe.setupMs, 1000, 'the safety factor scales the setup too');
+  t.throws(() => predictPam(input, { setupMs: -1 }), PamInputError);
+});
