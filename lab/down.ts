@@ -5,11 +5,20 @@
  *
  * Processes are found by the namespaces they run in (`ip netns pids` on the lab's own, tagged
  * namespaces), then signalled by pid: never by name. Deleting a namespace removes every
- * interface in it (veths, bridges, OVS taps), so no link needs deleting one by one; links with
- * the tag left in the caller's own namespace are deleted too.
+ * interface in it (veths, bridges, OVS taps), so no link needs deleting one by one.
+ *
+ * The sweep also covers what runs with the tag left outside the lab's namespaces: links named
+ * `TAG-...` in the caller's own namespace (a veth whose peer side vanished, or the persistent tap
+ * devices an ovs-vswitchd with the netdev datapath leaves behind for every bridge and internal
+ * port, e.g. `TAG-int`, `TAG-phy`, when it ran in this namespace), and the run directories a
+ * tagged run made under the OS temp dir (`coat-TAG-...`, e.g. test OVS instances): a process
+ * still running from one of them is found by the pidfile it wrote there, and killed by that pid
+ * only if its command line names that directory (so a recycled pid is never hit).
  */
-import { rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { exec } from '../src/exec.js';
 import { deleteNetns, listNetns, netnsPids, openNetns } from '../src/netns/index.js';
 import { isAlive } from './process.js';
 import { activeTag, listStates, readState, releaseLock, stateFile } from './state.js';
@@ -20,6 +29,32 @@ export interface DownReport {
   namespaces: string[];
   links: string[];
   removed: string[];
+  /** What could not be removed (a link that resisted deletion), with the reason. */
+  errors: string[];
+}
+
+/** Run directories of `tag` under the OS temp dir: `coat-TAG-...`. */
+async function taggedTempDirs(tag: string): Promise<string[]> {
+  const base = tmpdir();
+  const names = await readdir(base).catch(() => [] as string[]);
+  return names.filter((n) => n.startsWith(`coat-${tag}-`)).map((n) => join(base, n));
+}
+
+/** Live pids from `*.pid` files in `dir` and its subdirectories (two levels), whose command line names `dir`. */
+async function pidsFromPidfiles(dir: string, depth = 2): Promise<number[]> {
+  const out: number[] = [];
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory() && depth > 0) out.push(...(await pidsFromPidfiles(p, depth - 1)));
+    else if (e.isFile() && e.name.endsWith('.pid')) {
+      const pid = Number((await readFile(p, 'utf8').catch(() => '')).trim());
+      if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) continue;
+      const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ');
+      if (cmd.includes(dir)) out.push(pid);
+    }
+  }
+  return out;
 }
 
 async function killPids(pids: number[], graceMs = 2000): Promise<number[]> {
@@ -46,32 +81,46 @@ async function killPids(pids: number[], graceMs = 2000): Promise<number[]> {
 
 /** Removes everything carrying `tag` (state file or not). */
 export async function labDownTag(dir: string, tag: string): Promise<DownReport> {
-  const report: DownReport = { tag, killed: [], namespaces: [], links: [], removed: [] };
+  const report: DownReport = { tag, killed: [], namespaces: [], links: [], removed: [], errors: [] };
   const state = await readState(dir, tag);
   const ours = new Set((await listNetns()).filter((n) => n.startsWith(`${tag}-`)));
   for (const n of state?.namespaces ?? []) if ((await listNetns()).includes(n)) ours.add(n);
   // 1. processes in the lab's namespaces (OVS daemons, nats-server, controller, agents, workloads)
   const pids = new Set<number>();
   for (const ns of ours) for (const p of await netnsPids(ns)) pids.add(p);
+  const runDirs = [state?.runDir ?? join(dir, tag), ...(await taggedTempDirs(tag))];
+  for (const d of runDirs) for (const p of await pidsFromPidfiles(d)) pids.add(p);
   report.killed = await killPids([...pids]);
   // 2. namespaces, and the interfaces in them
   for (const ns of ours) {
     await deleteNetns(ns);
     report.namespaces.push(ns);
   }
-  // 3. tagged links left in our own namespace (none when the build finished; a sweep is cheap)
+  // 3. tagged links left in our own namespace: stray veths, netdev taps (none after a clean build)
   const root = await openNetns();
   try {
     for (const l of await root.listLinks()) {
       if (!l.name.startsWith(`${tag}-`)) continue;
-      await root.deleteLink(l.name).catch(() => undefined); // a veth's peer goes with it
+      try {
+        await root.deleteLink(l.name); // a veth's peer goes with it
+      } catch (e) {
+        // already gone with its veth peer, or refused: `ip` has the last word
+        const stillThere = await root.getLink(l.name).then(() => true, () => false);
+        if (stillThere) {
+          const r = await exec('ip', ['link', 'del', 'dev', l.name], { timeoutMs: 5000, allowFailure: true });
+          if (r.code !== 0) {
+            report.errors.push(`link ${l.name}: ${(e as Error).message}; ip link del: ${r.stderr.trim()}`);
+            continue;
+          }
+        }
+      }
       report.links.push(l.name);
     }
   } finally {
     await root.close();
   }
-  // 4. run directory, state file, lock
-  for (const p of [state?.runDir ?? join(dir, tag), stateFile(dir, tag)]) {
+  // 4. run directories, state file, lock
+  for (const p of [...runDirs, stateFile(dir, tag)]) {
     await rm(p, { recursive: true, force: true });
     report.removed.push(p);
   }

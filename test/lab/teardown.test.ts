@@ -1,6 +1,7 @@
 /**
  * Teardown without a full lab: what `lab down` must clean when `lab up` died early (no state file,
- * lock held) or its processes were killed, by the sweep of the tag; and the one-lab lock.
+ * lock held) or its processes were killed, by the sweep of the tag, also what a tagged run left
+ * outside its namespaces; and the one-lab lock.
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
@@ -9,11 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labDown } from '../../lab/down.js';
 import { labNames } from '../../lab/names.js';
+import { OvsInstance } from '../../lab/ovs-daemons.js';
 import { acquireLock, activeTag, releaseLock } from '../../lab/state.js';
 import { newTag } from '../../lab/tag.js';
+import { exec } from '../../src/exec.js';
 import { createNetns, deleteNetns, listNetns, openNetns } from '../../src/netns/index.js';
 import { defaultTopology, parseTopology } from '../../src/vxlan/topology.js';
-import { leftovers } from './helpers.js';
+import { coat, leftovers } from './helpers.js';
 
 t.test('the lock admits one lab at a time', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'coat-lock-'));
@@ -69,4 +72,36 @@ t.test('lab down sweeps a half-built lab by its tag: processes, namespaces, link
   t.ok(report!.links.includes(`${tag}-x0`) || report!.links.includes(`${tag}-x1`));
   t.same(await leftovers(tag, [join(dir, tag), join(dir, 'active')]), []);
   t.equal(await activeTag(dir), undefined);
+});
+
+t.test('the sweep by tag removes what a tagged run left outside its namespaces: netdev taps in this namespace, OVS run dirs in the temp dir', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-sweep-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const tag = newTag();
+  // the persistent taps an ovs-vswitchd with the netdev datapath leaves for its bridges when it ran
+  // in this namespace (what earlier runs left: `TAG-int`, `TAG-phy`)
+  for (const n of [`${tag}-int`, `${tag}-phy`]) {
+    await exec('ip', ['tuntap', 'add', 'mode', 'tap', 'name', n], { timeoutMs: 5000 });
+    t.teardown(() => exec('ip', ['link', 'del', n], { timeoutMs: 5000, allowFailure: true }));
+  }
+  // a tagged OVS run directory under the temp dir with its ovsdb-server still running
+  const ovs = new OvsInstance({ dir: join(tmpdir(), `coat-${tag}-ovs-left`), vswitchd: false });
+  t.teardown(() => ovs.destroy());
+  await ovs.start();
+  const dbPid = (await ovs.pid('ovsdb-server'))!;
+  // and a pidfile there naming a process that is not ours: its command line does not name the dir
+  const bystander = spawn('sleep', ['300'], { stdio: 'ignore' });
+  t.teardown(() => bystander.kill('SIGKILL'));
+  await writeFile(join(ovs.dir, 'other.pid'), `${bystander.pid}\n`);
+  t.same((await leftovers(tag, [ovs.dir])).length, 4, 'two taps, a process and a directory to clean');
+
+  const out = await coat(['lab', 'down', '--tag', tag, '--state-dir', dir, '--json']);
+  t.equal(out.code, 0, out.stderr);
+  const [report] = JSON.parse(out.stdout) as { killed: number[]; links: string[]; removed: string[]; errors: string[] }[];
+  t.same(report!.links.sort(), [`${tag}-int`, `${tag}-phy`], 'the taps were deleted');
+  t.same(report!.killed, [dbPid], 'the ovsdb-server of the tagged run dir was killed by its pidfile');
+  t.ok(report!.removed.includes(ovs.dir), 'its run dir was removed');
+  t.same(report!.errors, []);
+  t.equal(bystander.exitCode, null, 'a pid whose command line does not name the dir was left alone');
+  t.same(await leftovers(tag, [ovs.dir]), [], 'nothing with the tag is left');
 });

@@ -24,7 +24,8 @@ fabric shaped per link (tbf), a management network to a ctl namespace running na
   up [FILE]        build the lab of topology FILE (YAML or JSON; default: COAT's testbed, see
                    lab/topologies/coat-testbed.yaml). Refused while another lab is up.
   down             remove the lab: processes (by pid), namespaces, interfaces, run directory;
-                   works after a crash too (state file plus a sweep by tag)
+                   works after a crash too (state file plus a sweep by tag, which also takes
+                   links named TAG-* here, e.g. netdev taps, and temp dirs coat-TAG-*)
   status           what is up; --json: {tag, hosts:[{name, namespace}], endpoints:[{name, host,
                    namespace, ip, mac}], controller, ...}
 
@@ -90,7 +91,9 @@ export const command: Command = {
         if (json) writeJson(io.stdout, reports);
         else if (reports.length === 0) io.stdout.write('no lab to remove\n');
         else for (const r of reports) io.stdout.write(`lab ${r.tag} removed: ${r.killed.length} processes, ${r.namespaces.length} namespaces, ${r.links.length} stray links\n`);
-        return ExitCode.ok;
+        const errors = reports.flatMap((r) => r.errors.map((e) => `lab ${r.tag}: ${e}`));
+        for (const e of errors) io.stderr.write(`coat lab down: could not remove ${e}\n`);
+        return errors.length === 0 ? ExitCode.ok : ExitCode.negative;
       }
       case 'status': {
         if (rest.length) throw new UsageError(`lab status takes no arguments (got ${rest.join(' ')})`);
