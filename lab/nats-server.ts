@@ -13,6 +13,7 @@ import { openSync, closeSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoatError } from '../src/errors.js';
+import { stopPid } from './process.js';
 
 export class NatsServerError extends CoatError {}
 
@@ -182,26 +183,7 @@ export class NatsServer {
   /** Stops the server by its pid: SIGTERM, then SIGKILL after `graceMs`. */
   async stop(graceMs = 3000): Promise<void> {
     const pid = await this.pid();
-    if (pid === undefined) return;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
+    if (pid !== undefined) await stopPid(pid, 'SIGTERM', graceMs);
   }
 
   /** Stops the server and removes its run directory. */

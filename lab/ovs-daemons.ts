@@ -11,6 +11,7 @@ import { mkdir, readFile, rm, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exec } from '../src/exec.js';
 import { CoatError } from '../src/errors.js';
+import { stopPid } from './process.js';
 
 export const VSWITCH_SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
 
@@ -121,25 +122,7 @@ export class OvsInstance {
   async stopDaemon(daemon: 'ovsdb-server' | 'ovs-vswitchd', signal: NodeJS.Signals = 'SIGTERM', graceMs = 3000): Promise<void> {
     const pid = await this.pid(daemon);
     if (pid === undefined) return;
-    try {
-      process.kill(pid, signal);
-    } catch {
-      return;
-    }
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
+    await stopPid(pid, signal, graceMs);
     await rm(join(this.dir, `${daemon}.pid`), { force: true });
   }
 

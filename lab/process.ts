@@ -20,3 +20,30 @@ export function isAlive(pid: number | null | undefined): boolean {
     return false;
   }
 }
+
+/**
+ * Stops the process `pid` (one we started: never looked up by name): `signal`, then SIGKILL if it
+ * still exists after `graceMs`. Returns once the pid is gone (reaped, so callers may check with
+ * kill(pid, 0)) or SIGKILL was sent.
+ */
+export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', graceMs = 3000): Promise<void> {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return; // already gone
+  }
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+}
