@@ -45,6 +45,15 @@ export interface OverlayStatus {
   arp: ArpResponder['counters'];
   packetIns: number;
   errors: string[];
+  /** The agents the controller's registry knows (when `coat controller` runs with --nats). */
+  agents?: AgentStatus[];
+}
+
+export interface AgentStatus {
+  host: string;
+  alive: boolean;
+  /** Image stream listener, `ADDR:PORT`. */
+  stream: string | null;
 }
 
 export class OverlayController {
@@ -63,6 +72,7 @@ export class OverlayController {
   private statusFile: string | undefined;
   private statusDirty = false;
   private statusWriting: Promise<void> = Promise.resolve();
+  private agentsSource: (() => AgentStatus[]) | undefined;
 
   constructor(
     readonly controller: Controller,
@@ -203,7 +213,20 @@ export class OverlayController {
         switches.push({ dpid: dpidString(dpid), host: l.host, bridge, flows: this.controller.desiredFlows(dpid)?.length ?? 0, reconciled: this.reconciled.has(dpid) });
       }
     }
-    return { pid: process.pid, updatedAt: new Date().toISOString(), switches, hostsConfigured: [...this.ports.keys()], arp: { ...this.arp.counters }, packetIns: this.packetIns, errors: [...this.errors] };
+    const st: OverlayStatus = { pid: process.pid, updatedAt: new Date().toISOString(), switches, hostsConfigured: [...this.ports.keys()], arp: { ...this.arp.counters }, packetIns: this.packetIns, errors: [...this.errors] };
+    if (this.agentsSource) st.agents = this.agentsSource();
+    return st;
+  }
+
+  /** Adds the agents' liveness to the status (the composition owns the registry); call `statusChanged` when it changes. */
+  reportAgents(source: () => AgentStatus[]): void {
+    this.agentsSource = source;
+    this.touch();
+  }
+
+  /** Something the status shows changed outside the overlay (e.g. an agent registered). */
+  statusChanged(): void {
+    this.touch();
   }
 
   /** Keeps `file` holding the current status (JSON, replaced atomically on every change). */

@@ -205,7 +205,7 @@ endpoints:
   // --- step 5: the controller
   const statusFile = join(dir, 'controller-status.json');
   const ctlLog = join(dir, 'controller.log');
-  const ctlPid = await spawnCoat(ctlNs, ['controller', '--topology', topoFile, '--prefix', tag, '--status', statusFile, '--tls-key', join(pki, 'ctl.key'), '--tls-cert', join(pki, 'ctl.crt'), '--tls-ca', join(pki, 'ca.crt')], ctlLog);
+  const ctlPid = await spawnCoat(ctlNs, ['controller', '--topology', topoFile, '--prefix', tag, '--status', statusFile, '--tls-key', join(pki, 'ctl.key'), '--tls-cert', join(pki, 'ctl.crt'), '--tls-ca', join(pki, 'ca.crt'), '--nats', `nats://${CTL_IP}:4222`, '--token', token, '--secret-file', secretFile], ctlLog);
   pids.push(ctlPid);
   const status = await waitFor(
     'the controller to configure both hosts and program 4 bridges',
@@ -284,6 +284,17 @@ endpoints:
     t.equal(a.host, h.name, `coat agent announced itself on ${h.name}`);
     t.match(JSON.stringify(a.stream), new RegExp(h.underlayIp.replaceAll('.', '\\.')), 'streams on the host\'s underlay address');
   }
+  // and the controller's registry knows them (over NATS, with the shared command secret)
+  const agents = await waitFor(
+    'the controller to list both agents',
+    async () => {
+      const s = JSON.parse(await readFile(statusFile, 'utf8')) as { agents?: { host: string; alive: boolean; stream: string | null }[] };
+      return s.agents?.filter((a) => a.alive).length === 2 ? s.agents : undefined;
+    },
+    20_000,
+    async () => `controller log: ${(await readFile(ctlLog, 'utf8').catch(() => '')).slice(-1000)}`,
+  );
+  t.same(agents.map((a) => [a.host, a.alive, a.stream?.split(':')[0]]).sort(), [['edge-a', true, hosts[0]!.underlayIp], ['edge-b', true, hosts[1]!.underlayIp]], 'controller status: both agents alive, streaming on the underlay');
 
   // stop everything by pid; then nothing with the tag is left
   for (const p of pids) process.kill(p, 'SIGTERM');
