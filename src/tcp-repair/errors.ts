@@ -17,7 +17,7 @@ export const TCP_REPAIR_CODES = {
   TCPR_PERMISSION: 'not permitted (TCP_REPAIR and pidfd_getfd need CAP_NET_ADMIN / ptrace rights)',
   TCPR_NO_NETNS: 'the network namespace does not exist',
   TCPR_ADDR_IN_USE: 'the restored address and port are already bound in the namespace',
-  TCPR_UNSENT_SHORT: 'the never-sent tail of the send queue could not be written in time after resume',
+  TCPR_UNSENT_SHORT: 'the kernel did not take the whole never-sent tail of the send queue at resume (written without waiting)',
   TCPR_STATE: 'the handle is used out of sequence (e.g. save after release)',
   TCPR_KERNEL: 'another kernel error; `errno` and `syscall` say which',
 } as const;

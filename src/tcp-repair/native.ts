@@ -64,7 +64,8 @@ export interface NativeAddon {
   repairOff(fd: number, windowProbe?: boolean): void;
   save(fd: number): NativeSocketState;
   restore(fd: number, state: NativeRestoreState): void;
-  sendUnsent(fd: number, bytes: Buffer, timeoutMs: number): number;
+  /** Writes without waiting (grows SO_SNDBUF when refused); returns the bytes the kernel took. */
+  sendUnsent(fd: number, bytes: Buffer): number;
   counters(fd: number): { bytesAcked: bigint; bytesReceived: bigint; inq: number; outq: number; state: number };
   listen(fd: number, opts: { family: 4 | 6; address: string; port: number; freebind: 0 | 1; backlog: number }): void;
   clearCloexec(fd: number): void;

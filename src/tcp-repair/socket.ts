@@ -14,7 +14,7 @@
  *
  *   restore -> resume (destination):
  *     const s = RepairSocket.restore(img, { netns });  // built in repair mode, nothing sent
- *     s.resume();                             // TCP_REPAIR off (window probe), never-sent tail written
+ *     s.resume();                             // TCP_REPAIR off (window probe), never-sent tail written, no wait
  *     s.close()                               // after the service holds its own descriptor
  */
 import { native, type NativeRestoreState } from './native.js';
@@ -119,8 +119,7 @@ export class RepairSocket {
       maxWindow: img.window?.maxWindow ?? 0,
       rcvWnd: img.window?.rcvWnd ?? 0,
       rcvWup: img.window?.rcvWup ?? 0,
-      sndbuf: img.sndbuf,
-      rcvbuf: img.rcvbuf,
+      ...restoreBuffers(img),
       sendQueue: Buffer.from(img.sendQueue.buffer, img.sendQueue.byteOffset, img.sendQueue.byteLength),
       recvQueue: Buffer.from(img.recvQueue.buffer, img.recvQueue.byteOffset, img.recvQueue.byteLength),
       freebind: opts.freebind === false ? 0 : 1,
@@ -213,9 +212,12 @@ export class RepairSocket {
   /**
    * Takes a restored socket out of repair mode (the kernel sends a window probe, which re-teaches
    * the path the address's new location) and writes the never-sent tail of the send queue through
-   * the normal path. Returns the stream origin a later `save()` of this connection must use.
+   * the normal path. Never waits for the peer: its ACKs may be held until after resume (the hold of
+   * a migration); the buffer `restore` sized takes the whole tail at once. A tail the kernel does not
+   * take whole is TCPR_UNSENT_SHORT (the connection's stream would have a hole: not to be used).
+   * Returns the stream origin a later `save()` of this connection must use.
    */
-  resume(timeoutMs = 2000): StreamOrigin {
+  resume(): StreamOrigin {
     const fd = this.#live();
     const img = this.#restoredFrom;
     if (!img || !this.#repair) throw new TcpRepairError('TCPR_STATE', 'resume() is for a restored socket still in repair mode');
@@ -230,11 +232,11 @@ export class RepairSocket {
     if (unsent.length > 0) {
       let written: number;
       try {
-        written = n.sendUnsent(fd, Buffer.from(unsent.buffer, unsent.byteOffset, unsent.byteLength), timeoutMs);
+        written = n.sendUnsent(fd, Buffer.from(unsent.buffer, unsent.byteOffset, unsent.byteLength));
       } catch (err) {
         throw fromErrno(err, 'send never-sent tail');
       }
-      if (written !== unsent.length) throw new TcpRepairError('TCPR_UNSENT_SHORT', `wrote ${written} of ${unsent.length} never-sent bytes in ${timeoutMs} ms`);
+      if (written !== unsent.length) throw new TcpRepairError('TCPR_UNSENT_SHORT', `the kernel took ${written} of ${unsent.length} never-sent bytes of ${fmt(img.local)} -> ${fmt(img.remote)} without waiting (send buffer full even after growing it)`);
     }
     this.#unsent = null;
     // Nothing of the application has touched the socket yet, so its stream offsets are still the
@@ -280,6 +282,30 @@ export class RepairSocket {
  * of these offsets (the demo workload) thus resumes with no byte lost or repeated, even when frozen
  * between a write() and its own bookkeeping.
  */
+/**
+ * Headroom per queue on top of twice its bytes: one more GSO skb's worth (64 KiB), which is how far
+ * tcp_sendmsg may overshoot sk_sndbuf at the source (it checks the limit only for a new skb).
+ */
+const BUFFER_SLACK = 64 * 1024;
+/** Largest buffer setsockopt can express (it doubles an int). */
+const BUFFER_MAX = 0x7ffffffe;
+
+/**
+ * The SO_SNDBUF / SO_RCVBUF a restored socket needs, as the kernel holds them (sk_sndbuf,
+ * sk_rcvbuf). The kernel charges each queue by skb truesize, not by data: up to about twice the
+ * bytes for MSS-sized skbs (no GSO; sk_buff, shared info and headers per skb), which is why
+ * setsockopt doubles what it is given (socket(7)). The image's own values are kept when larger
+ * (the service chose or the kernel tuned them); otherwise:
+ * - send: the sent-unacked part (written in repair mode) plus the never-sent tail (written after
+ *   repair off) must fit with nothing acknowledged, so resume never waits for a held ACK;
+ * - receive: tcp_send_rcvq refuses a repair receive queue beyond sk_rcvbuf.
+ * CRIU restores so_sndbuf/so_rcvbuf from its image with SO_*BUFFORCE the same way (sk-inet.c).
+ */
+export function restoreBuffers(img: Pick<SocketImage, 'sndbuf' | 'rcvbuf' | 'sendQueue' | 'recvQueue'>): { sndbuf: number; rcvbuf: number } {
+  const need = (queued: number) => (queued === 0 ? 0 : Math.min(BUFFER_MAX, 2 * queued + BUFFER_SLACK));
+  return { sndbuf: Math.max(img.sndbuf, need(img.sendQueue.length)), rcvbuf: Math.max(img.rcvbuf, need(img.recvQueue.length)) };
+}
+
 export function streamOffsets(origin: StreamOrigin, c: { bytesAcked: bigint; bytesReceived: bigint; outq: number; inq: number }): StreamOrigin {
   return { written: origin.written + c.bytesAcked + BigInt(c.outq), read: origin.read + c.bytesReceived - BigInt(c.inq) };
 }

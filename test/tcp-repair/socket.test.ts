@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import net from 'node:net';
-import { RepairSocket, decodeSocketImage, encodeSocketImage, streamOffsets } from '../../src/tcp-repair/index.js';
+import { RepairSocket, decodeSocketImage, encodeSocketImage, restoreBuffers, streamOffsets } from '../../src/tcp-repair/index.js';
 
 interface HandleLike {
   fd: number;
@@ -78,4 +78,11 @@ t.test('restore into a namespace that does not exist is TCPR_NO_NETNS', async (t
     sndWscale: 0, rcvWscale: 0, timestamp: 0, window: null, sndbuf: 0, rcvbuf: 0, streamWritten: 0n, streamRead: 0n, sendQueue: new Uint8Array(0), unsentLength: 0, recvQueue: new Uint8Array(0),
   };
   t.throws(() => RepairSocket.restore(img, { netns: 'coat-no-such-netns-x' }), { code: 'TCPR_NO_NETNS' });
+});
+
+t.test('restoreBuffers: both saved queues fit with room for skb overhead, never below the image', async (t) => {
+  const img = (sndbuf: number, rcvbuf: number, send: number, recv: number) => ({ sndbuf, rcvbuf, sendQueue: new Uint8Array(send), recvQueue: new Uint8Array(recv) });
+  t.same(restoreBuffers(img(87380, 131072, 0, 0)), { sndbuf: 87380, rcvbuf: 131072 }, 'empty queues: the image values');
+  t.same(restoreBuffers(img(4608, 2304, 1_000_000, 50_000)), { sndbuf: 2_065_536, rcvbuf: 165_536 }, 'small image buffers: twice each queue plus 64 KiB');
+  t.same(restoreBuffers(img(4_000_000, 6_000_000, 1_000_000, 50_000)), { sndbuf: 4_000_000, rcvbuf: 6_000_000 }, 'larger image buffers are kept');
 });

@@ -6,7 +6,7 @@
  *
  * Sequences (documented again in src/tcp-repair/socket.ts):
  *   pause -> save:     repairOn(fd) -> save(fd)                     (traffic to the socket blocked first)
- *   restore -> resume: socketIn(netns) -> restore(fd, img) -> repairOff(fd) -> sendUnsent(fd, bytes)
+ *   restore -> resume: tcpSocket(netns) -> restore(fd, img) -> repairOff(fd) -> sendUnsent(fd, bytes)
  *   dispose silently:  repairOn(fd) -> close(fd)                    (tcp_disconnect in repair: no FIN/RST)
  *
  * Kernel interfaces: tcp(7) TCP_REPAIR*, linux/tcp.h; pidfd_open(2) (syscall 434), pidfd_getfd(2)
@@ -15,7 +15,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,11 +24,11 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <linux/sockios.h>
+#include <linux/sock_diag.h>
 #include <linux/tcp.h>
 
 #ifndef SOL_TCP
@@ -406,16 +405,76 @@ static napi_value save_js(napi_env env, napi_callback_info info) {
 
 /* ---- restore (soccr: libsoccr_restore) ---------------------------------------------------- */
 
-/* Writes len bytes into a repair queue; the kernel accepts them as received / as sent-unacked. */
+/*
+ * Sets a socket buffer limit to `bytes` as the kernel will hold it (sk_sndbuf / sk_rcvbuf).
+ * setsockopt doubles what it is given for bookkeeping overhead (socket(7)), so it is given half.
+ * SO_*BUFFORCE (CAP_NET_ADMIN) passes the net.core.[wr]mem_max cap, as CRIU's restore does; without
+ * the capability the capped SO_*BUF is the best there is.
+ */
+static int set_buffer(int fd, int force_opt, int opt, uint32_t bytes) {
+  int half = bytes / 2 > INT32_MAX / 2 ? INT32_MAX / 2 : (int)(bytes / 2);
+  if (set_int(fd, SOL_SOCKET, force_opt, half) == 0) return 0;
+  if (errno != EPERM) return -1;
+  return set_int(fd, SOL_SOCKET, opt, half);
+}
+
+/*
+ * Raises SO_SNDBUF so that `more` bytes fit on top of what the send queue already charges
+ * (SK_MEMINFO_WMEM_QUEUED: skb truesize, data plus per-skb overhead). tcp_sendmsg allocates a new
+ * skb only while sk_wmem_queued < sk_sndbuf (sk_stream_memory_free), so this is what lets a
+ * non-blocking write take everything without an ACK freeing anything first. 0 or -1 (errno).
+ */
+static int grow_sndbuf(int fd, size_t more) {
+  uint32_t mem[SK_MEMINFO_VARS];
+  socklen_t len = sizeof mem;
+  memset(mem, 0, sizeof mem);
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0) return -1;
+  uint64_t want = (uint64_t)mem[SK_MEMINFO_WMEM_QUEUED] + 2 * (uint64_t)more + 65536;
+  if (want <= mem[SK_MEMINFO_SNDBUF]) want = 2 * (uint64_t)mem[SK_MEMINFO_SNDBUF];
+  if (want > INT32_MAX) want = INT32_MAX;
+  return set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, (uint32_t)want);
+}
+
+/* How many times a write that the buffer refuses may grow the buffer and try again. */
+#define GROW_ATTEMPTS 4
+
+/*
+ * Writes len bytes to the socket without ever waiting: into a repair queue (the kernel takes them
+ * as received / as sent-unacked) or, with repair off, through the normal path. Returns the number
+ * of bytes the kernel took (len unless it refused), or -1 with errno for a hard error.
+ * - EAGAIN (the send buffer is charged full; nothing will free it, ACKs are held or, in repair
+ *   mode, never come): grow SO_SNDBUF by what is left and try again, a few times.
+ * - ENOMEM (repair receive queue: tcp_send_rcvq allocates one skb for the chunk, which may be too
+ *   big for the allocator): halve the chunk, as CRIU's __send_tcp_queue does.
+ * A blocking send here would hang for ever in repair mode: nothing acknowledges a repair socket.
+ */
+static ssize_t write_all_nowait(int fd, const uint8_t *buf, size_t len) {
+  size_t off = 0, chunk = len;
+  int grown = 0;
+  while (off < len) {
+    size_t n = len - off < chunk ? len - off : chunk;
+    ssize_t w = send(fd, buf + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w > 0) { off += (size_t)w; continue; }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == ENOMEM && chunk > 1024) { chunk /= 2; continue; }
+    if ((w == 0 || errno == EAGAIN) && grown < GROW_ATTEMPTS) {
+      if (grow_sndbuf(fd, len - off) < 0) return -1;
+      grown++;
+      continue;
+    }
+    if (w == 0 || errno == EAGAIN) break; /* short: the caller reports how much went in */
+    return -1;
+  }
+  return (ssize_t)off;
+}
+
+/* Writes len bytes into a repair queue; a short write is EAGAIN (the queue must be whole). */
 static int fill_queue(int fd, int queue, const uint8_t *buf, size_t len) {
   if (len == 0) return 0;
   if (set_int(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue) < 0) return -1;
-  size_t off = 0;
-  while (off < len) {
-    ssize_t n = send(fd, buf + off, len - off, 0);
-    if (n < 0) { if (errno == EINTR) continue; return -1; }
-    off += (size_t)n;
-  }
+  ssize_t n = write_all_nowait(fd, buf, len);
+  if (n < 0) return -1;
+  if ((size_t)n != len) { errno = EAGAIN; return -1; }
   return 0;
 }
 
@@ -473,9 +532,12 @@ static napi_value restore_js(napi_env env, napi_callback_info info) {
   if (set_int(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE) < 0 ||
       set_int(fd, SOL_TCP, TCP_QUEUE_SEQ, (int)(send_seq - (uint32_t)sendq_len)) < 0)
     return throw_errno(env, errno, "setsockopt(TCP_QUEUE_SEQ, send)");
-  /* getsockopt reports the doubled value (socket(7)); *BUFFORCE (CAP_NET_ADMIN) doubles again. */
-  if (sndbuf && set_int(fd, SOL_SOCKET, SO_SNDBUFFORCE, (int)(sndbuf / 2)) < 0) return throw_errno(env, errno, "setsockopt(SO_SNDBUFFORCE)");
-  if (rcvbuf && set_int(fd, SOL_SOCKET, SO_RCVBUFFORCE, (int)(rcvbuf / 2)) < 0) return throw_errno(env, errno, "setsockopt(SO_RCVBUFFORCE)");
+  /* Buffer limits as the kernel will hold them; the caller sized them so that both saved queues fit
+     (src/tcp-repair/socket.ts restoreBuffers): the receive queue must fit under sk_rcvbuf or
+     tcp_send_rcvq refuses it, the whole send queue under sk_sndbuf or the never-sent tail must
+     wait for ACKs after repair off. */
+  if (sndbuf && set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf) < 0) return throw_errno(env, errno, "setsockopt(SO_SNDBUFFORCE)");
+  if (rcvbuf && set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf) < 0) return throw_errno(env, errno, "setsockopt(SO_RCVBUFFORCE)");
   /* No SO_REUSEADDR here: TCP_REPAIR on already set sk_reuse = SK_FORCE_REUSE (net/ipv4/tcp.c),
      which lets the connection bind beside the service's listener on the same port; setting
      SO_REUSEADDR now would lower it back to SK_CAN_REUSE and bind would fail with EADDRINUSE. */
@@ -510,39 +572,25 @@ static napi_value restore_js(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
- * sendUnsent(fd, bytes, timeoutMs) -> bytes written. After repairOff(): the never-sent tail of the
- * send queue goes through the normal path so it leaves at once (soccr writes it with repair off).
- * Non-blocking with poll(2) and a deadline: the restored SO_SNDBUF holds what the source held, so
- * in practice this never waits.
+ * sendUnsent(fd, bytes) -> bytes the kernel took. After repairOff(): the never-sent tail of the send
+ * queue goes through the normal path so it leaves at once (CRIU's restore_tcp_queues writes it with
+ * repair off). Never waits: the peer's ACKs may be held until after resume (the hold of a
+ * migration), so waiting for the queue to drain could wait on the caller itself. The buffer was
+ * sized at restore to hold the whole queue; if the kernel still refuses, it is grown and the write
+ * tried again (write_all_nowait). A short count is the caller's typed error, never a silent loss.
  */
 static napi_value send_unsent_js(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  int32_t fd, timeout;
+  ARGS(2);
+  int32_t fd;
   uint8_t *data;
   size_t len;
   bool is;
-  if (get_i32(env, argv[0], &fd) || get_i32(env, argv[2], &timeout)) return throw_type(env, "fd and timeoutMs must be integers");
+  if (get_i32(env, argv[0], &fd)) return throw_type(env, "fd must be an integer");
   if (napi_is_buffer(env, argv[1], &is) != napi_ok || !is || napi_get_buffer_info(env, argv[1], (void **)&data, &len) != napi_ok)
     return throw_type(env, "bytes must be a Buffer");
-  size_t off = 0;
-  int64_t deadline = now_ms() + timeout;
-  while (off < len) {
-    ssize_t n = send(fd, data + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n >= 0) { off += (size_t)n; continue; }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN) return throw_errno(env, errno, "send(unsent)");
-    int64_t left = deadline - now_ms();
-    if (left <= 0) break;
-    struct pollfd p = { .fd = fd, .events = POLLOUT };
-    poll(&p, 1, (int)left);
-  }
+  ssize_t off = write_all_nowait(fd, data, len);
+  if (off < 0) return throw_errno(env, errno, "send(unsent)");
   napi_value r;
   napi_create_double(env, (double)off, &r);
   return r;
