@@ -15,6 +15,13 @@
  * within ~3 ms of the highest one "out-of-order"; a capture at the sender's interface (the client's,
  * here) does not see reordering, so the counts agree there, and a test checks them against tshark
  * frame by frame on a real capture with forced losses.
+ *
+ * Each retransmission is also classed: `spurious` when the receiver already had the data, which
+ * the capture proves in two ways: the receiver had acknowledged it before the retransmission was
+ * seen (Wireshark's `tcp.analysis.spurious_retransmission`), or it reports it later in a D-SACK
+ * (RFC 2883 §4: a first SACK block below the cumulative ACK, or inside the second block). Those are
+ * tail-loss probes or RTOs that fired because an ACK came late: nothing was lost. The others are
+ * retransmissions of lost segments.
  */
 import { decodeEthernet, EtherType } from '../packet/ethernet.js';
 import { decodeIpv4, IpProtocol } from '../packet/ipv4.js';
@@ -31,8 +38,10 @@ export interface AnalysisOptions {
    * samples only for the client's own data (ACKs seen at the sender measure the path).
    */
   clientIp?: string;
-  /** Most frame numbers kept in `retransmittedFrames` (default 10,000). */
+  /** Most frame numbers kept in `retransmittedFrames`, and most retransmission events (default 10,000). */
   maxFrameList?: number;
+  /** Gaps between data segments of at least this many ms are listed per direction (default 5). */
+  gapListMinMs?: number;
 }
 
 export interface DirectionStats {
@@ -44,12 +53,21 @@ export interface DirectionStats {
   /** Payload bytes, retransmissions included. */
   bytes: number;
   retransmissions: number;
+  /** Of those, the ones the receiver already had (see the module comment). */
+  spuriousRetransmissions: number;
   retransmittedBytes: number;
   resets: number;
   /** Largest time between two consecutive data segments, ms (0 with fewer than two). */
   maxGapMs: number;
   /** When that gap started, µs since the epoch. */
   maxGapAtUs?: number;
+  /** Every gap of at least `gapListMinMs` between data segments, in order (at most 10,000). */
+  gaps: { atUs: number; ms: number }[];
+  /**
+   * Stream bytes this side put on the wire: the highest sequence end minus the SYN's (and the FIN),
+   * RFC 9293 §3.4. Only when the capture saw this side's SYN.
+   */
+  streamBytes?: number;
   firstUs?: number;
   lastUs?: number;
 }
@@ -59,6 +77,7 @@ export interface ConnectionAnalysis {
   id: string;
   directions: [DirectionStats, DirectionStats];
   retransmissions: number;
+  spuriousRetransmissions: number;
   resets: number;
   bytes: number;
   maxGapMs: number;
@@ -81,6 +100,19 @@ export interface RttSample {
   rttMs: number;
 }
 
+/** One retransmitted segment, and whether the receiver already had it. */
+export interface RetransmissionEvent {
+  /** 1-based frame number, as tshark numbers frames. */
+  frame: number;
+  tsUs: number;
+  /** "ip:port" of the sender and receiver. */
+  src: string;
+  dst: string;
+  seq: number;
+  len: number;
+  spurious: boolean;
+}
+
 export interface CaptureAnalysis {
   packets: number;
   tcpSegments: number;
@@ -89,6 +121,7 @@ export interface CaptureAnalysis {
   firstUs?: number;
   lastUs?: number;
   retransmissions: number;
+  spuriousRetransmissions: number;
   resets: number;
   bytes: number;
   /** Largest gap between data segments over all connections and directions, ms. */
@@ -96,6 +129,8 @@ export interface CaptureAnalysis {
   connections: ConnectionAnalysis[];
   /** 1-based frame numbers of the retransmissions, as tshark numbers frames. */
   retransmittedFrames: number[];
+  /** Every retransmission (at most `maxFrameList`), in capture order. */
+  retransmissionEvents: RetransmissionEvent[];
   timeline: { originUs: number; bucketMs: number; buckets: TimelineBucket[] };
   rtt: RttSample[];
 }
@@ -105,6 +140,30 @@ function seqLt(a: number, b: number): boolean {
   return ((a - b) | 0) < 0;
 }
 
+const TCPOPT_EOL = 0;
+const TCPOPT_NOP = 1;
+const TCPOPT_SACK = 5;
+
+/** The SACK blocks of a TCP options field (RFC 2018 §3), [left, right) each; malformed options end the walk. */
+export function sackBlocks(options: Buffer | undefined): [number, number][] {
+  const out: [number, number][] = [];
+  if (!options) return out;
+  let i = 0;
+  while (i < options.length) {
+    const kind = options[i]!;
+    if (kind === TCPOPT_EOL) break;
+    if (kind === TCPOPT_NOP) {
+      i++;
+      continue;
+    }
+    const len = options[i + 1];
+    if (len === undefined || len < 2 || i + len > options.length) break;
+    if (kind === TCPOPT_SACK) for (let o = i + 2; o + 8 <= i + len; o += 8) out.push([options.readUInt32BE(o), options.readUInt32BE(o + 4)]);
+    i += len;
+  }
+  return out;
+}
+
 interface DirState {
   stats: DirectionStats;
   /** Highest sequence end seen (seq + len + SYN + FIN), undefined until the first segment. */
@@ -112,6 +171,13 @@ interface DirState {
   lastDataUs: number | undefined;
   /** Unacknowledged segments sent in this direction, oldest first, for RTT (Karn: skip retransmitted). */
   inflight: { end: number; tsUs: number; retransmitted: boolean }[];
+  /** Highest ACK the other side sent for this direction's data. */
+  ackedUpTo: number | undefined;
+  /** The SYN's sequence number, and whether a FIN was seen (stream bytes). */
+  isn: number | undefined;
+  sawFin: boolean;
+  /** This direction's retransmissions still open to a later D-SACK. */
+  events: RetransmissionEvent[];
 }
 
 interface ConnState {
@@ -131,12 +197,15 @@ export class TcpAnalyser {
   private readonly conns = new Map<string, ConnState>();
   private readonly buckets = new Map<number, TimelineBucket>();
   private readonly retransmittedFrames: number[] = [];
+  private readonly events: RetransmissionEvent[] = [];
+  private readonly gapMinMs: number;
   private readonly rtt: RttSample[] = [];
 
   constructor(private readonly opts: AnalysisOptions = {}) {
     this.bucketMs = opts.bucketMs ?? 100;
     this.maxFrames = opts.maxFrameList ?? 10_000;
     this.originUs = opts.originUs;
+    this.gapMinMs = opts.gapListMinMs ?? 5;
     if (!(this.bucketMs > 0)) throw new RangeError(`bucketMs must be > 0 (got ${this.bucketMs})`);
   }
 
@@ -175,8 +244,18 @@ export class TcpAnalyser {
     s.lastUs = rec.tsUs;
     if (tcp.flags.syn) cs.conn.sawSyn = true;
 
-    // Acknowledgements for the reverse direction: round-trip samples.
-    if (tcp.flags.ack) this.takeRtt(rev, tcp.ack, rec.tsUs, srcIp);
+    // Acknowledgements for the reverse direction: round-trip samples, what the receiver has, and
+    // D-SACKs naming data it received twice.
+    if (tcp.flags.ack) {
+      this.takeRtt(rev, tcp.ack, rec.tsUs, srcIp);
+      if (rev.ackedUpTo === undefined || seqLt(rev.ackedUpTo, tcp.ack)) rev.ackedUpTo = tcp.ack;
+      const sacks = sackBlocks(tcp.options);
+      const first = sacks[0];
+      const second = sacks[1];
+      // RFC 2883 §4: the first block is a D-SACK when it lies below the cumulative ACK or inside the second block.
+      const isDsack = first !== undefined && (seqLt(first[0], tcp.ack) || (second !== undefined && !seqLt(first[0], second[0]) && !seqLt(second[1], first[1])));
+      if (first && isDsack) for (const e of rev.events) if (seqLt(e.seq, first[1]) && seqLt(first[0], (e.seq + Math.max(1, e.len)) >>> 0)) e.spurious = true;
+    }
 
     if (tcp.flags.rst) {
       s.resets++;
@@ -190,7 +269,10 @@ export class TcpAnalyser {
       if (!keepAlive && seqLt(tcp.seq, d.nextSeq)) retransmission = true;
     }
     const end = (tcp.seq + consumes) >>> 0;
+    if (tcp.flags.syn) d.isn = tcp.seq;
+    if (tcp.flags.fin) d.sawFin = true;
     if (consumes > 0 && (d.nextSeq === undefined || seqLt(d.nextSeq, end))) d.nextSeq = end;
+    if (d.isn !== undefined && d.nextSeq !== undefined) s.streamBytes = Math.max(0, ((d.nextSeq - d.isn) >>> 0) - 1 - (d.sawFin ? 1 : 0));
 
     const bucket = this.bucket(rec.tsUs);
     if (seglen > 0) {
@@ -204,6 +286,7 @@ export class TcpAnalyser {
           s.maxGapAtUs = d.lastDataUs;
         }
         if (gap > cs.conn.maxGapMs) cs.conn.maxGapMs = gap;
+        if (gap >= this.gapMinMs && s.gaps.length < 10_000) s.gaps.push({ atUs: d.lastDataUs, ms: gap });
       }
       d.lastDataUs = rec.tsUs;
       const toClient = this.opts.clientIp === undefined || dstIp === this.opts.clientIp;
@@ -216,6 +299,12 @@ export class TcpAnalyser {
       cs.conn.retransmissions++;
       bucket.retransmissions++;
       if (this.retransmittedFrames.length < this.maxFrames) this.retransmittedFrames.push(this.frame);
+      // Spurious now when the receiver had already acknowledged all of it; else maybe by a later D-SACK.
+      const spurious = d.ackedUpTo !== undefined && !seqLt(d.ackedUpTo, (tcp.seq + consumes) >>> 0);
+      const ev: RetransmissionEvent = { frame: this.frame, tsUs: rec.tsUs, src, dst, seq: tcp.seq, len: seglen, spurious };
+      if (this.events.length < this.maxFrames) this.events.push(ev);
+      d.events.push(ev);
+      if (d.events.length > 256) d.events.shift();
       for (const f of d.inflight) if (!seqLt(f.end, tcp.seq)) f.retransmitted = true;
     } else if (consumes > 0) {
       d.inflight.push({ end, tsUs: rec.tsUs, retransmitted: false });
@@ -244,15 +333,19 @@ export class TcpAnalyser {
     if (!cs) {
       // The first packet seen names side A: the initiator when the capture saw the SYN.
       const dir = (a: string, b: string): DirState => ({
-        stats: { src: a, dst: b, segments: 0, dataSegments: 0, bytes: 0, retransmissions: 0, retransmittedBytes: 0, resets: 0, maxGapMs: 0 },
+        stats: { src: a, dst: b, segments: 0, dataSegments: 0, bytes: 0, retransmissions: 0, spuriousRetransmissions: 0, retransmittedBytes: 0, resets: 0, maxGapMs: 0, gaps: [] },
         nextSeq: undefined,
         lastDataUs: undefined,
         inflight: [],
+        ackedUpTo: undefined,
+        isn: undefined,
+        sawFin: false,
+        events: [],
       });
       const a = dir(src, dst);
       const b = dir(dst, src);
       cs = {
-        conn: { id: `${src}-${dst}`, directions: [a.stats, b.stats], retransmissions: 0, resets: 0, bytes: 0, maxGapMs: 0, sawSyn: false },
+        conn: { id: `${src}-${dst}`, directions: [a.stats, b.stats], retransmissions: 0, spuriousRetransmissions: 0, resets: 0, bytes: 0, maxGapMs: 0, sawSyn: false },
         dirs: new Map([
           [src, a],
           [dst, b],
@@ -274,7 +367,16 @@ export class TcpAnalyser {
   }
 
   result(): CaptureAnalysis {
-    const connections = [...this.conns.values()].map((c) => c.conn);
+    // Spurious counts as of now (a D-SACK may have reclassed an earlier retransmission).
+    for (const cs of this.conns.values()) {
+      cs.conn.spuriousRetransmissions = 0;
+      for (const d of cs.dirs.values()) {
+        d.stats.spuriousRetransmissions = 0;
+        for (const e of d.events) if (e.spurious) d.stats.spuriousRetransmissions++;
+        cs.conn.spuriousRetransmissions += d.stats.spuriousRetransmissions;
+      }
+    }
+    const connections = [...this.conns.values()].map((c) => ({ ...c.conn, directions: c.conn.directions.map((d) => ({ ...d, gaps: [...d.gaps] })) as [DirectionStats, DirectionStats] }));
     const origin = this.originUs ?? 0;
     // Fill empty buckets between the first and last so a gap shows as zero throughput.
     const keys = [...this.buckets.keys()];
@@ -291,11 +393,13 @@ export class TcpAnalyser {
       ...(this.firstUs !== undefined ? { firstUs: this.firstUs } : {}),
       ...(this.lastUs !== undefined ? { lastUs: this.lastUs } : {}),
       retransmissions: connections.reduce((n, c) => n + c.retransmissions, 0),
+      spuriousRetransmissions: this.events.filter((e) => e.spurious).length,
       resets: connections.reduce((n, c) => n + c.resets, 0),
       bytes: connections.reduce((n, c) => n + c.bytes, 0),
       maxGapMs: connections.reduce((n, c) => Math.max(n, c.maxGapMs), 0),
       connections,
       retransmittedFrames: [...this.retransmittedFrames],
+      retransmissionEvents: this.events.map((e) => ({ ...e })),
       timeline: { originUs: origin, bucketMs: this.bucketMs, buckets },
       rtt: [...this.rtt],
     };

@@ -8,12 +8,21 @@
  * - "failed": the migration did not end `done` (rolled back or failed), or a witness is missing
  *   (no capture or no client statistics: then nothing proves the absence of loss);
  * - "zero-loss": done, and every byte the client received was verified (bytesVerified ==
- *   bytesReceived, no corrupt offset, no client error), 0 retransmissions and 0 resets in the
- *   capture on the service's connections, the hold queue dropped nothing and replayed all it held
- *   (held == replayed, dropped == 0);
+ *   bytesReceived, no corrupt offset, no client error), and, when the witnesses cover the stream to
+ *   its end (`complete`), every byte the service sent too (bytesVerified == bytesSent); 0
+ *   retransmissions of lost segments and 0 resets in the capture on the service's connections
+ *   during the migration; the hold queue dropped nothing and replayed all it held (held ==
+ *   replayed, dropped == 0);
  * - "loss": done, but one of those checks failed; `verdictReasons` names each.
- * Downtime is the client's largest gap between arrivals (its own clock), total time the journal's
- * begin to end.
+ * Retransmissions the receiver already had (spurious: acknowledged before, or D-SACKed after,
+ * RFC 2883; capture/tcp-analysis.ts) are reported but lose nothing. The migration's window for the
+ * capture's counts is its start to `marginMs` after its end (a segment lost inside it is resent
+ * after at least one RTO, RFC 6298 §2.4: 200 ms on Linux). `client.bytesSent` is what the service
+ * put on the wire toward the client (the capture's highest sequence, when it saw the connection
+ * start; else the workload client's own count of bytes it sent).
+ * Downtime is the client's largest gap between arrivals (its own clock), or with `downtimeFrom:
+ * 'capture'` (several migrations in one run) the largest gap between the service's data segments
+ * at the client's interface during this migration; total time is the journal's begin to end.
  */
 import { MigrationError } from './errors.js';
 import type { JournalSummary, StepTiming, HoldCounts } from './journal.js';
@@ -40,7 +49,19 @@ export interface VerificationReport {
   downtimeMs: number;
   totalMs: number;
   predicted: { downtimeMs: number; totalMs: number };
-  client: { bytesSent: number; bytesReceived: number; bytesVerified: number; retransmissions: number; resets: number; maxGapMs: number };
+  client: {
+    bytesSent: number;
+    bytesReceived: number;
+    bytesVerified: number;
+    /** Retransmissions of lost segments on the service's connections during the migration. */
+    retransmissions: number;
+    resets: number;
+    maxGapMs: number;
+    /** Retransmissions the receiver already had, same window (not a loss; 0 without a capture). */
+    spuriousRetransmissions: number;
+    /** Bytes the workload client itself sent (ping requests). */
+    requestBytesSent?: number;
+  };
   hold: HoldCounts;
   steps: ReportStep[];
   // Beyond the design's minimum:
@@ -50,14 +71,19 @@ export interface VerificationReport {
   error?: { code: string; message: string };
   verdictReasons: string[];
   /** Which witnesses the verdict had, and the client's own error count (stream or ping). */
-  witnesses: { capture: boolean; client: boolean; clientErrors: number };
+  witnesses: { capture: boolean; client: boolean; clientErrors: number; complete?: boolean };
   /** Epoch ms of the migration's start (time zero of steps and timeline). */
   startedAtMs: number;
   switchMs?: number;
   source?: string;
   destination?: string;
   service?: string;
-  capture?: { packets: number; kernelDropped?: number; connections: number; file?: string; maxGapMs: number };
+  /**
+   * retransmissions/spuriousRetransmissions: the whole capture's, on the service's connections
+   * (outside the migration too); maxGapMs likewise; migrationGapMs: the largest gap between the
+   * service's data segments during the migration.
+   */
+  capture?: { packets: number; kernelDropped?: number; connections: number; file?: string; maxGapMs: number; migrationGapMs?: number; retransmissions?: number; spuriousRetransmissions?: number };
   /** For the plot: client throughput per bucket and RTT samples, ms from the migration's start. */
   timeline?: { bucketMs: number; throughput: { tMs: number; rxBytes: number; txBytes: number }[]; rtt: { tMs: number; rttMs: number }[] };
 }
@@ -126,6 +152,12 @@ export interface BuildReportInput {
   client?: WorkloadClientStats;
   /** Count only the capture's connections to this address (the service); default: all. */
   serviceIp?: string;
+  /** The capture's window for this migration ends this long after it (default 1000 ms). */
+  marginMs?: number;
+  /** The capture and the client's statistics cover the stream to its end: bytesVerified must equal bytesSent. */
+  complete?: boolean;
+  /** `client` (default): the workload client's largest gap; `capture`: the largest during this migration. */
+  downtimeFrom?: 'client' | 'capture';
 }
 
 function serviceConnections(capture: CaptureAnalysis, serviceIp?: string): ConnectionAnalysis[] {
@@ -133,28 +165,78 @@ function serviceConnections(capture: CaptureAnalysis, serviceIp?: string): Conne
   return capture.connections.filter((c) => c.directions.some((d) => d.src.startsWith(`${serviceIp}:`)));
 }
 
+/** One line for a terminal: verdict, the figures, and why when it is not zero-loss. */
+export function reportSummaryLine(r: VerificationReport): string {
+  const c = r.client;
+  return `${r.migrationId} ${r.source ?? '?'} -> ${r.destination ?? '?'}: ${r.verdict} (${r.state}${r.failedStep ? ` at ${r.failedStep}` : ''}); downtime ${r.downtimeMs} ms, total ${r.totalMs} ms, switch ${r.switchMs !== undefined ? round3(r.switchMs) : '-'} ms; predicted ${r.predicted.downtimeMs}/${r.predicted.totalMs} ms; held ${r.hold.held} replayed ${r.hold.replayed} dropped ${r.hold.dropped}; retransmissions ${c.retransmissions} (+${c.spuriousRetransmissions} spurious), resets ${c.resets}; verified ${c.bytesVerified}/${c.bytesSent} bytes${r.verdictReasons.length ? `; ${r.verdictReasons.join('; ')}` : ''}`;
+}
+
+/** What the report takes from a capture for one migration (pure; `coat verify` recomputes it). */
+export interface CaptureCounts {
+  /** Retransmissions of lost segments / spurious ones on the service's connections in the window. */
+  retransmissions: number;
+  spurious: number;
+  /** The same over the whole capture. */
+  allRetransmissions: number;
+  allSpurious: number;
+  resets: number;
+  captureGap: number;
+  /** Largest gap between the service's data segments that overlaps the migration. */
+  migrationGap: number;
+  /** Stream bytes the service put on the wire (when the capture saw its SYN). */
+  streamBytes: number | undefined;
+}
+
+export function captureCounts(capture: CaptureAnalysis, w: { startedAtMs: number; endedAtMs: number; serviceIp?: string; marginMs?: number }): CaptureCounts {
+  const conns = serviceConnections(capture, w.serviceIp);
+  const isService = (ep: string) => w.serviceIp === undefined || ep.startsWith(`${w.serviceIp}:`);
+  const fromService = conns.flatMap((c) => c.directions.filter((d) => isService(d.src)));
+  const ids = new Set(conns.flatMap((c) => c.directions.map((d) => `${d.src}>${d.dst}`)));
+  const fromUs = w.startedAtMs * 1000;
+  const toUs = (w.endedAtMs + (w.marginMs ?? 1000)) * 1000;
+  const events = capture.retransmissionEvents.filter((e) => ids.has(`${e.src}>${e.dst}`));
+  const inWindow = events.filter((e) => e.tsUs >= fromUs && e.tsUs <= toUs);
+  const retransmissions = inWindow.filter((e) => !e.spurious).length;
+  const migrationGap = fromService
+    .flatMap((d) => d.gaps)
+    .filter((g) => g.atUs + g.ms * 1000 >= fromUs && g.atUs <= w.endedAtMs * 1000)
+    .reduce((n, g) => Math.max(n, g.ms), 0);
+  return {
+    retransmissions,
+    spurious: inWindow.length - retransmissions,
+    allRetransmissions: events.filter((e) => !e.spurious).length,
+    allSpurious: events.filter((e) => e.spurious).length,
+    resets: conns.reduce((n, c) => n + c.resets, 0),
+    captureGap: conns.reduce((n, c) => Math.max(n, c.maxGapMs), 0),
+    migrationGap,
+    streamBytes: fromService.length > 0 && fromService.every((d) => d.streamBytes !== undefined) ? fromService.reduce((n, d) => n + d.streamBytes!, 0) : undefined,
+  };
+}
+
 export function buildReport(input: BuildReportInput): VerificationReport {
   const m = input.migration;
   const conns = input.capture ? serviceConnections(input.capture, input.serviceIp) : [];
-  const retransmissions = conns.reduce((n, c) => n + c.retransmissions, 0);
-  const resets = conns.reduce((n, c) => n + c.resets, 0) + 0;
-  const captureGap = conns.reduce((n, c) => Math.max(n, c.maxGapMs), 0);
+  const cc = input.capture ? captureCounts(input.capture, { ...m, ...(input.serviceIp ? { serviceIp: input.serviceIp } : {}), ...(input.marginMs !== undefined ? { marginMs: input.marginMs } : {}) }) : undefined;
+  const { retransmissions, spurious, resets, captureGap, migrationGap, streamBytes } = cc ?? { retransmissions: 0, spurious: 0, resets: 0, captureGap: 0, migrationGap: 0, streamBytes: undefined };
   const c = input.client;
+  const downtime = input.downtimeFrom === 'capture' && input.capture ? migrationGap : c ? c.maxGapMs : captureGap;
   const report: VerificationReport = {
     migrationId: m.migrationId,
     executor: m.executor,
     strategy: m.strategy,
     verdict: 'failed',
-    downtimeMs: round3(c ? c.maxGapMs : captureGap),
+    downtimeMs: round3(downtime),
     totalMs: round3(m.endedAtMs - m.startedAtMs),
     predicted: m.predicted,
     client: {
-      bytesSent: c?.bytesSent ?? 0,
+      bytesSent: streamBytes ?? c?.bytesSent ?? 0,
       bytesReceived: c?.bytesReceived ?? 0,
       bytesVerified: c?.bytesVerified ?? 0,
       retransmissions,
       resets,
       maxGapMs: round3(c?.maxGapMs ?? captureGap),
+      spuriousRetransmissions: spurious,
+      ...(c ? { requestBytesSent: c.bytesSent } : {}),
     },
     hold: { held: m.hold.held, replayed: m.hold.replayed, dropped: m.hold.dropped },
     steps: m.steps.map((s) => ({
@@ -168,7 +250,7 @@ export function buildReport(input: BuildReportInput): VerificationReport {
     ...(m.failedStep ? { failedStep: m.failedStep } : {}),
     ...(m.error ? { error: m.error } : {}),
     verdictReasons: [],
-    witnesses: { capture: !!input.capture, client: !!c, clientErrors: 0 },
+    witnesses: { capture: !!input.capture, client: !!c, clientErrors: 0, ...(input.complete && streamBytes !== undefined ? { complete: true } : {}) },
     startedAtMs: m.startedAtMs,
     ...(m.switchMs !== undefined ? { switchMs: m.switchMs } : {}),
     ...(m.source ? { source: m.source } : {}),
@@ -181,14 +263,20 @@ export function buildReport(input: BuildReportInput): VerificationReport {
       packets: cap.packets,
       connections: conns.length,
       maxGapMs: round3(captureGap),
+      migrationGapMs: round3(migrationGap),
+      retransmissions: cc!.allRetransmissions,
+      spuriousRetransmissions: cc!.allSpurious,
       ...(cap.kernelDropped !== undefined ? { kernelDropped: cap.kernelDropped } : {}),
       ...(cap.file ? { file: cap.file } : {}),
     };
     const shift = cap.timeline.originUs / 1000 - m.startedAtMs;
+    const margin = input.marginMs ?? 1000;
+    const around = (tMs: number) => tMs >= -margin && tMs <= m.endedAtMs - m.startedAtMs + margin;
     report.timeline = {
       bucketMs: cap.timeline.bucketMs,
-      throughput: cap.timeline.buckets.map((b) => ({ tMs: round3(b.tMs + shift), rxBytes: b.rxBytes, txBytes: b.txBytes })),
-      rtt: cap.rtt.map((r) => ({ tMs: round3(r.tMs + shift), rttMs: round3(r.rttMs) })),
+      // Around this migration only: a capture may span several.
+      throughput: cap.timeline.buckets.filter((b) => around(b.tMs + shift)).map((b) => ({ tMs: round3(b.tMs + shift), rxBytes: b.rxBytes, txBytes: b.txBytes })),
+      rtt: cap.rtt.filter((r) => around(r.tMs + shift)).map((r) => ({ tMs: round3(r.tMs + shift), rttMs: round3(r.rttMs) })),
     };
   }
   report.witnesses.clientErrors = (c?.errors?.length ?? 0) + (c?.ping?.errors ?? 0) + (c?.stream?.firstBadOffset ? 1 : 0);
@@ -212,8 +300,9 @@ export function decideVerdict(r: Pick<VerificationReport, 'state' | 'client' | '
   if (reasons.length > 0) return { verdict: 'failed', reasons };
   const c = r.client;
   if (c.bytesVerified !== c.bytesReceived) reasons.push(`client verified ${c.bytesVerified} of ${c.bytesReceived} bytes received`);
+  if (w.complete && c.bytesVerified !== c.bytesSent) reasons.push(`client verified ${c.bytesVerified} bytes, the service sent ${c.bytesSent}`);
   if (w.clientErrors > 0) reasons.push(`client reported ${w.clientErrors} error(s)`);
-  if (c.retransmissions > 0) reasons.push(`${c.retransmissions} TCP retransmission(s) in the capture`);
+  if (c.retransmissions > 0) reasons.push(`${c.retransmissions} TCP retransmission(s) of lost segments in the capture during the migration`);
   if (c.resets > 0) reasons.push(`${c.resets} TCP reset(s) in the capture`);
   if (r.hold.dropped > 0) reasons.push(`hold queue dropped ${r.hold.dropped} packet(s)`);
   if (r.hold.held !== r.hold.replayed) reasons.push(`hold queue held ${r.hold.held} but replayed ${r.hold.replayed}`);

@@ -109,10 +109,11 @@ export function renderReportHtml(r: VerificationReport): string {
     row('downtime (client’s largest gap)', `${fmt(r.downtimeMs, 3)} ms <small>(predicted ≤ ${fmt(r.predicted.downtimeMs, 1)} ms)</small>`),
     row('total migration time', `${fmt(r.totalMs, 3)} ms <small>(predicted ≤ ${fmt(r.predicted.totalMs, 1)} ms)</small>`),
     ...(r.switchMs !== undefined ? [row('switch (bundle commit → last barrier)', `${fmt(r.switchMs, 3)} ms`)] : []),
-    row('client bytes sent / received / verified', esc(`${r.client.bytesSent} / ${r.client.bytesReceived} / ${r.client.bytesVerified}`)),
-    row('TCP retransmissions / resets (capture)', esc(`${r.client.retransmissions} / ${r.client.resets}`)),
+    row('bytes sent to the client / received / verified', esc(`${r.client.bytesSent} / ${r.client.bytesReceived} / ${r.client.bytesVerified}`)),
+    row('TCP retransmissions of lost segments / resets (capture, during the migration)', esc(`${r.client.retransmissions} / ${r.client.resets}`)),
+    row('spurious retransmissions (receiver had the data: acknowledged or D-SACKed)', esc(`${r.client.spuriousRetransmissions ?? 0}`)),
     row('hold: held / replayed / dropped', esc(`${r.hold.held} / ${r.hold.replayed} / ${r.hold.dropped}`)),
-    ...(r.capture ? [row('capture', esc(`${r.capture.packets} packets, ${r.capture.connections} connection(s)${r.capture.kernelDropped ? `, ${r.capture.kernelDropped} missed by the kernel` : ''}`))] : []),
+    ...(r.capture ? [row('capture', esc(`${r.capture.packets} packets, ${r.capture.connections} connection(s)${r.capture.retransmissions !== undefined ? `; whole capture: ${r.capture.retransmissions} retransmissions of lost segments, ${r.capture.spuriousRetransmissions ?? 0} spurious` : ''}${r.capture.kernelDropped ? `, ${r.capture.kernelDropped} missed by the kernel` : ''}`))] : []),
   ];
   const reasons = r.verdictReasons.length > 0 ? `<ul class="reasons">${r.verdictReasons.map((x) => `<li>${esc(x)}</li>`).join('')}</ul>` : '';
   const steps = r.steps

@@ -149,3 +149,59 @@ t.test('property: random frames and mutated TCP frames never throw', async () =>
     { numRuns: 500 },
   );
 });
+
+/** A SACK option (RFC 2018 §3) after two NOPs, blocks [left, right). */
+function sack(...blocks: [number, number][]): Buffer {
+  const b = Buffer.alloc(2 + 2 + blocks.length * 8);
+  b[0] = 1;
+  b[1] = 1;
+  b[2] = 5;
+  b[3] = 2 + blocks.length * 8;
+  blocks.forEach(([l, r], i) => {
+    b.writeUInt32BE(l >>> 0, 4 + i * 8);
+    b.writeUInt32BE(r >>> 0, 8 + i * 8);
+  });
+  return b;
+}
+
+function segOpt(fromClient: boolean, seq: number, ack: number, options: Buffer): Buffer {
+  const [a, b] = fromClient ? [C, S] : [S, C];
+  return encodeTcpFrame({ srcMac: a.mac, dstMac: b.mac, srcIp: a.ip, dstIp: b.ip, srcPort: a.port, dstPort: b.port, seq: seq >>> 0, ack: ack >>> 0, flags: { ack: true }, payload: Buffer.alloc(0), options });
+}
+
+t.test('spurious retransmissions: already acknowledged, or D-SACKed later (RFC 2883); lost ones stay lost; stream bytes and gaps', async (t) => {
+  const c = 1000;
+  const s = 0xfffffff0; // the server's sequence numbers wrap inside the stream
+  const frames = [
+    seg(true, c, 0, { syn: true }), // 1
+    seg(false, s, c + 1, { syn: true, ack: true }), // 2
+    seg(true, c + 1, s + 1, { ack: true }), // 3
+    seg(false, s + 1, c + 1, { ack: true }, 100), // 4 data [s+1, s+101)
+    seg(true, c + 1, s + 101, { ack: true }), // 5 client has it
+    seg(false, s + 1, c + 1, { ack: true }, 100), // 6 retransmission of acknowledged data: spurious
+    seg(false, s + 101, c + 1, { ack: true }, 100), // 7 data [s+101, s+201)
+    seg(false, s + 101, c + 1, { ack: true }, 100), // 8 retransmission, not yet acknowledged...
+    segOpt(true, c + 1, s + 201, sack([s + 101, s + 201])), // 9 ...then D-SACKed: spurious
+    seg(false, s + 201, c + 1, { ack: true }, 100), // 10 data [s+201, s+301), lost on the way
+    seg(false, s + 201, c + 1, { ack: true }, 100), // 11 retransmission of a lost segment
+    seg(true, c + 1, s + 301, { ack: true }), // 12
+  ];
+  const recs = records(frames);
+  const a = analyseTcp(recs, { gapListMinMs: 30 });
+  t.same(a.retransmittedFrames, [6, 8, 11]);
+  t.same(
+    a.retransmissionEvents.map((e) => [e.frame, e.spurious]),
+    [
+      [6, true],
+      [8, true],
+      [11, false],
+    ],
+  );
+  t.equal(a.spuriousRetransmissions, 2);
+  const server = a.connections[0]!.directions.find((d) => d.src === `${S.ip}:${S.port}`)!;
+  t.equal(server.streamBytes, 300, 'highest sequence end minus the SYN, across the wrap');
+  t.equal(server.spuriousRetransmissions, 2);
+  t.same(server.gaps.map((g) => g.ms), [40, 40], 'gaps of >= 30 ms between the server data segments (frames 4->6, 8->10)');
+  // tshark agrees that frame 6 is spurious (acknowledged before); D-SACK is coat's own reading.
+  t.same(await tshark(recs, 'tcp.analysis.spurious_retransmission', t), [6]);
+});

@@ -9,7 +9,7 @@
 import t from 'tap';
 import { runScenarioInLab } from '../../src/migration/live/lab-run.js';
 import { FAULTS } from '../../src/migration/live/lab-scenario.js';
-import { summaryLine } from '../../src/migration/live/report.js';
+import { reportSummaryLine as summaryLine } from '../../src/migration/report.js';
 import { labForMigration } from './helpers.js';
 
 for (const fault of FAULTS) {

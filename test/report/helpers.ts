@@ -34,7 +34,7 @@ export async function finishedJournal(t: { teardown(fn: () => void): void }, id:
 const C = { ip: '10.0.0.1', mac: '02:00:00:00:00:01', port: 40000 };
 const S = { ip: '10.0.0.10', mac: '02:00:00:00:00:10', port: 7000 };
 
-/** The server streams 1000 B every 10 ms from `fromMs` for `ms`, with a hole; optional retransmission and RST. */
+/** The server streams 1000 B every 10 ms from `fromMs` for `ms`, with a hole; optional retransmission (of a lost segment) and RST. */
 export function syntheticCapture(originUs: number, opts: { holeFromMs?: number; holeMs?: number; retransmit?: boolean; reset?: boolean } = {}): { records: PcapRecord[]; analysis: CaptureAnalysis } {
   const records: PcapRecord[] = [];
   const at = (ms: number, fromServer: boolean, seq: number, ack: number, flags: Record<string, boolean>, len: number): void => {
@@ -46,7 +46,8 @@ export function syntheticCapture(originUs: number, opts: { holeFromMs?: number; 
   for (let ms = 0; ms < 600; ms += 10) {
     if (opts.holeFromMs !== undefined && ms >= opts.holeFromMs && ms < opts.holeFromMs + (opts.holeMs ?? 0)) continue;
     at(ms, true, seq, 1, { ack: true, psh: true }, 1000);
-    at(ms + 1, false, 1, seq + 1000, { ack: true }, 0);
+    // With `retransmit`, the last segment is never acknowledged: its retransmission is of a lost one.
+    if (!(opts.retransmit && ms === 590)) at(ms + 1, false, 1, seq + 1000, { ack: true }, 0);
     seq += 1000;
   }
   if (opts.retransmit) at(601, true, seq - 1000, 1, { ack: true }, 1000);

@@ -48,7 +48,7 @@ t.test('build a report from journal + pcap + client stats, then re-check it', as
   writeFileSync(pcap2, Buffer.concat([encodePcapFileHeader(65535), ...other.records.map((r) => encodePcapRecord(r.tsUs, r.data))]));
   const mismatch = await run(['--report', reportFile, '--pcap', pcap2]);
   t.equal(mismatch.code, 1);
-  t.match(mismatch.stdout, /INCONSISTENT: capture .* has 1 retransmission\(s\), the report says 0/);
+  t.match(mismatch.stdout, /INCONSISTENT: capture .* has 1 retransmission\(s\) of lost segments during the migration, the report says 0/);
   t.match(mismatch.stdout, /INCONSISTENT: capture .* has 1 reset\(s\), the report says 0/);
 
   // A report whose verdict its numbers do not support.

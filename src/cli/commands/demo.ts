@@ -7,14 +7,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { labDown } from '../../../lab/down.js';
 import { labUp } from '../../../lab/up.js';
 import { runScenarioInLab } from '../../migration/live/lab-run.js';
-import { renderHtml, summaryLine } from '../../migration/live/report.js';
+import { reportSummaryLine } from '../../migration/report.js';
+import { renderReportHtml } from '../../report/html.js';
 import { OBJECTIVES, type Objective } from '../../migration/planner.js';
 import { defaultTopology } from '../../vxlan/topology.js';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
@@ -32,7 +33,9 @@ Missing tools or a missing build are set up first with scripts/setup.sh. Needs r
   --traffic T       stream (default) or ping-pong
   --migrations N    migrations back and forth (default 1)
   --new-mac MAC     COAT's mode: the service gets MAC at the destination (GARP + neighbour flush)
-  --reports DIR     where report-TAG.json and report-TAG.html go (default ./coat-reports)
+  --reports DIR     where ID.report.json, ID.report.html (one per migration) and the client's
+                    capture client-TAG.pcap go (default ./coat-reports); \`coat verify --report
+                    ID.report.json --pcap client-TAG.pcap\` re-checks one
   --json            the report JSON on stdout; progress on stderr
 
 Exit: 0 when every migration is zero-loss, 1 when one is not, 69 when the demo could not run.
@@ -108,13 +111,17 @@ export const command: Command = {
         { progress, onEvent: (e) => (e.type === 'step-end' ? progress(`  ${e.step}${e.round ? ` ${e.round}` : ''} ${e.ok ? 'ok' : `FAILED: ${e.error?.message}`}`) : undefined) },
       );
       await mkdir(reportsDir, { recursive: true });
-      const base = join(reportsDir, `report-${lab.tag}`);
-      await writeFile(`${base}.json`, JSON.stringify(r.reports, null, 2) + '\n');
-      await writeFile(`${base}.html`, renderHtml(r.reports, `coat demo ${lab.tag}`));
-      for (const rep of r.reports) progress(summaryLine(rep));
-      progress(`report: ${base}.json, ${base}.html`);
+      const pcap = join(reportsDir, `client-${lab.tag}.pcap`);
+      await copyFile(r.capture.file, pcap).catch((e: Error) => progress(`demo: capture not kept: ${e.message}`));
+      for (const rep of r.reports) {
+        const base = join(reportsDir, `${rep.migrationId}.report`);
+        await writeFile(`${base}.json`, JSON.stringify(rep, null, 2) + '\n');
+        await writeFile(`${base}.html`, renderReportHtml(rep));
+        progress(reportSummaryLine(rep));
+        progress(`report: ${base}.json, ${base}.html; check: coat verify --report ${base}.json --pcap ${pcap} --service-ip ${r.serviceIp}`);
+      }
       if (values.json) writeJson(io.stdout, r.reports.length === 1 ? r.reports[0] : r.reports);
-      else for (const rep of r.reports) io.stdout.write(`${rep.verdict}: ${summaryLine(rep)}\n`);
+      else for (const rep of r.reports) io.stdout.write(`${reportSummaryLine(rep)}\n`);
       return r.reports.every((x) => x.verdict === 'zero-loss') ? ExitCode.ok : ExitCode.negative;
     } catch (e) {
       io.stderr.write(`coat demo: ${(e as Error).message}\n`);

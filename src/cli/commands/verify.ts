@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { ExitCode, parseFlags, writeJson, type CliIO, type Command } from '../command.js';
 import { CoatError } from '../../errors.js';
 import { journalPath, readJournal, summarizeJournal } from '../../migration/journal.js';
-import { buildReport, recheckReport, recordFromJournal, type VerificationReport, type WorkloadClientStats } from '../../migration/report.js';
+import { buildReport, captureCounts, recheckReport, recordFromJournal, type VerificationReport, type WorkloadClientStats } from '../../migration/report.js';
 import { parsePcap } from '../../capture/pcap-format.js';
 import { analyseTcp, type CaptureAnalysis } from '../../capture/tcp-analysis.js';
 import { renderReportHtml } from '../../report/html.js';
@@ -75,7 +75,7 @@ function summary(out: VerifyOutput): string {
     `migration ${r.migrationId} (${r.executor}, ${r.strategy}): ${r.verdict}${r.state !== 'done' ? ` [${r.state}${r.failedStep ? ` at ${r.failedStep}` : ''}]` : ''}`,
     `  downtime ${r.downtimeMs} ms (predicted <= ${r.predicted.downtimeMs}), total ${r.totalMs} ms (predicted <= ${r.predicted.totalMs})`,
     `  client: sent ${r.client.bytesSent} B, received ${r.client.bytesReceived} B, verified ${r.client.bytesVerified} B, ` +
-      `retransmissions ${r.client.retransmissions}, resets ${r.client.resets}, largest gap ${r.client.maxGapMs} ms`,
+      `retransmissions ${r.client.retransmissions} (+${r.client.spuriousRetransmissions ?? 0} spurious), resets ${r.client.resets}, largest gap ${r.client.maxGapMs} ms`,
     `  hold: held ${r.hold.held}, replayed ${r.hold.replayed}, dropped ${r.hold.dropped}`,
     `  steps: ${r.steps.map((s) => `${s.name} ${Math.round((s.endMs - s.startMs) * 1000) / 1000} ms`).join(', ')}`,
   ];
@@ -116,12 +116,12 @@ export const command: Command = {
         report = recheckReport(readJsonFile(str('report')!, 'report')).report;
         const pcap = str('pcap');
         if (pcap) {
+          // The same counts the report was built with, over the migration's window.
           const a = analysePcapFile(pcap, str('client-ip'));
-          const conns = str('service-ip') ? a.connections.filter((c) => c.directions.some((d) => d.src.startsWith(`${str('service-ip')}:`))) : a.connections;
-          const re = conns.reduce((n, c) => n + c.retransmissions, 0);
-          const rs = conns.reduce((n, c) => n + c.resets, 0);
-          if (re !== report.client.retransmissions) problems.push(`capture ${pcap} has ${re} retransmission(s), the report says ${report.client.retransmissions}`);
-          if (rs !== report.client.resets) problems.push(`capture ${pcap} has ${rs} reset(s), the report says ${report.client.resets}`);
+          const serviceIp = str('service-ip');
+          const cc = captureCounts(a, { startedAtMs: report.startedAtMs, endedAtMs: report.startedAtMs + report.totalMs, ...(serviceIp ? { serviceIp } : {}) });
+          if (cc.retransmissions !== report.client.retransmissions) problems.push(`capture ${pcap} has ${cc.retransmissions} retransmission(s) of lost segments during the migration, the report says ${report.client.retransmissions}`);
+          if (cc.resets !== report.client.resets) problems.push(`capture ${pcap} has ${cc.resets} reset(s), the report says ${report.client.resets}`);
         }
       } else {
         const dataDir = str('data-dir') ?? process.env.COAT_DATA_DIR ?? '/var/lib/coat';

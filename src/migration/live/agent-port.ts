@@ -55,6 +55,13 @@ export interface LiveAgentPortOptions {
 }
 
 export class LiveAgentPort implements AgentPort {
+  /**
+   * Executor steps whose wait this port abandoned (the step's deadline or signal), by host and
+   * migration, with when it was sent: the agent runs a step to
+   * its own end, not to our signal (agent/client.ts), so an undo sent at once would race it.
+   */
+  private readonly abandoned = new Map<string, { step: ExecutorStep; sentAtMs: number }>();
+
   constructor(private readonly opts: LiveAgentPortOptions) {}
 
   private req(signal: AbortSignal): RequestOptions {
@@ -84,6 +91,36 @@ export class LiveAgentPort implements AgentPort {
   }
 
   private async step(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number) {
+    // Only steps that build something the undo removes are waited for.
+    const tracked = step === 'prepare' || step === 'restore' || step === 'dump';
+    const sentAtMs = Date.now();
+    try {
+      return await this.sendStep(host, m, role, step, signal, round);
+    } catch (e) {
+      if (tracked && (e as { code?: string }).code === 'AGENT_ABORTED') this.abandoned.set(`${host}/${m.migrationId}`, { step, sentAtMs });
+      throw e;
+    }
+  }
+
+  /**
+   * Before an undo on `host`: lets a step whose wait was abandoned finish at the agent, i.e. until
+   * the agent's timings list that step as started no earlier than it was sent (1 s of clock skew
+   * allowed), bounded by `undoWaitMs`.
+   */
+  private async settleAbandoned(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
+    const key = `${host}/${m.migrationId}`;
+    const a = this.abandoned.get(key);
+    if (!a) return;
+    const deadline = Date.now() + (this.opts.undoWaitMs ?? 20_000);
+    while (!signal.aborted && Date.now() < deadline) {
+      const r = await this.opts.registry.agent(host).request('timings', { migrationId: m.migrationId }, { deadlineMs: 5000, signal }).catch(() => ({ steps: [] }));
+      if (r.steps.some((s) => s.step === a.step && Date.parse(s.startedAt) >= a.sentAtMs - 1000)) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    this.abandoned.delete(key);
+  }
+
+  private async sendStep(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number) {
     return this.opts.registry.agent(host).request(
       'executor.step',
       {
@@ -136,6 +173,7 @@ export class LiveAgentPort implements AgentPort {
   }
 
   async clearNamespace(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
+    await this.settleAbandoned(host, m, signal);
     const p = host === m.source ? { ...this.placement(host, m), netns: m.service.netns } : this.placement(host, m);
     await this.undo(host, signal, () => this.opts.registry.agent(host).request(
       'netns.clear',
@@ -186,6 +224,7 @@ export class LiveAgentPort implements AgentPort {
   }
 
   async abort(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void> {
+    await this.settleAbandoned(host, m, signal);
     await this.undo(host, signal, () => this.step(host, m, role, 'abort', signal));
   }
 

@@ -9,6 +9,8 @@ export type LiveErrorCode =
   | 'LIVE_NO_PORT'
   /** A switch to the destination was asked before the destination was staged. */
   | 'LIVE_NOT_STAGED'
+  /** A state change of a migration's flows was not applied on every bridge (names each and why). */
+  | 'LIVE_FLOWS'
   /** The service's placement on a host is not known (no namespace, state dir or command). */
   | 'LIVE_NO_PLACEMENT'
   /** The lab is not in a state a migration can run in (missing endpoint, agent, switch). */

@@ -58,7 +58,17 @@ export interface LiveFlowPortOptions {
    * barrier, deletes before adds, no bundle. Default false (one atomic bundle per bridge).
    */
   deleteThenAdd?: boolean;
+  /**
+   * How long an operation that must complete (every undo, and everything from the point of no
+   * return on) waits for a disconnected bridge to connect again (default 20 s; OVS retries with a
+   * back-off of at most 8 s, ovs-vswitchd.conf.db(5) Controller max_backoff). Operations before the
+   * point of no return do not wait: inside the client's downtime a rollback beats a wait of seconds.
+   */
+  reconnectWaitMs?: number;
 }
+
+/** Whether an operation waits for a bridge that is reconnecting (see `reconnectWaitMs`). */
+type BridgeWait = 'fail-fast' | 'wait';
 
 interface Tracked {
   input: MigrationFlowInput;
@@ -99,6 +109,30 @@ export class LiveFlowPort implements FlowPort {
     return this.opts.controller.switch(this.layout(host).integrationDpid);
   }
 
+  /**
+   * The host's integration bridge; with `wait`, one that is away is waited for (bounded). The
+   * controller reconciles a reconnecting bridge to its desired flows (the last state this port
+   * registered for it) before it reports it up, so the caller diffs against what the bridge holds.
+   */
+  private async bridge(host: string, wait: BridgeWait, signal: AbortSignal): Promise<SwitchConnection> {
+    const dpid = this.layout(host).integrationDpid;
+    const sw = this.opts.controller.switches.get(dpid);
+    if ((sw && !sw.closed) || wait === 'fail-fast') return this.opts.controller.switch(dpid);
+    this.log.warn({ host, dpid: dpidString(dpid), event: 'bridge-away' }, 'bridge not connected: waiting for it to reconnect');
+    const limit = this.opts.reconnectWaitMs ?? 20_000;
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([this.opts.controller.waitForSwitch(dpid, limit), aborted]);
+    } finally {
+      signal.removeEventListener('abort', onAbort!);
+    }
+  }
+
   /** The service's port on `host`, by name, from the switch itself. */
   private async servicePort(host: string, service: string): Promise<number> {
     const name = this.opts.servicePortName(host, service);
@@ -135,7 +169,7 @@ export class LiveFlowPort implements FlowPort {
    * bridge (bridges in parallel), a barrier on each, then the new flows registered as desired.
    * Returns the time from the first bundle sent to the last barrier reply.
    */
-  private async moveTo(t: Tracked, m: MigrationRef, change: Partial<MigrationFlowState>, signal: AbortSignal): Promise<SwitchResult> {
+  private async moveTo(t: Tracked, m: MigrationRef, change: Partial<MigrationFlowState>, wait: BridgeWait, signal: AbortSignal): Promise<SwitchResult> {
     const run = async (): Promise<SwitchResult> => {
       const next: MigrationFlowState = { ...t.state, ...change };
       const target = migrationFlowMods(t.input, next);
@@ -147,22 +181,31 @@ export class LiveFlowPort implements FlowPort {
         .filter((j) => j.mods.length > 0);
       if (signal.aborted) throw signal.reason;
       const t0 = performance.now();
-      await Promise.all(
+      // Every bridge is tried and each one's progress recorded on its own: when one fails (e.g. it
+      // disconnected), the others did change, and the undo must diff against what each holds.
+      const results = await Promise.allSettled(
         jobs.map(async (j) => {
-          const sw = this.sw(j.host);
+          const sw = await this.bridge(j.host, wait, signal);
           if (this.opts.deleteThenAdd) for (const fm of j.mods) await sw.sendConfirmed([fm], { timeoutMs: this.opts.timeoutMs ?? 5000 });
           else {
             await sw.bundle(j.mods, { fallback: 'plain' });
             await sw.barrier({ timeoutMs: this.opts.timeoutMs ?? 5000 });
           }
+          t.current[j.host] = target[j.host]!;
         }),
       );
       const switchMs = performance.now() - t0;
-      t.current = target;
+      // Desired flows: a switch reconnecting mid-migration is reconciled to what this port last
+      // applied to it. Nothing to send now (the switch already holds exactly these).
+      const done = jobs.filter((_, i) => results[i]!.status === 'fulfilled');
+      await Promise.all(done.map((j) => this.opts.controller.setDesiredFlows(this.layout(j.host).integrationDpid, target[j.host]!)));
+      const failed = jobs.map((j, i) => ({ host: j.host, r: results[i]! })).filter((x) => x.r.status === 'rejected');
+      if (failed.length > 0) {
+        const why = failed.map((x) => `${x.host}: ${((x.r as PromiseRejectedResult).reason as Error)?.message ?? String((x.r as PromiseRejectedResult).reason)}`).join('; ');
+        this.log.error({ migrationId: m.migrationId, event: 'flows-failed', state: next, failed: failed.map((x) => x.host), changed: done.map((j) => j.host) }, `migration flows not changed on ${failed.length} bridge(s)`);
+        throw new LiveMigrationError('LIVE_FLOWS', `flows for ${JSON.stringify(next)} not applied on ${why}`, { migrationId: m.migrationId }, { cause: (failed[0]!.r as PromiseRejectedResult).reason });
+      }
       t.state = next;
-      // Desired flows: a switch reconnecting mid-migration is reconciled to this state. Nothing to
-      // send now (the switch already holds exactly these), so this costs one flow dump per bridge.
-      await Promise.all(jobs.map((j) => this.opts.controller.setDesiredFlows(this.layout(j.host).integrationDpid, target[j.host]!)));
       this.log.info({ migrationId: m.migrationId, event: 'flows', state: next, bridges: jobs.length, flowMods: jobs.reduce((n, j) => n + j.mods.length, 0), ms: +switchMs.toFixed(3) }, 'migration flows changed');
       return { switchMs, bridges: jobs.length };
     };
@@ -173,18 +216,18 @@ export class LiveFlowPort implements FlowPort {
 
   async stageDestination(m: MigrationRef, signal: AbortSignal): Promise<void> {
     const t = await this.track(m);
-    await this.moveTo(t, m, { staged: true }, signal);
+    await this.moveTo(t, m, { staged: true }, 'fail-fast', signal);
   }
 
   async unstageDestination(m: MigrationRef, signal: AbortSignal): Promise<void> {
     const t = this.tracked.get(m.migrationId);
     if (!t) return; // never staged (or already forgotten): nothing to undo
-    await this.moveTo(t, m, { staged: false }, signal);
+    await this.moveTo(t, m, { staged: false }, 'wait', signal);
     if (t.state.live === 'source' && !t.state.hold) this.tracked.delete(m.migrationId);
   }
 
   async installHold(m: MigrationRef, signal: AbortSignal): Promise<void> {
-    await this.moveTo(await this.track(m), m, { hold: true }, signal);
+    await this.moveTo(await this.track(m), m, { hold: true }, 'fail-fast', signal);
   }
 
   /**
@@ -195,12 +238,12 @@ export class LiveFlowPort implements FlowPort {
     const t = this.tracked.get(m.migrationId);
     if (!t) return;
     if (t.state.live === 'destination') {
-      await this.moveTo(t, m, AFTER, signal);
+      await this.moveTo(t, m, AFTER, 'wait', signal);
       this.topology = topologyWith(this.topology, m.service.name, m.destination, m.newMac);
       this.opts.onTopologyChange?.(this.topology);
       // Kept (with the input it had): stragglers are replayed to the destination after this.
     } else {
-      await this.moveTo(t, m, { hold: false }, signal);
+      await this.moveTo(t, m, { hold: false }, 'wait', signal);
     }
   }
 
@@ -210,7 +253,8 @@ export class LiveFlowPort implements FlowPort {
       if (side === 'source') return { switchMs: 0, bridges: 0 }; // rollback of a switch never made
       throw new LiveMigrationError('LIVE_NOT_STAGED', `migration ${m.migrationId}: switch to the destination before it was staged`, { migrationId: m.migrationId });
     }
-    return this.moveTo(t, m, { live: side }, signal);
+    // Forward (inside the downtime) fails fast; back (rollback) must complete.
+    return this.moveTo(t, m, { live: side }, side === 'destination' ? 'fail-fast' : 'wait', signal);
   }
 
   async packetOut(m: MigrationRef, all: readonly Buffer[], toward: Side, signal: AbortSignal): Promise<number> {
@@ -221,7 +265,8 @@ export class LiveFlowPort implements FlowPort {
     if (frames.length === 0) return skipped;
     const t = this.tracked.get(m.migrationId) ?? (await this.track(m));
     const { host, port } = deliveryPort(t.input, toward);
-    const sw = this.sw(host);
+    // Replays happen after the point of no return or in a rollback: both must complete.
+    const sw = await this.bridge(host, 'wait', signal);
     const xids = new Set<number>();
     let refused = 0;
     const onError = (e: OfpErrorReply) => {

@@ -8,11 +8,13 @@
  *   agents       one `coat agent` per host, in the host's namespace;
  *   workload     `coat workload server` in the service's namespace on its host, `coat workload
  *                client` in the client's namespace, with a stream (and pings for ping-pong);
- *   capture      tcpdump on the client's interface, from before the first byte to after the last.
+ *   capture      libpcap (src/capture) on the client's interface, from before the first byte to after
+ *                the last, analysed as it streams, also written as client.pcap for tshark.
  *
  * Then N migrations back and forth (each waits for the traffic to flow again), and at the end the
- * service is paused so the client can read every byte it sent, the capture is analysed, and one
- * report per migration is built (report.ts). Every process started here is stopped here, by pid.
+ * service is paused so the client can read every byte it sent, the capture is stopped, and one
+ * report per migration is built from its journal, the capture and the client (../report.ts, the
+ * same path as `coat verify --journal`). Every process started here is stopped here, by pid.
  *
  * The lab must be up without its own controller (`labUp(..., { controller: false })`).
  */
@@ -34,12 +36,13 @@ import type { ExecutorName } from '../executor.js';
 import { Orchestrator, type MigrationEvent, type MigrationOutcome, type OrchestratorOptions } from '../orchestrator.js';
 import type { AgentPort, FlowPort, MigrationRef, Objective } from '../ports.js';
 import { LiveAgentPort, type ServicePlacement } from './agent-port.js';
-import { ClientCapture } from './capture.js';
+import { startCapture } from '../../capture/index.js';
 import { LiveMigrationError } from './errors.js';
 import { LiveFlowPort } from './flow-port.js';
 import { LivePlannerPort, type ForcedPlan } from './planner-port.js';
 import { startIn, sleep, waitFor, type Child } from './processes.js';
-import { buildReport, type ClientFigures, type MigrationReport } from './report.js';
+import { journalPath, readJournal, summarizeJournal } from '../journal.js';
+import { buildReport, recordFromJournal, type VerificationReport, type WorkloadClientStats } from '../report.js';
 
 export const FAULTS = ['kill-destination-agent', 'disconnect-switch', 'corrupt-image', 'restore-fails', 'deadline'] as const;
 export type FaultName = (typeof FAULTS)[number];
@@ -78,17 +81,35 @@ export interface ScenarioOptions {
   log?: Logger;
 }
 
+/** The workload client's final statistics, as far as the scenario's callers use them. */
+export interface ClientFigures {
+  bytesReceived: number;
+  bytesVerified: number;
+  firstBadOffset: string | null;
+  maxGapMs: number;
+  resets: number;
+  closed: { stream: boolean; ping: boolean };
+  ping?: { answered: number; errors: number; rtt: { p50: number | null; p99: number | null; max: number | null } };
+}
+
 export interface ScenarioResult {
   tag: string;
-  reports: MigrationReport[];
+  /** One verification report per migration (src/migration/report.ts). */
+  reports: VerificationReport[];
   outcomes: MigrationOutcome[];
   client: ClientFigures & { raw: unknown };
   /** Where the service runs at the end, and whether it still serves its client. */
   finalHost: string;
   serviceAlive: boolean;
+  /** The service's overlay address (the reports count the capture's connections to it). */
+  serviceIp: string;
   /** Namespaces, ports and migration flows left behind (empty when clean). */
   leftovers: string[];
-  capture: { file: string; retransmissions: number; spuriousRetransmissions: number; resets: number; serviceBytesOnWire: number };
+  /**
+   * The whole capture, the service's connections: retransmissions (spurious ones included), resets,
+   * the stream bytes the service put on the wire, and the packets libpcap dropped (kernel).
+   */
+  capture: { file: string; retransmissions: number; spuriousRetransmissions: number; resets: number; serviceBytesOnWire: number; kernelDropped: number };
   /**
    * Every pre-copy round's executor call as the source agent answered it (the orchestrator's
    * `precopy` step also streams the round): for PAM's calibration (docs/planner.md).
@@ -200,8 +221,16 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     const server = startIn(netnsOf(firstHost), [...coatArgv(), ...serverArgs(stateDirOf(firstHost))], { name: 'server' });
     children.push(server);
     await waitFor('workload server listening', () => server.stdout().includes('"listening"') || (!server.running && Promise.reject(new Error(`server exited: ${server.stderr()}`))), 20_000);
-    const capture = await ClientCapture.start(endpointNetns(tag, cli.name), 'eth0', join(runDir, 'client.pcap'), `tcp port ${SERVICE_PORT} or tcp port ${SERVICE_PORT + 1}`);
-    cleanups.push(() => capture.stop());
+    const pcapFile = join(runDir, 'client.pcap');
+    const capture = await startCapture({
+      iface: 'eth0',
+      netns: endpointNetns(tag, cli.name),
+      filter: `tcp port ${SERVICE_PORT} or tcp port ${SERVICE_PORT + 1}`,
+      file: pcapFile,
+      analysis: { bucketMs: 10, clientIp: cli.ip },
+      log: log.child({ part: 'capture' }),
+    });
+    cleanups.push(async () => void (await capture.stop()));
     const statsPath = join(runDir, 'client-stats.json');
     const client = startIn(endpointNetns(tag, cli.name), [...coatArgv(), 'workload', 'client', '--host', svc.ip, '--port', String(SERVICE_PORT), '--ping-rate', traffic === 'ping-pong' ? '200' : '0', '--stats-file', statsPath], { name: 'client' });
     children.push(client);
@@ -300,7 +329,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         children.push(a);
         agentPids.set(host, a.pid);
       };
-      const ports = baseline ? baselinePorts(flows, agentPort) : fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, restartAgent, destination: to, destAgentDir: join(runDir, `agent-${to}`), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
+      const ports = baseline ? baselinePorts(flows, agentPort) : fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, restartAgent, destination: to, destAgentDir: join(runDir, `agent-${to}`), destStateDir: stateDirOf(to), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
       progress(`migration ${i + 1}/${count}: ${svc.name} ${at} -> ${to}${fault ? ` (fault: ${fault})` : ''}`);
       const orch = new Orchestrator({ flows: ports.flows, agents: ports.agents, planner: baseline ? coldPlanner(planner) : planner }, { ...orchestratorOpts, ...ports.extra });
       const outcome = await orch.migrate({ ref, objective });
@@ -329,13 +358,13 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       await sleep(200);
       return stable >= 3 ? true : undefined;
     }, 15_000).catch((e: Error) => progress(`end: ${e.message}; the report will show what was not read`));
-    await capture.stop();
+    const captured = await capture.stop();
     cleanups.length = 0;
     await client.stop();
     const finalJson = client.stdout().trim();
-    const raw = JSON.parse(finalJson.slice(finalJson.lastIndexOf('\n{') + 1) || 'null') as {
+    const raw = JSON.parse(finalJson.slice(finalJson.lastIndexOf('\n{') + 1) || 'null') as WorkloadClientStats & {
       stream: { bytesReceived: number; bytesVerified: number; firstBadOffset: string | null; maxGapMs: number };
-      ping: ClientFigures['ping'];
+      ping: NonNullable<ClientFigures['ping']>;
       resets: number;
       closed: ClientFigures['closed'];
       maxGapMs: number;
@@ -353,27 +382,55 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       closed: raw.closed,
       ...(raw.ping ? { ping: raw.ping } : {}),
     };
-    const cap = await capture.analyse(svc.ip, SERVICE_PORT);
-    const reports = outcomes.map((o) => {
-      const ref = o.migrationId;
-      const i = outcomes.indexOf(o);
-      const from = i % 2 === 0 ? firstHost : other.name;
-      void ref;
-      return buildReport({ outcome: o, executor, objective, source: from, destination: from === firstHost ? other.name : firstHost, client: figures, capture: cap });
-    });
+    // The report's witnesses: the stream connection's bytes (what bytesSent on the wire counts), the
+    // client's errors and resets over both connections.
+    const witness: WorkloadClientStats = {
+      bytesSent: raw.bytesSent,
+      bytesReceived: raw.stream.bytesReceived,
+      bytesVerified: raw.stream.bytesVerified,
+      maxGapMs: raw.maxGapMs,
+      resets: raw.resets,
+      errors: raw.errors ?? [],
+      stream: { firstBadOffset: raw.stream.firstBadOffset },
+      ping: { errors: raw.ping?.errors ?? 0 },
+    };
+    const analysis = captured.analysis;
+    const kernelDropped = captured.kernel?.dropped ?? 0;
+    const reports = outcomes.map((o) =>
+      buildReport({
+        migration: recordFromJournal(summarizeJournal(readJournal(journalPath(orchestratorOpts.dataDir, o.migrationId)).records)),
+        capture: { ...analysis, file: pcapFile, kernelDropped },
+        client: witness,
+        serviceIp: svc.ip,
+        complete: true,
+        // One migration: the client's own largest gap; several: each one's gap at the client's interface.
+        downtimeFrom: outcomes.length > 1 ? 'capture' : 'client',
+      }),
+    );
+    const svcStream = analysis.connections.flatMap((c) => c.directions).filter((d) => d.src === `${svc.ip}:${SERVICE_PORT}`);
+    const svcConns = analysis.connections.filter((c) => c.directions.some((d) => d.src.startsWith(`${svc.ip}:`)));
+    const svcEvents = analysis.retransmissionEvents.filter((e) => e.src.startsWith(`${svc.ip}:`) || e.dst.startsWith(`${svc.ip}:`));
 
     // --- leftovers: namespaces of the service on hosts where it does not run, hold/staged flows
     const leftovers: string[] = [];
     // The service's port must be gone from the bridge of the host it left (the agent cleared it).
+    // A bridge that is away (a fault disconnected it) is waited for: an unchecked bridge is not a clean one.
+    const bridgeOf = (h: string) => controller.waitForSwitch(hostLayout(topo, tag, h).integrationDpid, 20_000).catch(() => undefined);
     for (const h of [firstHost, other.name]) {
       if (h === at) continue;
-      const sw = controller.switches.get(hostLayout(topo, tag, h).integrationDpid);
+      const sw = await bridgeOf(h);
       const portsNow = sw ? (await sw.multipart({ type: 'port_desc' })).flatMap((b) => b.ports) : [];
       if (portsNow.some((p) => p.name === endpointHostIf(tag, svcIndex))) leftovers.push(`${h}: port ${endpointHostIf(tag, svcIndex)} still on the bridge`);
+      // No standby or restored service may be left where the service does not run.
+      const stray = await servicePid(stateDirOf(h));
+      if (stray !== undefined) leftovers.push(`${h}: a service process (pid ${stray}) still runs with state dir ${stateDirOf(h)}`);
     }
     for (const h of topo.hosts) {
-      const sw = controller.switches.get(hostLayout(topo, tag, h.name).integrationDpid);
-      if (!sw) continue;
+      const sw = await bridgeOf(h.name);
+      if (!sw) {
+        leftovers.push(`${h.name}: integration bridge not connected: its flows could not be checked`);
+        continue;
+      }
       for (const f of await sw.dumpCoatFlows()) {
         const band = Number((f.cookie >> 40n) & 0xffn);
         if (band === 2 || band === 4 || band === 5) leftovers.push(`${h.name}: flow priority ${f.priority} cookie 0x${f.cookie.toString(16)} (migration band)`);
@@ -386,8 +443,16 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       client: { ...figures, raw },
       finalHost: at,
       serviceAlive,
+      serviceIp: svc.ip,
       leftovers,
-      capture: { file: capture.file, retransmissions: cap.retransmissions, spuriousRetransmissions: cap.spuriousRetransmissions, resets: cap.resets, serviceBytesOnWire: cap.serviceBytesOnWire },
+      capture: {
+        file: pcapFile,
+        retransmissions: svcEvents.length,
+        spuriousRetransmissions: svcEvents.filter((e) => e.spurious).length,
+        resets: svcConns.reduce((n, c) => n + c.resets, 0),
+        serviceBytesOnWire: svcStream.reduce((n, d) => n + (d.streamBytes ?? 0), 0),
+        kernelDropped,
+      },
       preDumps,
     };
   } finally {
@@ -439,6 +504,7 @@ interface FaultContext {
   restartAgent: (host: string) => void;
   destination: string;
   destAgentDir: string;
+  destStateDir: string;
   ref: MigrationRef;
   topo: Topology;
   tag: string;
@@ -459,8 +525,10 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
     case 'kill-destination-agent':
       agents.restore = async (host, m, signal) => {
         const pid = c.agentPids.get(c.destination);
-        if (pid !== undefined) process.kill(pid, 'SIGKILL');
-        // its supervisor starts it again a second later; the restore was lost with it
+        // The agent dies with what it started (the standby service), as under a supervisor that
+        // kills the unit's whole process group (systemd's KillMode=control-group); the supervisor
+        // starts it again a second later; the restore was lost with it.
+        if (pid !== undefined) for (const p of await processTree(pid)) killQuietly(p);
         setTimeout(() => c.restartAgent(c.destination), 1000);
         return c.agents.restore(host, m, signal);
       };
@@ -475,12 +543,19 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
       break;
     case 'corrupt-image':
       agents.restore = async (host, m, signal) => {
-        await corruptImage(join(c.destAgentDir, 'images', m.migrationId));
+        // The final image (the `dump` step): pre-copy rounds are applied in the background as they
+        // arrive, so a corrupted round file would be read by nobody; the dump is read by restore.
+        await corruptImage(join(c.destAgentDir, 'images', m.migrationId, 'dump'));
         return c.agents.restore(host, m, signal);
       };
       break;
     case 'restore-fails':
       agents.restore = async (host, m, signal) => {
+        // The service cannot start at the destination: the standby that prepare started dies
+        // (killed by its pid) and the command restore would start instead does not exist.
+        const standby = await servicePid(c.destStateDir);
+        if (standby !== undefined) process.kill(standby, 'SIGKILL');
+        await sleep(200);
         const real = c.agents.serviceFor.bind(c.agents);
         const patched = Object.create(c.agents) as LiveAgentPort;
         patched.serviceFor = (h, mm, role) => ({ ...real(h, mm, role), ...(role === 'destination' ? { command: ['/nonexistent/coat-service'] } : {}) });
@@ -492,6 +567,29 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
       break;
   }
   return { flows, agents, extra };
+}
+
+/** `pid` and its descendants (by /proc/PID/stat's ppid), the root first. */
+async function processTree(pid: number): Promise<number[]> {
+  const parentOf = new Map<number, number>();
+  for (const d of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(d)) continue;
+    const st = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+    // The fields after the command name, which may itself hold spaces and parentheses.
+    const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+    if (Number.isFinite(ppid)) parentOf.set(Number(d), ppid);
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) for (const [p, pp] of parentOf) if (pp === out[i]) out.push(p);
+  return out;
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }
 
 /** Flips bytes in the middle of the largest file of the image (after it was streamed and checked). */
