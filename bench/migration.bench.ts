@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- migration [--runs N] [--sizes 1,10,50] [--mbit L] [--dirty-rate R] [--rounds I]
- *                             [--variants precopy,cold,baseline] [--stream-rate B/s] [--record FILE]`
+ *                             [--variants precopy,cold,baseline] [--per-lab N] [--stream-rate B/s]
+ *                             [--record FILE]`
  *
  * Issue 10's benchmark: N migrations back and forth per state size M, in the lab (edge-a, edge-b,
  * client; real OVS, VXLAN, NATS, agents), for each variant in the same run:
@@ -8,9 +9,9 @@
  *   cold       coat, stop-and-copy with hold / switch / replay
  *   baseline   coat-baseline: COAT's published procedure with the same parts (new MAC, GARP, client
  *              neighbour flush, no hold, delete-then-add flow-mods, cold, sequential) = the peer
- * Each variant gets a fresh lab whose two edge hosts' underlay links the bench shapes itself with
- * tbf (both directions, lab/up.ts) at --mbit (default 1000 Mbit/s, MOSE's 1 Gbit/s); the image
- * streams cross that link. R is the workload's dirty-page rate (default 5 pages/s, the issue's).
+ * Every `--per-lab` migrations (default 1; back and forth when more) get a fresh lab whose two edge
+ * hosts' underlay links the bench shapes itself with tbf (both directions, lab/up.ts) at --mbit
+ * (default 1000 Mbit/s, MOSE's 1 Gbit/s); the image streams cross that link. R is the workload's dirty-page rate (default 5 pages/s, the issue's).
  *
  * Printed per size: downtime (the client's largest gap, from the capture) and total time, median
  * and p90; switch time (first bundle sent to the last barrier reply); lost-segment
@@ -121,27 +122,53 @@ export function measuredRun(o: MigrationOutcome, rep: MigrationReport, preDumps:
   };
 }
 
-/**
- * One variant at one size. coat: one fresh lab, N migrations back and forth. coat-baseline: N fresh
- * labs of one migration each (edge-a -> edge-b): its move back fails at the switch in this build
- * ("endpoint service is on edge-a in the topology, not on the source edge-b": the baseline's
- * delete-then-add flow path does not follow the endpoint home), so it is measured one way only.
- */
-async function runVariant(variant: Variant, sizeMB: number, o: { runs: number; mbit: number; dirtyRate: number; rounds: number; streamRate: string; progress: (l: string) => void }): Promise<ScenarioResult> {
-  if (variant !== 'baseline') return runInLab(variant, sizeMB, o);
-  const parts: ScenarioResult[] = [];
-  for (let i = 0; i < o.runs; i++) parts.push(await runInLab(variant, sizeMB, { ...o, runs: 1 }));
-  const first = parts[0]!;
-  return {
-    ...first,
-    reports: parts.flatMap((p) => p.reports),
-    outcomes: parts.flatMap((p) => p.outcomes),
-    preDumps: parts.flatMap((p) => p.preDumps),
-    capture: { ...first.capture, retransmissions: parts.reduce((t, p) => t + p.capture.retransmissions, 0), spuriousRetransmissions: parts.reduce((t, p) => t + p.capture.spuriousRetransmissions, 0) },
-  };
+interface VariantOptions {
+  runs: number;
+  perLab: number;
+  mbit: number;
+  dirtyRate: number;
+  rounds: number;
+  streamRate: string;
+  progress: (l: string) => void;
 }
 
-async function runInLab(variant: Variant, sizeMB: number, o: { runs: number; mbit: number; dirtyRate: number; rounds: number; streamRate: string; progress: (l: string) => void }): Promise<ScenarioResult> {
+/** What runs of one variant gave: the scenarios that finished, and the failures of the others. */
+interface VariantResult {
+  results: ScenarioResult[];
+  /** One entry per scenario that threw: its migrations count as failed runs. */
+  failures: { runs: number; error: string }[];
+}
+
+/** The line of a scenario's error that says what failed (not its stack). */
+function errorLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('at '));
+  return (lines.find((l) => l.startsWith('scenario failed')) ?? lines[0] ?? 'unknown error').slice(0, 240);
+}
+
+/**
+ * One variant at one size: fresh labs of `perLab` migrations (back and forth) each, until `runs`
+ * migrations ran. A scenario that throws (e.g. the client's traffic did not flow again within 20 s
+ * of a migration) loses its lab's runs, which count as failed; the next lab goes on.
+ * coat-baseline runs one migration per lab: its move back fails at the switch in this build
+ * ("endpoint service is on edge-a in the topology, not on the source edge-b").
+ */
+async function runVariant(variant: Variant, sizeMB: number, o: VariantOptions): Promise<VariantResult> {
+  const perLab = variant === 'baseline' ? 1 : o.perLab;
+  const out: VariantResult = { results: [], failures: [] };
+  for (let done = 0; done < o.runs; done += perLab) {
+    const n = Math.min(perLab, o.runs - done);
+    try {
+      out.results.push(await runInLab(variant, sizeMB, { ...o, runs: n }));
+    } catch (err) {
+      out.failures.push({ runs: n, error: errorLine(err) });
+      o.progress(`  ${variant} ${sizeMB} MB: lab of ${n} migration(s) FAILED: ${errorLine(err)}`);
+    }
+  }
+  return out;
+}
+
+async function runInLab(variant: Variant, sizeMB: number, o: VariantOptions): Promise<ScenarioResult> {
   const topo = defaultTopology();
   for (const h of topo.hosts) if (h.name !== 'client') h.underlay.mbit = o.mbit;
   const stateDir = await mkdtemp(join(tmpdir(), 'coat-migbench-'));
@@ -178,19 +205,21 @@ interface Figures {
   error?: string;
 }
 
-function figuresOf(r: ScenarioResult | Error, runs: number): Figures {
-  if (r instanceof Error) return { n: runs, done: 0, zeroLoss: 0, downtime: [], total: [], switchMs: [], retransmissions: 0, spurious: 0, predictedDowntime: [], error: r.message.split('\n').slice(-3).join(' ').slice(0, 200) };
-  const done = r.reports.filter((x) => x.state === 'done');
+function figuresOf(v: VariantResult): Figures {
+  const reports = v.results.flatMap((r) => r.reports);
+  const done = reports.filter((x) => x.state === 'done');
+  const failedRuns = v.failures.reduce((t, f) => t + f.runs, 0);
   return {
-    n: r.reports.length,
+    n: reports.length + failedRuns,
     done: done.length,
-    zeroLoss: r.reports.filter((x) => x.verdict === 'zero-loss').length,
+    zeroLoss: reports.filter((x) => x.verdict === 'zero-loss').length,
     downtime: done.map((x) => x.downtimeMs),
     total: done.map((x) => x.totalMs),
-    switchMs: done.map((x) => x.switchMs).filter((v): v is number => v !== null),
-    retransmissions: r.reports.reduce((t, x) => t + x.client.retransmissions, 0),
-    spurious: r.reports.reduce((t, x) => t + x.client.spuriousRetransmissions, 0),
-    predictedDowntime: done.map((x) => x.predicted?.downtimeMs).filter((v): v is number => v !== undefined),
+    switchMs: done.map((x) => x.switchMs).filter((s): s is number => s !== null),
+    retransmissions: reports.reduce((t, x) => t + x.client.retransmissions, 0),
+    spurious: reports.reduce((t, x) => t + x.client.spuriousRetransmissions, 0),
+    predictedDowntime: done.map((x) => x.predicted?.downtimeMs).filter((d): d is number => d !== undefined),
+    ...(v.failures.length > 0 ? { error: `${failedRuns} run(s) in failed labs: ${[...new Set(v.failures.map((f) => f.error))].join('; ').slice(0, 200)}` } : {}),
   };
 }
 
@@ -209,35 +238,37 @@ export const bench: Bench = {
     const mbit = positiveNumber(ctx.args, '--mbit', 1000);
     const dirtyRate = positiveNumber(ctx.args, '--dirty-rate', 5);
     const rounds = Math.round(positiveNumber(ctx.args, '--rounds', 1));
+    const perLab = Math.round(positiveNumber(ctx.args, '--per-lab', 1));
     const streamRate = flag(ctx.args, '--stream-rate') ?? '2M';
     const variants = (flag(ctx.args, '--variants') ?? VARIANTS.join(',')).split(',') as Variant[];
     for (const v of variants) if (!VARIANTS.includes(v)) throw new Error(`--variants: '${v}' is not one of ${VARIANTS.join(', ')}`);
     const record = flag(ctx.args, '--record');
-    ctx.progress(`underlay: edge-a and edge-b links shaped with tbf at ${mbit} Mbit/s both ways; R = ${dirtyRate} pages/s; ${runs} migrations per variant and size; stream ${streamRate}B/s`);
+    ctx.progress(`underlay: edge-a and edge-b links shaped with tbf at ${mbit} Mbit/s both ways; R = ${dirtyRate} pages/s; ${runs} migrations per variant and size, ${perLab} per fresh lab; stream ${streamRate}B/s`);
 
-    const recorded: RecordedRun[] = [];
+    let recorded = 0;
     const rows: BenchRow[] = [];
     for (const sizeMB of sizes) {
       const fig = new Map<Variant, Figures>();
       for (const v of variants) {
         ctx.progress(`M = ${sizeMB} MB, ${v}: lab up, ${runs} migrations`);
         const t0 = Date.now();
-        let r: ScenarioResult | Error;
-        try {
-          r = await runVariant(v, sizeMB, { runs, mbit, dirtyRate, rounds, streamRate, progress: ctx.progress });
-        } catch (err) {
-          r = err instanceof Error ? err : new Error(String(err));
-          ctx.progress(`M = ${sizeMB} MB, ${v}: FAILED: ${r.message.split('\n').slice(-2).join(' ')}`);
-        }
-        const f = figuresOf(r, runs);
+        const r = await runVariant(v, sizeMB, { runs, perLab, mbit, dirtyRate, rounds, streamRate, progress: ctx.progress });
+        const f = figuresOf(r);
         fig.set(v, f);
         ctx.progress(`M = ${sizeMB} MB, ${v}: ${f.done}/${f.n} done, ${f.zeroLoss} zero-loss, downtime ${f.downtime.join(' ')} ms (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-        if (!(r instanceof Error) && v !== 'baseline') {
-          r.outcomes.forEach((o, i) => {
-            const rep = r.reports[i];
-            const m = rep && measuredRun(o, rep, r.preDumps, { executor: 'tcp-repair', stateBytes: sizeMB * 1e6, dirtyPagesPerS: dirtyRate, bandwidthMbit: mbit, label: `${v} M=${sizeMB}MB` });
-            if (m) recorded.push(m);
-          });
+        if (v !== 'baseline' && record) {
+          const fresh: RecordedRun[] = [];
+          for (const res of r.results) {
+            res.outcomes.forEach((o, i) => {
+              const rep = res.reports[i];
+              const m = rep && measuredRun(o, rep, res.preDumps, { executor: 'tcp-repair', stateBytes: sizeMB * 1e6, dirtyPagesPerS: dirtyRate, bandwidthMbit: mbit, label: `${v} M=${sizeMB}MB` });
+              if (m) fresh.push(m);
+            });
+          }
+          // Appended after every variant: a long run interrupted keeps what it measured.
+          const before = await readFile(record, 'utf8').then((t) => JSON.parse(t) as RecordedRun[], () => [] as RecordedRun[]);
+          await writeFile(record, JSON.stringify([...before, ...fresh], null, 1) + '\n');
+          recorded += fresh.length;
         }
       }
       const base = fig.get('baseline');
@@ -248,25 +279,21 @@ export const bench: Bench = {
         // coat-baseline is cold: its peer figures sit beside both coat variants.
         const downGoal = v === 'precopy' ? (sizeMB === 10 && dirtyRate === 5 ? '<= 10 (MOSE pub. 509)' : '-') : `<= M/L+10 = ${coldBound.toFixed(0)}${sizeMB === 10 ? ' (MOSE pub. 764)' : ''}`;
         const peerName = base ? 'coat-baseline (COAT procedure), same run' : undefined;
-        const note = f.error ? `FAILED: ${f.error}` : `${f.done}/${f.n} done, ${f.zeroLoss} zero-loss`;
+        const note = `${f.done}/${f.n} done, ${f.zeroLoss} zero-loss${f.error ? `; ${f.error}` : ''}`;
         rows.push({ metric: `${label}: downtime median`, unit: 'ms', coat: p50(f.downtime), peer: base ? p50(base.downtime) : null, ...(peerName ? { peerName } : {}), goal: downGoal, note: `${note}; PAM predicted median ${p50(f.predictedDowntime)?.toFixed(0) ?? '-'} ms` });
         rows.push({ metric: `${label}: downtime p90`, unit: 'ms', coat: p90(f.downtime), peer: base ? p90(base.downtime) : null, ...(peerName ? { peerName } : {}), goal: downGoal });
         rows.push({ metric: `${label}: total median`, unit: 'ms', coat: p50(f.total), peer: base ? p50(base.total) : null, ...(peerName ? { peerName } : {}), ...(v === 'precopy' && sizeMB === 10 ? { note: 'MOSE pub. 1622 ms' } : {}) });
         rows.push({ metric: `${label}: total p90`, unit: 'ms', coat: p90(f.total), peer: base ? p90(base.total) : null, ...(peerName ? { peerName } : {}) });
         rows.push({ metric: `${label}: switch median`, unit: 'ms', coat: p50(f.switchMs), peer: base ? p50(base.switchMs) : null, ...(peerName ? { peerName } : {}), goal: '<= 2 (COAT scripts 69-114)', note: 'first bundle sent to last barrier reply; baseline: delete-then-add flow-mods' });
         rows.push({ metric: `${label}: switch p90`, unit: 'ms', coat: p90(f.switchMs), peer: base ? p90(base.switchMs) : null, ...(peerName ? { peerName } : {}), goal: '<= 2' });
-        rows.push({ metric: `${label}: retransmissions (lost segments, all runs)`, unit: 'segments', coat: f.error ? null : f.retransmissions, peer: base && !base.error ? base.retransmissions : null, ...(peerName ? { peerName } : {}), goal: '0', note: `spurious (D-SACKed) ${f.spurious}${base ? ` vs ${base.spurious}` : ''}` });
+        rows.push({ metric: `${label}: retransmissions (lost segments, all runs)`, unit: 'segments', coat: f.retransmissions, peer: base ? base.retransmissions : null, ...(peerName ? { peerName } : {}), goal: '0', note: `spurious (D-SACKed) ${f.spurious}${base ? ` vs ${base.spurious}` : ''}` });
       }
       if (base && variants.length === 1) {
         rows.push({ metric: `${sizeMB} MB coat-baseline: downtime median`, unit: 'ms', coat: null, peer: p50(base.downtime), peerName: 'coat-baseline', note: base.error ?? `${base.done}/${base.n} done` });
       }
-      if (base) rows.push({ metric: `${sizeMB} MB coat-baseline: verdicts`, unit: 'runs', coat: null, peer: base.zeroLoss, peerName: 'coat-baseline zero-loss runs', note: base.error ? `FAILED: ${base.error}` : `${base.done}/${base.n} done, ${base.retransmissions} lost-segment retransmissions` });
+      if (base) rows.push({ metric: `${sizeMB} MB coat-baseline: verdicts`, unit: 'runs', coat: null, peer: base.zeroLoss, peerName: 'coat-baseline zero-loss runs', note: `${base.done}/${base.n} done, ${base.retransmissions} lost-segment retransmissions${base.error ? `; ${base.error}` : ''}` });
     }
-    if (record) {
-      const before = await readFile(record, 'utf8').then((t) => JSON.parse(t) as RecordedRun[], () => [] as RecordedRun[]);
-      await writeFile(record, JSON.stringify([...before, ...recorded], null, 1) + '\n');
-      ctx.progress(`recorded ${recorded.length} coat migrations in ${record} (${before.length} were there): coat calibrate --input ${record} --executor tcp-repair`);
-    }
+    if (record) ctx.progress(`recorded ${recorded} coat migrations in ${record} (appended): coat calibrate --input ${record} --executor tcp-repair`);
     return rows;
   },
 };

@@ -30,12 +30,14 @@ const TABLE_I = [
 
 async function measuredRows(runs: MeasuredMigration[], constants: Partial<PamConstants>, source: string): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const groups = new Map<string, { bounded: number; within2x: number; n: number }>();
+  const groups = new Map<string, { bounded: number; within2x: number; n: number; downBounded: number; totalBounded: number }>();
   runs.forEach((r, i) => {
     const p = predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, constants);
     const key = `M=${r.stateBytes} R=${r.dirtyPagesPerS} L=${r.bandwidthMbit} I=${r.preDumpRounds}`;
-    const g = groups.get(key) ?? { bounded: 0, within2x: 0, n: 0 };
+    const g = groups.get(key) ?? { bounded: 0, within2x: 0, n: 0, downBounded: 0, totalBounded: 0 };
     const bounded = p.downtimeMs >= r.downtimeMs && p.totalMs >= r.totalMs;
+    if (p.downtimeMs >= r.downtimeMs) g.downBounded++;
+    if (p.totalMs >= r.totalMs) g.totalBounded++;
     const within = p.downtimeMs <= 2 * r.downtimeMs && p.totalMs <= 2 * r.totalMs;
     g.n++;
     if (bounded) g.bounded++;
@@ -46,7 +48,7 @@ async function measuredRows(runs: MeasuredMigration[], constants: Partial<PamCon
     }
   });
   for (const [key, g] of groups) {
-    rows.push({ metric: `share upper-bounded (${key})`, unit: '%', coat: (100 * g.bounded) / g.n, peer: null, goal: '>= 95', note: `${g.bounded}/${g.n} runs, downtime and total both` });
+    rows.push({ metric: `share upper-bounded (${key})`, unit: '%', coat: (100 * g.bounded) / g.n, peer: null, goal: '>= 95', note: `${g.bounded}/${g.n} runs, downtime and total both (downtime alone ${g.downBounded}, total alone ${g.totalBounded})` });
     rows.push({ metric: `share within 2x (${key})`, unit: '%', coat: (100 * g.within2x) / g.n, peer: null, goal: '100', note: `${g.within2x}/${g.n} runs` });
     if (g.n < 20) rows.push({ metric: `runs (${key})`, unit: 'runs', coat: g.n, peer: null, goal: '>= 20', note: 'fewer runs than the issue asks for' });
   }

@@ -17,7 +17,7 @@ and writes them to the calibration file that coat plan (and the orchestrator's p
   --input RUNS.json   a JSON array of measured migrations, or {"runs": [...]}; each run:
                       {executor?, stateBytes, dirtyPagesPerS, bandwidthMbit, preDumpRounds,
                        downtimeMs, totalMs, freezingMs?, frozenMs?, memoryDumpMs?, checkpointMs?,
-                       transferMs?, transferBytes?, restoreMs?, rounds?: [{kind: "pre-dump"|"dump",
+                       transferMs?, transferBytes?, restoreMs?, setupMs?, rounds?: [{kind: "pre-dump"|"dump",
                        freezingMs?, frozenMs?, memoryDumpMs?, checkpointMs?, transferMs?, bytes?}]}
                       (times ms, sizes bytes, R pages/s, L Mbit/s); docs/planner.md describes it
   --executor NAME     fit the runs of this executor (${EXECUTOR_NAMES.join(', ')}); default: the
@@ -80,6 +80,7 @@ export const command: Command = {
         `  pre-dump frozen ${c.phiP.toFixed(2)} ms (zeta ${c.zeta.toFixed(3)}); memory ${c.delta.toFixed(2)} ms + ${c.Lambda.toExponential(3)} ms/B`,
         `  engine factor a1a2 ${(c.alpha1 * c.alpha2).toFixed(3)}; restore ${c.psi.toFixed(2)} ms + ${c.omega.toExponential(3)} ms/B (a3a4 ${(c.alpha3 * c.alpha4).toFixed(3)})`,
         `  transfer ${c.netFixedMs.toFixed(2)} ms + V / (L x ${c.linkEfficiency.toFixed(3)}); tau1 ${c.tau1.toFixed(3)}; R range ${c.rMin}..${c.rMax} pages/s`,
+        `  setup (coat's, T_mig only) ${c.setupMs.toFixed(1)} ms + ${c.setupMsPerByte.toExponential(3)} ms/B x M`,
         `  safety factor ${c.safetyFactor.toFixed(3)}: the model upper-bounds ${(result.upperBoundShare * 100).toFixed(1)} % of these runs`,
         ...Object.entries(result.steps).map(([k, s]) => `  fit ${k}: ${s.samples} samples, rmse ${s.rmseMs.toFixed(2)} ms`),
         ...result.notes.map((n) => `  note: ${n}`),
