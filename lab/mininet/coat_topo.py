@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """coat's overlay in Mininet: one Open vSwitch bridge (user-space datapath, OVS "netdev") per COAT
 host, the endpoints as Mininet hosts with the topology's IPs and MACs, and coat as the remote
-controller. The switches are joined by point-to-point links where the namespace lab has VXLAN
-tunnels: each link port has the OpenFlow number of the tunnel port it stands for, so coat programs
-these bridges with exactly the flows it gives the lab's integration bridges.
+controller. The switches reach each other over VXLAN: each switch's tunnel port is linked to a
+VTEP, a Mininet host whose namespace bridges that link with a Linux VXLAN device (VNI from the
+topology, static FDB: remote endpoint MAC -> its host's underlay address) and whose second link,
+carrying the host's underlay address, goes to an underlay bridge (a standalone OVS bridge, no
+controller). This is the lab's `tunnel: kernel` layout, so coat programs these switches with
+exactly the flows it gives the lab's integration bridges.
 
 Started by `coat lab mininet` (which runs Open vSwitch and `coat controller` for it and writes
 the plan this script reads); by hand:
@@ -12,8 +15,10 @@ the plan this script reads); by hand:
 
 PLAN.json: {"controller": {"ip", "port"}, "switches": [{"name", "dpid", "host"}],
             "hosts": [{"name", "ip", "mac", "switch", "port"}],
-            "links": [{"a", "b", "portA", "portB"}]}
---test: ping every endpoint pair, print one JSON line with the results, exit 0 when all pass.
+            "vteps": [{"name", "switch", "port", "underlayIp", "vni", "fdb": [{"mac", "dst"}]}],
+            "fabric": {"name", "dpid"}}
+--test: ping every endpoint pair, print one JSON line with the results and each VTEP's VXLAN
+packet counters, exit 0 when all pass.
 """
 import json
 import sys
@@ -21,7 +26,7 @@ import sys
 from mininet.cli import CLI
 from mininet.log import setLogLevel
 from mininet.net import Mininet
-from mininet.node import OVSSwitch, RemoteController
+from mininet.node import OVSBridge, OVSSwitch, RemoteController
 from mininet.topo import Topo
 
 
@@ -35,8 +40,39 @@ class CoatTopo(Topo):
         for h in plan["hosts"]:
             self.addHost(h["name"], ip=h["ip"], mac=h["mac"])
             self.addLink(h["name"], h["switch"], port2=h["port"])
-        for l in plan["links"]:
-            self.addLink(l["a"], l["b"], port1=l["portA"], port2=l["portB"])
+        if plan["vteps"]:
+            fabric = plan["fabric"]
+            self.addSwitch(fabric["name"], cls=OVSBridge, dpid=fabric["dpid"], datapath="user")
+            for v in plan["vteps"]:
+                self.addHost(v["name"], ip=None)
+                self.addLink(v["name"], v["switch"], port2=v["port"])  # VTEP eth0: the tunnel port
+                self.addLink(v["name"], fabric["name"])  # VTEP eth1: the underlay
+
+
+def start_vtep(node, v):
+    """Bridges eth0 (to the switch) with a VXLAN device on the underlay address of eth1 (RFC 7348).
+
+    nolearning plus one static FDB entry per remote endpoint MAC: frames go to the right VTEP and
+    nothing is flooded over the underlay; ARP never crosses it (coat answers ARP at the switch).
+    Checksum offload off: the frames cross user-space OVS bridges on both sides (machine fact)."""
+    eth0, eth1 = "%s-eth0" % v["name"], "%s-eth1" % v["name"]
+    local = v["underlayIp"].split("/")[0]
+    cmds = [
+        "ip addr flush dev %s" % eth0,
+        "ip addr flush dev %s" % eth1,
+        "ip addr add %s dev %s" % (v["underlayIp"], eth1),
+        "ip link add vxk type vxlan id %d local %s dstport 4789 nolearning" % (v["vni"], local),
+        "ip link add br0 type bridge",
+        "ip link set %s master br0" % eth0,
+        "ip link set vxk master br0",
+    ]
+    cmds += ["bridge fdb append %s dev vxk dst %s" % (f["mac"], f["dst"]) for f in v["fdb"]]
+    cmds += ["ip link set %s up" % d for d in (eth0, eth1, "vxk", "br0")]
+    cmds += ["ethtool -K %s tx off" % d for d in (eth0, eth1)]
+    for c in cmds:
+        out = node.cmd(c + " && echo CMD-OK")
+        if "CMD-OK" not in out:
+            raise RuntimeError("VTEP %s: %s: %s" % (v["name"], c, out.strip()))
 
 
 def ping_all(net, plan):
@@ -73,6 +109,8 @@ def main():
     )
     net.start()
     try:
+        for v in plan["vteps"]:
+            start_vtep(net.get(v["name"]), v)
         for h in plan["hosts"]:
             node = net.get(h["name"])
             intf = node.defaultIntf()
@@ -84,7 +122,13 @@ def main():
             # ping once more: the first round may include ARP resolution through the controller
             if failures:
                 ok, failures = ping_all(net, plan)
-            print(json.dumps({"pairs": ok, "failures": failures}), flush=True)
+            # what crossed each VTEP's VXLAN device: proof the pings took the overlay
+            vxlan = {}
+            for v in plan["vteps"]:
+                node = net.get(v["name"])
+                stat = lambda n: int(node.cmd("cat /sys/class/net/vxk/statistics/%s" % n).strip() or "0")  # pylint: disable=cell-var-from-loop
+                vxlan[v["switch"]] = {"txPackets": stat("tx_packets"), "rxPackets": stat("rx_packets")}
+            print(json.dumps({"pairs": ok, "failures": failures, "vxlan": vxlan}), flush=True)
             return 0 if not failures else 1
         CLI(net)
         return 0

@@ -4,7 +4,9 @@
  * directory; Mininet's ovs-vsctl calls reach it through OVS_RUNDIR) and `coat controller` on
  * loopback; it writes the plan (switch dpids, port numbers from the overlay layout) and runs
  * `coat_topo.py`. Mininet creates and deletes its own bridges and links; this side removes the
- * rest, and sweeps links carrying the tag if Mininet died.
+ * rest, and sweeps links carrying the tag if Mininet died. Endpoints on different switches talk
+ * over VXLAN: each switch's tunnel port leads to a VTEP (a Mininet host with a Linux VXLAN device)
+ * on an underlay bridge, as the lab's `tunnel: kernel` mode does.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
@@ -25,16 +27,35 @@ import { coatArgv, type ControllerStatusFile } from '../up.js';
 
 export interface MininetPlan {
   controller: { ip: string; port: number };
+  /** One integration switch per topology host, programmed by coat. */
   switches: { name: string; dpid: string; host: string }[];
+  /** The endpoints, as Mininet hosts on their host's switch at the layout's port number. */
   hosts: { name: string; ip: string; mac: string; switch: string; port: number; endpoint: string }[];
-  links: { a: string; b: string; portA: number; portB: number }[];
+  /**
+   * One VTEP per topology host: a Mininet host (its own namespace) linked to the host's switch at
+   * the kernel tunnel port number (eth0) and to the underlay fabric (eth1, the host's underlay
+   * address), bridging eth0 with a Linux VXLAN device whose static FDB sends each remote endpoint
+   * MAC to that endpoint's host.
+   */
+  vteps: { name: string; switch: string; port: number; underlayIp: string; vni: number; fdb: { mac: string; dst: string }[] }[];
+  /** The underlay: a standalone (MAC-learning) OVS bridge joining the VTEPs, no controller. */
+  fabric: { name: string; dpid: string };
 }
 
-/** Mininet names: switch `TAGi`, host `TAGhk`, so `NAME-ethPORT` fits 15 bytes even for port 1000+. */
+/** The fabric's datapath id: host byte 00 is never a host's (layout.ts numbers hosts from 1). */
+export const MININET_FABRIC_DPID = 'c0a70000000000ff';
+
+/**
+ * Mininet names: switch `TAGi`, endpoint host `TAGhk`, VTEP `TAGvi`, fabric `TAGf`, so that
+ * `NAME-ethPORT` fits 15 bytes even for port 1000+. The overlay is laid out as with `tunnel:
+ * kernel` (one tunnel port per switch, for every peer), which is what the VTEPs provide.
+ */
 export function mininetPlan(topo: Topology, tag: string, port: number): MininetPlan {
-  const layouts = topo.hosts.map((h) => hostLayout(topo, tag, h.name));
+  const kernelTopo: Topology = { ...topo, tunnel: 'kernel' };
+  const layouts = topo.hosts.map((h) => hostLayout(kernelTopo, tag, h.name));
   const sw = (i: number) => `${tag}${i}`;
   const prefix = parseCidr(topo.overlay.subnet).prefixLength;
+  const ulPrefix = parseCidr(topo.underlay.subnet).prefixLength;
   return {
     controller: { ip: '127.0.0.1', port },
     switches: layouts.map((l, i) => ({ name: sw(i), dpid: dpidString(l.integrationDpid), host: l.host })),
@@ -42,13 +63,13 @@ export function mininetPlan(topo: Topology, tag: string, port: number): MininetP
       const i = topo.hosts.findIndex((h) => h.name === e.host);
       return { name: `${tag}h${k}`, endpoint: e.name, ip: `${e.ip}/${prefix}`, mac: e.mac, switch: sw(i), port: layouts[i]!.endpoints[e.name]!.ofport };
     }),
-    links: layouts.flatMap((a, i) =>
-      layouts.slice(i + 1).map((b, d) => {
-        const j = i + 1 + d;
-        // the link stands for the tunnel between hosts i and j: each end has that tunnel's port number
-        return { a: sw(i), b: sw(j), portA: a.tunnels[b.host]!.ofport, portB: b.tunnels[a.host]!.ofport };
-      }),
-    ),
+    vteps: topo.hosts.flatMap((h, i) => {
+      const tunnel = Object.values(layouts[i]!.tunnels)[0];
+      if (!tunnel) return []; // a one-host topology has no tunnel
+      const fdb = topo.endpoints.filter((e) => e.host !== h.name).map((e) => ({ mac: e.mac, dst: topo.hosts.find((x) => x.name === e.host)!.underlay.ip }));
+      return [{ name: `${tag}v${i}`, switch: sw(i), port: tunnel.ofport, underlayIp: `${h.underlay.ip}/${ulPrefix}`, vni: topo.overlay.vni, fdb }];
+    }),
+    fabric: { name: `${tag}f`, dpid: MININET_FABRIC_DPID },
   };
 }
 
@@ -83,8 +104,8 @@ export interface MininetOptions {
 export interface MininetResult {
   tag: string;
   exitCode: number;
-  /** With `test`: the script's JSON line. */
-  result?: { pairs: number; failures: string[] };
+  /** With `test`: the script's JSON line (VXLAN counters by switch name). */
+  result?: { pairs: number; failures: string[]; vxlan?: Record<string, { txPackets: number; rxPackets: number }> };
   controller?: ControllerStatusFile;
   output: string;
 }
@@ -101,7 +122,8 @@ export async function runMininet(topo: Topology, opts: MininetOptions = {}): Pro
     await ovs.start();
     const port = await freePort();
     const plan = mininetPlan(topo, tag, port);
-    const resolved: Topology = { ...topo, controller: { ...topo.controller, openflow: `tcp:127.0.0.1:${port}` } };
+    // tunnel: kernel: each switch reaches every peer through its one VTEP port (mininetPlan)
+    const resolved: Topology = { ...topo, tunnel: 'kernel', controller: { ...topo.controller, openflow: `tcp:127.0.0.1:${port}` } };
     await writeFile(join(dir, 'topology.json'), JSON.stringify(resolved, null, 2));
     await writeFile(join(dir, 'plan.json'), JSON.stringify(plan, null, 2));
 
@@ -116,7 +138,7 @@ export async function runMininet(topo: Topology, opts: MininetOptions = {}): Pro
     // Mininet's switches should find the controller listening (otherwise they back off and retry)
     await OvsInstance.waitFor(`coat controller on 127.0.0.1:${port}`, () => canConnect(port), 30_000);
 
-    progress(`mininet ${tag}: Mininet (${plan.switches.length} OVS user-space switches, ${plan.hosts.length} hosts)`);
+    progress(`mininet ${tag}: Mininet (${plan.switches.length} OVS user-space switches, ${plan.hosts.length} hosts, VXLAN between ${plan.vteps.length} VTEPs over an underlay bridge)`);
     const script = fileURLToPath(new URL('./coat_topo.py', import.meta.url)).replace(/\/dist\/lab\//, '/lab/');
     const py = spawn('/usr/bin/python3', [script, join(dir, 'plan.json'), ...(opts.test ? ['--test'] : [])], {
       env: { ...process.env, OVS_RUNDIR: ovs.dir },

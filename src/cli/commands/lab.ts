@@ -29,8 +29,8 @@ fabric shaped per link (tbf), a management network to a ctl namespace running na
   status           what is up; --json: {tag, hosts:[{name, namespace}], endpoints:[{name, host,
                    namespace, ip, mac}], controller, ...}
 
-  mininet [FILE]   the same overlay in Mininet: one OVS user-space switch per host (point-to-point
-                   links where the lab has VXLAN tunnels), endpoints as Mininet hosts, coat
+  mininet [FILE]   the same overlay in Mininet: one OVS user-space switch per host, joined over
+                   VXLAN (a VTEP per host on an underlay bridge), endpoints as Mininet hosts, coat
                    controller as the remote controller; opens Mininet's CLI, or with --test pings
                    every endpoint pair and exits (0 when all pass)
 
