@@ -78,7 +78,13 @@ t.test('usage errors and no controller', async (t) => {
   await t.rejects(run(['--service', 'svc', '--to', 'b', '--executor', 'teleport']), { message: /--executor must be one of/ });
   await t.rejects(run(['--service', 'svc', '--to', 'b', '--new-mac', 'zz']), { message: /not a MAC/ });
   await t.rejects(run(['--bogus']), { message: /bogus/ });
-  const r = await run(['--service', 'svc', '--to', 'edge-b']);
+  // No backend plugged in and no lab up in the state directory given.
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const empty = mkdtempSync(join(tmpdir(), 'coat-nolab-'));
+  t.teardown(() => rmSync(empty, { recursive: true, force: true }));
+  const r = await run(['--service', 'svc', '--to', 'edge-b', '--state-dir', empty]);
   t.equal(r.code, 69);
   t.match(r.stderr, /MIGRATE_UNAVAILABLE/);
   t.match((await run(['--help'])).stdout, /usage: coat migrate/);

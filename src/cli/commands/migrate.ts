@@ -7,9 +7,12 @@
  *   coat migrate status [--data-dir DIR] [--json]      the journaled migrations and their states
  *
  * The command is a shell over the orchestrator: it talks to a MigrationBackend (the controller that
- * runs the orchestrator). `setMigrationBackend` plugs one in; without one the command says the
- * controller is unavailable (exit 69). The formatting of progress and outcome lives here and is
- * tested with the real orchestrator over fakes.
+ * runs the orchestrator). `setMigrationBackend` plugs one in; without one, when a lab brought up
+ * with `coat lab up` is active (its state directory: --state-dir, $COAT_LAB_DIR or /run/coat/labs),
+ * the migration runs in that lab (migration/live/lab-backend.ts: it stands in for the lab's
+ * controller for the migration's duration); else the command says the controller is unavailable
+ * (exit 69). The formatting of progress and outcome lives here and is tested with the real
+ * orchestrator over fakes, and against a real lab in test/e2e/migrate-cli.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
@@ -18,6 +21,8 @@ import { listJournals } from '../../migration/journal.js';
 import type { MigrationEvent, MigrationOutcome } from '../../migration/orchestrator.js';
 import type { Objective } from '../../migration/ports.js';
 import type { MigrationMode } from '../../migration/state-machine.js';
+import { activeTag, stateDir as labStateDir } from '../../../lab/state.js';
+import { migrateInLabCtl } from '../../migration/live/lab-run.js';
 
 export interface MigrateRequest {
   migrationId: string;
@@ -36,6 +41,9 @@ export interface MigrationBackend {
   close?(): Promise<void>;
 }
 
+/** The lab backend could not run the migration at all (its reason is already printed). */
+class MigrateUnavailable extends Error {}
+
 let backendFactory: (() => Promise<MigrationBackend>) | undefined;
 
 /** Plugs in how `coat migrate` reaches the orchestrator (the controller API client, or a lab). */
@@ -43,7 +51,8 @@ export function setMigrationBackend(factory: (() => Promise<MigrationBackend>) |
   backendFactory = factory;
 }
 
-const HELP = `usage: coat migrate --service NAME --to HOST [--executor E] [--objective O] [--new-mac MAC] [--baseline] [--id ID] [--json]
+const HELP = `usage: coat migrate --service NAME --to HOST [--executor E] [--objective O] [--new-mac MAC] [--baseline] [--id ID]
+                    [--state-dir DIR] [--json]
        coat migrate status [--data-dir DIR] [--json]
 
 Live-migrates a service: plan, prepare, pre-copy, hold, dump, stream, restore, switch, resume,
@@ -58,6 +67,9 @@ running and its clients keep their connections. Progress goes to stderr, one lin
   --baseline         run COAT's published Stop&Copy procedure with the same parts (no hold, no
                      replay, destination built after the freeze) for comparison
   --id ID            migration id (default: generated)
+  --state-dir DIR    the lab's state directory when migrating in a lab from \`coat lab up\`
+                     (default $COAT_LAB_DIR or /run/coat/labs); the service must be running
+                     (the process listening on its address) and have a --state-dir
   --data-dir DIR     for 'status': coat's data directory (default $COAT_DATA_DIR or /var/lib/coat)
 
 Exit: 0 done, 1 rolled back or failed (the step and the reason are printed), 64 usage,
@@ -137,6 +149,7 @@ export const command: Command = {
       'new-mac': { type: 'string' },
       baseline: { type: 'boolean' },
       id: { type: 'string' },
+      'state-dir': { type: 'string' },
     });
     if (values.help) {
       io.stdout.write(HELP);
@@ -154,11 +167,27 @@ export const command: Command = {
     if (newMac !== undefined && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(newMac)) throw new UsageError(`--new-mac '${newMac}' is not a MAC address`);
     const migrationId = (values.id as string | undefined) ?? `m-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
 
-    if (!backendFactory) {
-      io.stderr.write('coat migrate: MIGRATE_UNAVAILABLE: no controller to run the migration (start `coat controller`, or use `coat demo`)\n');
-      return ExitCode.unavailable;
+    let backend: MigrationBackend;
+    if (backendFactory) backend = await backendFactory();
+    else {
+      const dir = labStateDir(values['state-dir'] as string | undefined);
+      const tag = await activeTag(dir);
+      if (!tag) {
+        io.stderr.write(`coat migrate: MIGRATE_UNAVAILABLE: no controller to run the migration and no lab up in ${dir} (coat lab up, or coat demo)\n`);
+        return ExitCode.unavailable;
+      }
+      backend = {
+        migrate: async (req, onEvent) => {
+          try {
+            return await migrateInLabCtl({ stateDir: dir, tag, request: req }, { onEvent, progress: (l) => io.stderr.write(`${l}\n`), timeoutMs: 600_000 });
+          } catch (e) {
+            // The migration could not start (no service, no agents...): say why, as for a failed step.
+            io.stderr.write(`coat migrate: ${(e as Error).message}\n`);
+            throw new MigrateUnavailable();
+          }
+        },
+      };
     }
-    const backend = await backendFactory();
     let started: number | undefined;
     try {
       const outcome = await backend.migrate(
@@ -172,6 +201,9 @@ export const command: Command = {
       if (values.json) writeJson(io.stdout, outcome);
       else io.stdout.write(formatOutcome(outcome));
       return outcome.state === 'done' ? ExitCode.ok : ExitCode.negative;
+    } catch (e) {
+      if (e instanceof MigrateUnavailable) return ExitCode.unavailable;
+      throw e;
     } finally {
       await backend.close?.();
     }

@@ -1,34 +1,42 @@
 /**
  * Runs a lab scenario (lab-scenario.ts) from outside the lab: in a child process inside the lab's
  * `ctl` namespace, where OVS and the agents reach the controller. Used by `coat demo`, the
- * end-to-end tests and the migration bench.
+ * end-to-end tests and the migration bench; `coat migrate` runs lab-backend.ts the same way.
  */
 import { fileURLToPath } from 'node:url';
 import { readState } from '../../../lab/state.js';
-import type { MigrationEvent } from '../orchestrator.js';
+import type { MigrationEvent, MigrationOutcome } from '../orchestrator.js';
+import type { MigrateRequest } from '../../cli/commands/migrate.js';
 import { LiveMigrationError } from './errors.js';
 import type { ScenarioOptions, ScenarioResult } from './lab-scenario.js';
 import { startIn } from './processes.js';
 
-/** argv running the scenario entry with this same Node (from source through tsx, or from dist/). */
-function entryArgv(): string[] {
+/** argv running an entry next to this file with this same Node (from source through tsx, or from dist/). */
+function entryArgv(entry: string): string[] {
   const self = fileURLToPath(import.meta.url);
-  if (self.endsWith('.ts')) return [process.execPath, '--import', import.meta.resolve('tsx'), self.replace(/lab-run\.ts$/, 'lab-scenario-main.ts')];
-  return [process.execPath, self.replace(/lab-run\.js$/, 'lab-scenario-main.js')];
+  if (self.endsWith('.ts')) return [process.execPath, '--import', import.meta.resolve('tsx'), self.replace(/lab-run\.ts$/, `${entry}.ts`)];
+  return [process.execPath, self.replace(/lab-run\.js$/, `${entry}.js`)];
 }
 
 export type ScenarioRequest = Omit<ScenarioOptions, 'progress' | 'onEvent' | 'log'>;
 
-export async function runScenarioInLab(
-  req: ScenarioRequest,
-  hooks: { progress?: (line: string) => void; onEvent?: (e: MigrationEvent) => void; timeoutMs?: number } = {},
-): Promise<ScenarioResult> {
-  const state = await readState(req.stateDir, req.tag);
-  if (!state) throw new LiveMigrationError('LIVE_LAB', `no lab ${req.tag} in ${req.stateDir}`);
+interface CtlHooks {
+  progress?: (line: string) => void;
+  onEvent?: (e: MigrationEvent) => void;
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `entry` with one JSON argument inside the lab's `ctl` namespace: progress lines and
+ * `@event JSON` lines on its stderr go to the hooks, its result is the last line of its stdout.
+ */
+async function runInCtl<T>(stateDir: string, tag: string, entry: string, arg: unknown, hooks: CtlHooks): Promise<T> {
+  const state = await readState(stateDir, tag);
+  if (!state) throw new LiveMigrationError('LIVE_LAB', `no lab ${tag} in ${stateDir}`);
   const ctl = `${state.tag}-ctl`;
-  const child = startIn(ctl, [...entryArgv(), JSON.stringify(req)], { name: 'scenario', env: { COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'warn' } });
+  const child = startIn(ctl, [...entryArgv(entry), JSON.stringify(arg)], { name: entry, env: { COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'warn' } });
   let seen = 0;
-  const pump = setInterval(() => {
+  const pump = () => {
     const err = child.stderr();
     const lines = err.slice(seen).split('\n');
     const complete = lines.slice(0, -1);
@@ -42,16 +50,27 @@ export async function runScenarioInLab(
         }
       } else if (!l.startsWith('{')) hooks.progress?.(l);
     }
-  }, 50);
+  };
+  const pumping = setInterval(pump, 50);
   const timer = setTimeout(() => child.kill('SIGTERM'), hooks.timeoutMs ?? 300_000);
   try {
     const code = await child.exited;
-    if (code !== 0) throw new LiveMigrationError('LIVE_LAB', `scenario exited ${code}: ${child.stderr().split('\n').filter((l) => !l.startsWith('@event') && !l.startsWith('{')).slice(-15).join('\n')}`);
+    pump();
+    if (code !== 0) throw new LiveMigrationError('LIVE_LAB', `${entry} exited ${code}: ${child.stderr().split('\n').filter((l) => !l.startsWith('@event') && !l.startsWith('{')).slice(-15).join('\n')}`);
     const out = child.stdout().trim();
-    return JSON.parse(out.slice(out.lastIndexOf('\n') + 1)) as ScenarioResult;
+    return JSON.parse(out.slice(out.lastIndexOf('\n') + 1)) as T;
   } finally {
     clearTimeout(timer);
-    clearInterval(pump);
+    clearInterval(pumping);
     child.kill('SIGKILL');
   }
+}
+
+export async function runScenarioInLab(req: ScenarioRequest, hooks: CtlHooks = {}): Promise<ScenarioResult> {
+  return runInCtl<ScenarioResult>(req.stateDir, req.tag, 'lab-scenario-main', req, hooks);
+}
+
+/** One `coat migrate` in a lab that `coat lab up` brought up (lab-backend.ts), run inside its ctl namespace. */
+export async function migrateInLabCtl(req: { stateDir: string; tag: string; request: MigrateRequest }, hooks: CtlHooks = {}): Promise<MigrationOutcome> {
+  return runInCtl<MigrationOutcome>(req.stateDir, req.tag, 'lab-migrate-main', req, hooks);
 }

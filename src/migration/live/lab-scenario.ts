@@ -382,12 +382,12 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       closed: raw.closed,
       ...(raw.ping ? { ping: raw.ping } : {}),
     };
-    // The report's witnesses: the stream connection's bytes (what bytesSent on the wire counts), the
-    // client's errors and resets over both connections.
+    // The report's witness: the client's bytes over both connections (stream and ping answers), as
+    // the capture counts the service's bytes on both.
     const witness: WorkloadClientStats = {
       bytesSent: raw.bytesSent,
-      bytesReceived: raw.stream.bytesReceived,
-      bytesVerified: raw.stream.bytesVerified,
+      bytesReceived: raw.bytesReceived,
+      bytesVerified: raw.bytesVerified,
       maxGapMs: raw.maxGapMs,
       resets: raw.resets,
       errors: raw.errors ?? [],
