@@ -268,7 +268,9 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
     progress(`lab ${tag}: coat controller in ${names.ctlNetns} (OpenFlow ${resolved.controller.openflow})`);
     const statusPath = join(names.runDir, 'controller-status.json');
     const logPath = join(names.runDir, 'controller.log');
-    const pid = startController(names, tag, statusPath, logPath, resolved.controller.port);
+    // with the lab's agents, the controller keeps their registry too (listed in its status), as on real hosts
+    const agentsArgs = state.nats && state.agentSecretFile ? ['--nats', state.nats.url, '--token', (await readFile(state.nats.tokenFile, 'utf8')).trim(), '--secret-file', state.agentSecretFile] : [];
+    const pid = startController(names, tag, statusPath, logPath, resolved.controller.port, agentsArgs);
     state.controller = { namespace: names.ctlNetns, ip: names.ctlIp, openflow: resolved.controller.openflow!, pid, log: logPath, status: statusPath };
     await writeState(opts.stateDir, state);
     await waitForController(statusPath, logPath, resolved, opts.controllerTimeoutMs ?? 60_000, progress, pid);
@@ -331,7 +333,7 @@ async function startAgent(h: LabNames['hosts'][number], underlayIp: string, nats
   return { host: h.name, pid, namespace: h.netns, stream, dataDir, log: logPath };
 }
 
-function startController(names: LabNames, tag: string, statusPath: string, logPath: string, port: number): number {
+function startController(names: LabNames, tag: string, statusPath: string, logPath: string, port: number, extraArgs: string[]): number {
   const log = openSync(logPath, 'a');
   const argv = [
     'ip', 'netns', 'exec', names.ctlNetns, ...coatArgv(), 'controller',
@@ -339,6 +341,7 @@ function startController(names: LabNames, tag: string, statusPath: string, logPa
     '--prefix', tag,
     '--listen', `ptcp:${port}:${names.ctlIp}`,
     '--status', statusPath,
+    ...extraArgs,
   ];
   const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log], env: { ...process.env, COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'info' } });
   closeSync(log);

@@ -67,6 +67,13 @@ t.test("COAT's testbed: overlay reachability, 10 MB transfer, shaped rate, ARP f
   t.ok(sj.controller?.alive, 'controller running');
   t.same(sj.agents.map((a) => [a.host, a.alive]), [['edge-a', true], ['edge-b', true], ['client', true]], 'an agent runs on every host');
   t.match(sj.agents[0]!.stream, /^192\.168\.100\.11:\d+$/, 'agents stream on the underlay');
+  // and the controller's registry (over the lab's NATS) knows each of them
+  let registered: { host: string; alive: boolean }[] = [];
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+    registered = (JSON.parse(await readFile(st.controller!.status, 'utf8')) as { agents?: { host: string; alive: boolean }[] }).agents ?? [];
+    if (registered.filter((a) => a.alive).length === 3) break;
+  }
+  t.same(registered.map((a) => [a.host, a.alive]).sort(), [['client', true], ['edge-a', true], ['edge-b', true]], 'the controller registered every agent');
 
   await t.test('the ARP reply for the service comes from coat, not from the service', async (t) => {
     const before = await controllerArp(st);

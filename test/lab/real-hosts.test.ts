@@ -23,7 +23,7 @@ import { newTag } from '../../lab/tag.js';
 import { isCoatCookie } from '../../src/controller/cookies.js';
 import { exec } from '../../src/exec.js';
 import { createNetns } from '../../src/netns/index.js';
-import { inNs, leftovers } from './helpers.js';
+import { coat, inNs, leftovers } from './helpers.js';
 
 const entry = fileURLToPath(new URL('../../lab/coat-entry.ts', import.meta.url));
 const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
@@ -305,4 +305,30 @@ endpoints:
   const report = await labDownTag(dir, tag);
   t.same(report.killed, [], 'the sweep found no process left to kill');
   t.same(await leftovers(tag, [join(dir, tag)]), [], 'no namespace, link or process with the tag is left');
+});
+
+t.test('coat controller refuses incomplete real-host settings, naming what is missing', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-ctlargs-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'hosts.yaml');
+  const hostsYaml = (ipB: string) =>
+    `overlay: { subnet: 10.10.0.0/24, vni: 1 }\nunderlay: { subnet: 192.168.1.0/24 }\nhosts:\n` +
+    `  - { name: a, underlay: { ip: 192.168.1.1 }, ovsdb: "tcp:192.0.2.1:6640", uplink: eth1 }\n` +
+    `  - { name: b, underlay: { ip: ${ipB} }, ovsdb: "tcp:192.0.2.2:6640", uplink: eth1 }\nendpoints: []\n`;
+  await writeFile(file, hostsYaml('192.168.1.2'));
+  const run = (args: string[]) => coat(['controller', ...args], 20_000);
+  const noSecret = await run(['--topology', file, '--nats', 'nats://127.0.0.1:1']);
+  t.equal(noSecret.code, 64, 'usage error');
+  t.match(noSecret.stderr, /--nats needs the agents' command secret: --secret-file FILE or COAT_AGENT_SECRET/);
+  const tokenAlone = await run(['--topology', file, '--token', 'x']);
+  t.equal(tokenAlone.code, 64);
+  t.match(tokenAlone.stderr, /go with --nats/);
+  const twoAuths = await run(['--topology', file, '--nats', 'nats://127.0.0.1:1', '--token', 'x', '--creds', 'y']);
+  t.match(twoAuths.stderr, /at most one of --token, --user\/--password, --creds/);
+  const halfTls = await run(['--topology', file, '--tls-key', 'k']);
+  t.match(halfTls.stderr, /--tls-key, --tls-cert and --tls-ca go together/);
+  await writeFile(file, hostsYaml('192.168.1.300'));
+  const bad = await run(['--topology', file]);
+  t.equal(bad.code, 2, 'bad input');
+  t.match(bad.stderr, /hosts\[1\]\.underlay\.ip: .*192\.168\.1\.300/, 'the bad key is named');
 });
