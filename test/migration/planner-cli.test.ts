@@ -1,7 +1,17 @@
-/** `coat plan`: offline what-if planning, its JSON contract, and clear errors for what is missing. */
+/**
+ * `coat plan`: offline what-if planning, its JSON contract, clear errors for what is missing, and
+ * live planning against a real lab (agents over NATS, the workload server in the service's namespace).
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import t from 'tap';
+import { labDown } from '../../lab/down.js';
+import { coatArgv, labUp } from '../../lab/up.js';
 import { main } from '../../src/cli/main.js';
+import { defaultTopology } from '../../src/vxlan/topology.js';
 import { parseSize } from '../../src/cli/commands/plan.js';
 import { plan } from '../../src/migration/planner.js';
 import { EXECUTOR_PRESETS } from '../../src/migration/pam.js';
@@ -48,10 +58,50 @@ t.test('text output names the strategy, the prediction and the reasons', async (
   t.match(r.stdout, /why:\n {2}- worst case/);
 });
 
-t.test('live flags without the agents\' profiling: a clear error naming what is missing', async (t) => {
-  const r = await coat(['plan', '--service', 'svc', '--to', 'edge-b', '--target-downtime', '1000', '--target-total', '5000']);
+t.test('live flags without a running lab: a clear error naming what to use instead', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-plan-nolab-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const r = await coat(['plan', '--service', 'svc', '--to', 'edge-b', '--state-dir', dir, '--target-downtime', '1000', '--target-total', '5000']);
   t.equal(r.code, 69);
-  t.match(r.stderr, /PLAN_LIVE_UNAVAILABLE: .*needs the agents' profiling.*--state-bytes, --dirty-pages-per-s, --bandwidth-mbit/);
+  t.match(r.stderr, /PLAN_LIVE_UNAVAILABLE: live planning needs a running lab .*no lab is up.*--state-bytes, --dirty-pages-per-s, --bandwidth-mbit/);
+  const half = await coat(['plan', '--service', 'svc', '--state-dir', dir, '--target-downtime', '1000', '--target-total', '5000']);
+  t.equal(half.code, 64);
+  t.match(half.stderr, /needs both --service NAME and --to HOST/);
+});
+
+t.test('live: the source agent profiles the running service in a real lab; L from the topology', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-plan-live-'));
+  t.teardown(async () => {
+    await labDown(dir).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const st = await labUp(defaultTopology(), { stateDir: dir, controller: false });
+  const svc = st.endpoints.find((e) => e.name === 'service')!;
+  const svcState = join(dir, 'svc-state');
+  await mkdir(svcState, { recursive: true });
+  // The demo workload with 4 MB of state dirtying 200 pages/s, in the service's namespace.
+  const server = spawn('ip', ['netns', 'exec', svc.namespace, ...coatArgv(), 'workload', 'server', '--host', svc.ip, '--port', '7000', '--state-dir', svcState, '--state-bytes', '4M', '--dirty-rate', '200'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    server.kill('SIGKILL');
+  });
+  let out = '';
+  server.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  for (let i = 0; i < 200 && !out.includes('listening'); i++) await new Promise((r) => setTimeout(r, 100));
+  t.ok(out.includes('listening'), 'workload server listening');
+
+  const r = await coat(['plan', '--service', 'service', '--to', 'edge-b', '--state-dir', dir, '--objective', 'min-downtime', '--target-downtime', '1000', '--target-total', '5000', '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { strategy: string; predicted: { downtimeMs: number }; inputs: { from: string; pid: number; stateBytes: number; dirtyPagesPerS: number; maxBandwidthMbit: number } };
+  t.equal(j.inputs.from, 'edge-a');
+  t.equal(j.inputs.pid, server.pid, 'the profiled process is the service in its namespace');
+  t.ok(j.inputs.stateBytes >= 4e6 && j.inputs.stateBytes < 64e6, `M profiled: ${j.inputs.stateBytes} B (4 MB of state + the process' private memory)`);
+  t.ok(j.inputs.dirtyPagesPerS > 0, `R profiled: ${j.inputs.dirtyPagesPerS} pages/s`);
+  t.equal(j.inputs.maxBandwidthMbit, 100, 'L = the slower underlay link: edge-a 100 Mbit/s, edge-b 500');
+  t.ok(['cold', 'precopy'].includes(j.strategy) && j.predicted.downtimeMs > 0);
+
+  const bad = await coat(['plan', '--service', 'service', '--to', 'edge-z', '--state-dir', dir, '--target-downtime', '1000', '--target-total', '5000']);
+  t.equal(bad.code, 64);
+  t.match(bad.stderr, /--to: no host 'edge-z'/);
 });
 
 t.test('usage errors', async (t) => {

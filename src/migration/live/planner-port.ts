@@ -7,6 +7,8 @@
  * `force` pins the strategy (benches and the calibration runs of docs/planner.md need N migrations
  * of one configuration); the prediction is still PAM's for the pinned plan, on the profiled M and R.
  */
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, readlink, stat } from 'node:fs/promises';
 import type { AgentRegistry } from '../../agent/client.js';
 import type { ExecutorName } from '../executor.js';
 import { plannerConstants } from '../pam-calibration-file.js';
@@ -90,4 +92,48 @@ export class LivePlannerPort implements PlannerPort {
     );
     return { strategy: p.strategy, iterations: p.iterations, bandwidthMbit: p.bandwidthMbit, predicted: p.predicted, reason: p.reason };
   }
+}
+
+/** A process found in a network namespace, with its command line. */
+export interface NetnsProcess {
+  pid: number;
+  argv: string[];
+}
+
+/**
+ * The processes whose network namespace is `netnsPath` (e.g. /run/netns/NAME), compared by inode
+ * (/proc/PID/ns/net reads "net:[INODE]"): how a service is found from its namespace, whoever
+ * started it. Zombies are left out.
+ */
+export async function processesInNetns(netnsPath: string): Promise<NetnsProcess[]> {
+  const ino = (await stat(netnsPath)).ino;
+  const out: NetnsProcess[] = [];
+  for (const d of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(d)) continue;
+    const link = await readlink(`/proc/${d}/ns/net`).catch(() => '');
+    if (link !== `net:[${ino}]`) continue;
+    const st = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+    if (/\) [ZX] /.test(st)) continue;
+    const argv = (await readFile(`/proc/${d}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
+    out.push({ pid: Number(d), argv });
+  }
+  return out.sort((a, b) => a.pid - b.pid);
+}
+
+/**
+ * MOSE's profiling for a plan outside a migration (`coat plan --service --to`): the source agent
+ * measures M (the process' private memory + its state dir) and R (page hashes over `windowMs`).
+ */
+export async function profileService(registry: AgentRegistry, source: string, target: { pid: number; stateDir?: string }, windowMs = 300, signal?: AbortSignal): Promise<ServiceProfile & { memoryBytes?: number; stateDirBytes?: number }> {
+  const p = await registry.agent(source).request(
+    'profile',
+    { migrationId: `plan-${randomBytes(6).toString('hex')}`, pid: target.pid, ...(target.stateDir !== undefined ? { stateDir: target.stateDir } : {}), windowMs },
+    { deadlineMs: 10_000 + windowMs, ...(signal ? { signal } : {}) },
+  );
+  return {
+    stateBytes: p.stateBytes,
+    ...(p.dirtyPagesPerSecond !== undefined ? { dirtyPagesPerSecond: p.dirtyPagesPerSecond } : {}),
+    ...(p.memoryBytes !== undefined ? { memoryBytes: p.memoryBytes } : {}),
+    ...(p.stateDirBytes !== undefined ? { stateDirBytes: p.stateDirBytes } : {}),
+  };
 }
