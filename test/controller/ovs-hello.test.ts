@@ -63,7 +63,8 @@ t.test('HELLO: 1.0-only and 1.4-only bridges refused with HELLO_FAILED, 1.0+1.3 
 
   const sw = await up;
   t.equal(sw.dpid, 0xc0a70013n, 'the bridge offering 1.0 and 1.3 came up (1.3 negotiated)');
-  await Promise.race([refused, new Promise((_r, reject) => setTimeout(() => reject(new Error('two refusals not seen in 15 s')), 15_000))]);
+  let guard: NodeJS.Timeout | undefined;
+  await Promise.race([refused, new Promise((_r, reject) => (guard = setTimeout(() => reject(new Error('two refusals not seen in 15 s')), 15_000)))]).finally(() => clearTimeout(guard));
   const f10 = failures.get(`unix:${join(ovs.dir, 'coat-br10.sock')}`);
   const f14 = failures.get(`unix:${join(ovs.dir, 'coat-br14.sock')}`);
   t.match(f10, { code: 'OFC_HANDSHAKE', message: /version negotiation failed: .*peer offered (version 1|versions \[1\])/ }, 'the 1.0-only bridge');
@@ -84,10 +85,10 @@ t.test('HELLO: 1.0-only and 1.4-only bridges refused with HELLO_FAILED, 1.0+1.3 
   const raw = await new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     const s = connect(rawPath, () => s.write(Buffer.from('0100000800000042', 'hex'))); // OF1.0 HELLO, xid 0x42
+    const timer = setTimeout(() => (s.destroy(), reject(new Error('coat did not close the connection within 5 s'))), 5000);
     s.on('data', (d) => chunks.push(d));
-    s.on('end', () => resolve(Buffer.concat(chunks)));
-    s.on('error', reject);
-    setTimeout(() => (s.destroy(), reject(new Error('coat did not close the connection within 5 s'))), 5000);
+    s.on('end', () => (clearTimeout(timer), resolve(Buffer.concat(chunks))));
+    s.on('error', (err) => (clearTimeout(timer), reject(err)));
   });
   const printed: string[] = [];
   for (let off = 0; off < raw.length; off += raw.readUInt16BE(off + 2)) {

@@ -66,7 +66,11 @@ t.test('ports come alive under ovs-vswitchd: ofport, MAC, datapath id, controlle
       await vs.setControllers(br, [{ target: `unix:${ctlPath}`, connectionMode: 'out-of-band', inactivityProbeMs: 5000 }]);
     });
   });
-  const sock = await Promise.race([dialled, new Promise<never>((_r, reject) => setTimeout(() => reject(new Error('ovs-vswitchd did not dial the controller within 10 s')), 10_000))]);
+  let guard: NodeJS.Timeout | undefined;
+  const sock = await Promise.race([
+    dialled,
+    new Promise<never>((_r, reject) => (guard = setTimeout(() => reject(new Error('ovs-vswitchd did not dial the controller within 10 s')), 10_000))),
+  ]).finally(() => clearTimeout(guard)); // a pending guard would keep the process alive 10 s after the test
   t.pass('ovs-vswitchd connected to the controller target');
   sock.destroy();
 
