@@ -35,7 +35,7 @@
  *   dump/listeners.json             listening endpoints to recreate
  */
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoatError } from '../errors.js';
 import type { DumpResult, Executor, ExecutorContext, ExecutorOptions, RestoreResult } from '../migration/executor.js';
@@ -43,7 +43,7 @@ import { native } from '../tcp-repair/native.js';
 import { RepairSocket, listenIn, netnsPath, ZERO_ORIGIN, type StreamOrigin } from '../tcp-repair/socket.js';
 import { decode as decodeImage, encode as encodeImage, type Endpoint, type SocketImage } from '../tcp-repair/image.js';
 import { tcpSocketsOf, TCP_STATE } from '../tcp-repair/proc.js';
-import { freeze, isAlive, processTree, thawByName, type Frozen, type FreezerKind } from './tcp-repair/freezer.js';
+import { enterFreezerCgroup, freeze, isAlive, processTree, thawByName, type Frozen, type FreezerCgroup, type FreezerKind } from './tcp-repair/freezer.js';
 import { CompareTracker, HashTracker, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
 import { decodePageDelta, encodePageDelta, type PageDelta } from './tcp-repair/page-delta.js';
 import { handoverFor, startStandby, type Standby } from './tcp-repair/handover.js';
@@ -108,6 +108,8 @@ const key = (local: Endpoint, remote: Endpoint) => `${local.address}:${local.por
 interface SourceRun {
   pid: number;
   tracker: HashTracker | CompareTracker | SoftDirtyTracker;
+  /** The freezer cgroup prepare moved the tree into (so the dump's freeze is one write). */
+  cgroup?: FreezerCgroup;
   frozen?: Frozen;
   sockets: RepairSocket[];
 }
@@ -151,6 +153,15 @@ export class TcpRepairExecutor implements Executor {
       const pid = requirePid(ctx);
       if (!(await isAlive(pid))) throw new TcpRepairExecutorError('TREX_NO_PROCESS', `source process ${pid} is gone`);
       if (ctx.service.stateDir) await requireDir(ctx.service.stateDir);
+      // Into the freezer cgroup now: moving a process there costs milliseconds, freezing it there
+      // a fraction of one (freezer.ts), and the dump's freeze is inside the downtime.
+      const run = await this.sourceRun(ctx);
+      if (!run.cgroup && !run.frozen) {
+        const t0 = performance.now();
+        const cg = await enterFreezerCgroup(pid, cgroupName(ctx.migrationId), this.options.freezer);
+        if (cg) run.cgroup = cg;
+        ctx.log.debug({ pid, cgroup: cg?.dir, ms: performance.now() - t0 }, 'source tree in its freezer cgroup');
+      }
     } else {
       if (!ctx.service.command?.length) throw new TcpRepairExecutorError('TREX_NO_COMMAND', `service ${ctx.service.name} has no command to start at the destination`);
       if (!ctx.service.stateDir) throw new TcpRepairExecutorError('TREX_NO_STATE_DIR', `service ${ctx.service.name} has no stateDir`);
@@ -226,7 +237,7 @@ export class TcpRepairExecutor implements Executor {
     const run = await this.sourceRun(ctx);
     const timings: Record<string, number> = {};
     try {
-      run.frozen = await freeze(run.pid, cgroupName(ctx.migrationId), this.options.freezer);
+      run.frozen = await freeze(run.pid, cgroupName(ctx.migrationId), this.options.freezer, 5000, run.cgroup);
     } catch (err) {
       if (!(await isAlive(run.pid))) throw new TcpRepairExecutorError('TREX_NO_PROCESS', `source process ${run.pid} is gone`, { cause: err });
       throw err;
@@ -234,8 +245,13 @@ export class TcpRepairExecutor implements Executor {
     const tFrozen = performance.now();
     timings.freeze = tFrozen - t0;
     try {
-      const origins = await readOrigins(ctx.service.stateDir);
+      // Everything from here to the end of the dump is synchronous: the service is frozen (this is
+      // the downtime), each call takes microseconds, and an asynchronous one would queue on libuv's
+      // thread pool behind whatever else the agent is doing.
+      const origins = readOrigins(ctx.service.stateDir);
       const found = await tcpSocketsOf(run.pid);
+      const tSockets = performance.now();
+      timings.discover = tSockets - tFrozen;
       const images: SocketImage[] = [];
       const listeners: (Endpoint & { family: 4 | 6 })[] = [];
       for (const s of found) {
@@ -252,25 +268,25 @@ export class TcpRepairExecutor implements Executor {
         sock.pause();
         images.push(sock.save(origins.get(key(s.local, s.remote)) ?? ZERO_ORIGIN));
       }
-      timings.sockets = performance.now() - tFrozen;
+      timings.sockets = performance.now() - tSockets;
       const tState = performance.now();
       const rounds = await this.stateRound(ctx, run, true, async () => {});
       timings.state = performance.now() - tState;
       const tWrite = performance.now();
-      await mkdir(join(ctx.stepDir, 'sockets'), { recursive: true });
+      mkdirSync(join(ctx.stepDir, 'sockets'), { recursive: true });
       const names: string[] = [];
       let bytes = 0;
       for (const [i, img] of images.entries()) {
         const name = `${String(i).padStart(3, '0')}.skimg`;
         const buf = encodeImage(img);
-        await writeFile(join(ctx.stepDir, 'sockets', name), buf);
+        writeFileSync(join(ctx.stepDir, 'sockets', name), buf);
         bytes += buf.length;
         names.push(name);
       }
       const lj = JSON.stringify(listeners);
-      await writeFile(join(ctx.stepDir, 'listeners.json'), lj);
+      writeFileSync(join(ctx.stepDir, 'listeners.json'), lj);
       bytes += lj.length;
-      bytes += await this.writeRound(ctx, { kind: 'dump', round: 0, files: rounds.map((r) => r.delta.name), sockets: names, pid: run.pid }, rounds);
+      bytes += this.writeRoundNow(ctx, { kind: 'dump', round: 0, files: rounds.map((r) => r.delta.name), sockets: names, pid: run.pid }, rounds);
       timings.write = performance.now() - tWrite;
       timings.total = performance.now() - t0;
       const pages = rounds.reduce((n, r) => n + r.delta.pages.length, 0);
@@ -292,13 +308,13 @@ export class TcpRepairExecutor implements Executor {
     if (!stateDir) throw new TcpRepairExecutorError('TREX_NO_STATE_DIR', `service ${ctx.service.name} has no stateDir`);
     if (!ctx.service.command?.length) throw new TcpRepairExecutorError('TREX_NO_COMMAND', `service ${ctx.service.name} has no command`);
     // 1. Read and verify everything not yet applied, before any side effect the service could see.
-    const steps = await readSteps(ctx.imageDir);
+    //    Synchronous reads: this is the downtime (see dump).
+    const steps = readSteps(ctx.imageDir);
     const dump = steps.at(-1)!;
     const images: SocketImage[] = [];
-    for (const name of dump.meta.sockets ?? []) images.push(decodeImage(await readImageFile(join(dump.dir, 'sockets', name))));
-    const listeners = JSON.parse(await readImageText(join(dump.dir, 'listeners.json'))) as (Endpoint & { family: 4 | 6 })[];
-    if (!Array.isArray(listeners)) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${join(dump.dir, 'listeners.json')} is not a list`);
-    await mkdir(stateDir, { recursive: true });
+    for (const name of dump.meta.sockets ?? []) images.push(decodeImage(readImageFile(join(dump.dir, 'sockets', name))));
+    const listeners = parseListeners(join(dump.dir, 'listeners.json'));
+    mkdirSync(stateDir, { recursive: true });
     const prep = this.prepared.get(ctx.migrationId);
     const applier = prep?.applier ?? new StateApplier(ctx.imageDir, stateDir, ctx.log);
     if (prep) await applier.stop();
@@ -315,7 +331,7 @@ export class TcpRepairExecutor implements Executor {
     for (const step of pending) {
       const list: PageDelta[] = [];
       for (const f of step.meta.files) {
-        const d = decodePageDelta(await readImageFile(join(step.dir, 'state', `${f}.pages`)));
+        const d = decodePageDelta(readImageFile(join(step.dir, 'state', `${f}.pages`)));
         if (d.name !== f) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${step.dir}/state/${f}.pages names file ${d.name}`);
         list.push(d);
       }
@@ -328,8 +344,8 @@ export class TcpRepairExecutor implements Executor {
       // 2. State files: the rounds not applied in the background (with pre-copy: the dump's
       //    delta only) into the temp files, then renamed into place (atomic per file).
       const tState = performance.now();
-      for (const list of deltas) await applier.apply(list);
-      run.stateFiles = await applier.finish(dump.meta.files);
+      for (const list of deltas) applier.applyNow(list);
+      run.stateFiles = applier.finish(dump.meta.files);
       timings.state = performance.now() - tState;
       // 3. Sockets, in repair mode, in the service's namespace.
       const tSock = performance.now();
@@ -380,7 +396,7 @@ export class TcpRepairExecutor implements Executor {
       const o: StreamOrigin = socket.resume();
       origins.connections.push({ local: image.local, remote: image.remote, written: o.written.toString(), read: o.read.toString() });
     }
-    if (ctx.service.stateDir) await writeFile(join(ctx.service.stateDir, ORIGINS_FILE), JSON.stringify(origins, null, 2));
+    if (ctx.service.stateDir) writeFileSync(join(ctx.service.stateDir, ORIGINS_FILE), JSON.stringify(origins, null, 2));
     const tRepairOff = performance.now() - t0;
     await run.service.release(this.options.resumeTimeoutMs);
     for (const { socket } of run.sockets) socket.close();
@@ -406,7 +422,8 @@ export class TcpRepairExecutor implements Executor {
       return;
     }
     for (const s of run.sockets) s.closeSilently();
-    await run.frozen?.kill();
+    if (run.frozen) await run.frozen.kill();
+    else await run.cgroup?.leave(); // released without a dump: nothing to kill
     this.sources.delete(ctx.migrationId);
     ctx.log.info({ pid: run.pid }, 'source released (killed while its sockets were in repair mode)');
   }
@@ -467,11 +484,13 @@ export class TcpRepairExecutor implements Executor {
   private async stateRound(ctx: ExecutorContext, run: SourceRun, frozen: boolean, addFrozen: (ms: number) => Promise<void>): Promise<RoundResult[]> {
     const dir = ctx.service.stateDir;
     if (!dir) return [];
-    const files = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && e.name !== ORIGINS_FILE && !e.name.endsWith(TMP_SUFFIX) && /^[A-Za-z0-9._-]+$/.test(e.name)).map((e) => e.name).sort();
+    const entries = frozen ? readdirSync(dir, { withFileTypes: true }) : await readdir(dir, { withFileTypes: true });
+    const files = entries.filter((e) => e.isFile() && e.name !== ORIGINS_FILE && !e.name.endsWith(TMP_SUFFIX) && /^[A-Za-z0-9._-]+$/.test(e.name)).map((e) => e.name).sort();
     const out: RoundResult[] = [];
     const tracker = run.tracker;
     if (!(tracker instanceof SoftDirtyTracker)) {
-      for (const f of files) out.push(await tracker.round(join(dir, f), f));
+      // Frozen (the dump): synchronous reads, see dump(). Running (pre-dump): off the event loop.
+      for (const f of files) out.push(frozen ? tracker.roundNow(join(dir, f), f) : await tracker.round(join(dir, f), f));
       return out;
     }
     // soft-dirty: the pagemap read and clear_refs happen with the tree frozen.
@@ -479,7 +498,7 @@ export class TcpRepairExecutor implements Executor {
     for (const f of files) sizes.set(f, (await stat(join(dir, f))).size);
     let frozenHere: Frozen | undefined;
     const t = performance.now();
-    if (!frozen) frozenHere = await freeze(run.pid, cgroupName(ctx.migrationId) + '-pre', this.options.freezer);
+    if (!frozen) frozenHere = await freeze(run.pid, cgroupName(ctx.migrationId) + '-pre', this.options.freezer, 5000, run.cgroup);
     const indexes = new Map<string, number[]>();
     try {
       for (const f of files) indexes.set(f, tracker.dirtyIndexes(join(dir, f), f, sizes.get(f)!));
@@ -505,6 +524,21 @@ export class TcpRepairExecutor implements Executor {
     return bytes + m.length;
   }
 
+  /** writeRound, synchronously: the dump's round, written while the service is frozen. No fsync. */
+  private writeRoundNow(ctx: ExecutorContext, meta: RoundMeta, rounds: RoundResult[]): number {
+    mkdirSync(join(ctx.stepDir, 'state'), { recursive: true });
+    let bytes = 0;
+    for (const r of rounds) {
+      const buf = encodePageDelta(r.delta);
+      writeFileSync(join(ctx.stepDir, 'state', `${r.delta.name}.pages`), buf);
+      bytes += buf.length;
+    }
+    const m = JSON.stringify(meta);
+    writeFileSync(join(ctx.stepDir, 'round.json'), m);
+    return bytes + m.length;
+  }
+
+  /** Sockets out of repair mode, the tree thawed and out of its freezer cgroup: as before prepare. */
   private async thawSource(run: SourceRun): Promise<void> {
     for (const s of run.sockets) {
       try {
@@ -516,6 +550,7 @@ export class TcpRepairExecutor implements Executor {
     run.sockets = [];
     await run.frozen?.thaw();
     run.frozen = undefined;
+    await run.cgroup?.leave();
   }
 
   private async abortDestination(ctx: ExecutorContext, run: DestRun): Promise<void> {
@@ -553,12 +588,12 @@ function cgroupName(migrationId: string): string {
   return 'coat-' + migrationId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
 }
 
-async function readOrigins(stateDir: string | undefined): Promise<Map<string, StreamOrigin>> {
+function readOrigins(stateDir: string | undefined): Map<string, StreamOrigin> {
   const out = new Map<string, StreamOrigin>();
   if (!stateDir) return out;
   let text: string;
   try {
-    text = await readFile(join(stateDir, ORIGINS_FILE), 'utf8');
+    text = readFileSync(join(stateDir, ORIGINS_FILE), 'utf8');
   } catch {
     return out; // a service that was never migrated: every origin is zero
   }
@@ -567,23 +602,36 @@ async function readOrigins(stateDir: string | undefined): Promise<Map<string, St
   return out;
 }
 
-async function readImageFile(path: string): Promise<Buffer> {
+function readImageFile(path: string): Buffer {
   try {
-    return await readFile(path);
+    return readFileSync(path);
   } catch (err) {
     throw new TcpRepairExecutorError('TREX_IMAGE_MISSING', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
 }
 
-async function readImageText(path: string): Promise<string> {
-  return (await readImageFile(path)).toString('utf8');
+/** dump/listeners.json: the listening endpoints to recreate. */
+function parseListeners(path: string): (Endpoint & { family: 4 | 6 })[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(readImageFile(path).toString('utf8'));
+  } catch (err) {
+    if (err instanceof TcpRepairExecutorError) throw err;
+    throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const ok = (l: unknown): l is Endpoint & { family: 4 | 6 } => {
+    const e = l as { family?: unknown; address?: unknown; port?: unknown };
+    return typeof e === 'object' && e !== null && (e.family === 4 || e.family === 6) && typeof e.address === 'string' && Number.isInteger(e.port) && (e.port as number) > 0 && (e.port as number) < 65536;
+  };
+  if (!Array.isArray(v) || !v.every(ok)) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${path} is not a list of {family, address, port}`);
+  return v;
 }
 
 /** The steps under imageDir in the order they were taken: pre rounds by number, then the dump. */
-async function readSteps(imageDir: string): Promise<{ dir: string; meta: RoundMeta }[]> {
+function readSteps(imageDir: string): { dir: string; meta: RoundMeta }[] {
   let entries: string[];
   try {
-    entries = await readdir(imageDir);
+    entries = readdirSync(imageDir);
   } catch (err) {
     throw new TcpRepairExecutorError('TREX_IMAGE_MISSING', `cannot list ${imageDir}: ${(err as Error).message}`, { cause: err });
   }
@@ -593,7 +641,7 @@ async function readSteps(imageDir: string): Promise<{ dir: string; meta: RoundMe
     if (!existsSync(join(dir, 'round.json'))) continue;
     let meta: RoundMeta;
     try {
-      meta = JSON.parse(await readFile(join(dir, 'round.json'), 'utf8')) as RoundMeta;
+      meta = JSON.parse(readFileSync(join(dir, 'round.json'), 'utf8')) as RoundMeta;
     } catch (err) {
       throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${dir}/round.json: ${(err as Error).message}`, { cause: err });
     }

@@ -59,6 +59,8 @@ export interface NativeAddon {
   pidfdGetfd(pidfd: number, fd: number): number;
   close(fd: number): void;
   socketKind(fd: number): { domain: number; type: number; protocol: number };
+  /** Kind, TCP state (0 when not TCP) and addresses (TCP only) of a socket this process holds. */
+  describeSocket(fd: number): { domain: number; type: number; protocol: number; state: number; localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number };
   tcpSocket(netnsPath: string | null, family: 4 | 6): number;
   repairOn(fd: number): void;
   repairOff(fd: number, windowProbe?: boolean): void;

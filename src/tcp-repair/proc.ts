@@ -1,12 +1,17 @@
 /**
- * Finding a process' TCP sockets through proc(5): `/proc/PID/fd/N` links name socket inodes
- * ("socket:[INODE]"), and `/proc/PID/net/tcp{,6}` (the tables of the process' own network
- * namespace) give each inode's addresses and state. The parsers are pure; `tcpSocketsOf` reads.
+ * Finding a process' TCP sockets: `/proc/PID/fd/N` links name its socket descriptors
+ * ("socket:[INODE]", proc(5)); each is then asked for its kind, TCP state and addresses through a
+ * duplicate taken with pidfd_getfd(2) (the addon's describeSocket), in microseconds. Reading
+ * `/proc/PID/net/tcp{,6}` instead (the tables of the process' network namespace) walks the kernel's
+ * whole established hash table: 3-8 ms here for a dozen sockets, inside the dump's frozen window.
+ * The tables remain the fallback where descriptors cannot be taken (pidfd_getfd refused). The
+ * parsers are pure; `tcpSocketsOf` reads.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { addressText, type Endpoint } from './image.js';
 import { TcpRepairError } from './errors.js';
+import { native } from './native.js';
 
 /** include/net/tcp_states.h */
 export const TCP_STATE = { ESTABLISHED: 1, SYN_SENT: 2, SYN_RECV: 3, FIN_WAIT1: 4, FIN_WAIT2: 5, TIME_WAIT: 6, CLOSE: 7, CLOSE_WAIT: 8, LAST_ACK: 9, LISTEN: 10, CLOSING: 11 } as const;
@@ -80,6 +85,8 @@ export async function tcpSocketsOf(pid: number): Promise<ProcessTcpSocket[]> {
       // closed between readdir and readlink: not ours to capture
     }
   }
+  const direct = describeEach(pid, byInode);
+  if (direct) return direct.sort((a, b) => a.fd - b.fd);
   const tables: ProcTcpEntry[] = [];
   for (const [file, family] of [['tcp', 4], ['tcp6', 6]] as const) {
     try {
@@ -95,4 +102,51 @@ export async function tcpSocketsOf(pid: number): Promise<ProcessTcpSocket[]> {
     if (fd !== undefined && e.inode !== 0) out.push({ ...e, fd });
   }
   return out.sort((a, b) => a.fd - b.fd);
+}
+
+/** linux/socket.h, linux/in.h */
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const IPPROTO_TCP = 6;
+
+/**
+ * Each socket descriptor of `pid` described through a duplicate of it (closed again); undefined
+ * when descriptors cannot be taken (no addon, no pidfd_getfd rights): the caller reads /proc then.
+ * A descriptor closed meanwhile is skipped, as the /proc path skips it.
+ */
+function describeEach(pid: number, byInode: Map<number, number>): ProcessTcpSocket[] | undefined {
+  let n: ReturnType<typeof native>;
+  let pidfd: number;
+  try {
+    n = native();
+    pidfd = n.pidfdOpen(pid);
+  } catch (err) {
+    if ((err as { errno?: number }).errno === 3) throw new TcpRepairError('TCPR_NO_PROCESS', `process ${pid} is gone`, { cause: err });
+    return undefined;
+  }
+  const out: ProcessTcpSocket[] = [];
+  try {
+    for (const [inode, fd] of byInode) {
+      let local: number;
+      try {
+        local = n.pidfdGetfd(pidfd, fd);
+      } catch (err) {
+        const errno = (err as { errno?: number }).errno;
+        if (errno === 9) continue; // EBADF: closed since the listing
+        if (errno === 3) throw new TcpRepairError('TCPR_NO_PROCESS', `process ${pid} is gone`, { cause: err });
+        return undefined; // EPERM and the like: /proc can still tell
+      }
+      try {
+        const d = n.describeSocket(local);
+        if ((d.domain !== AF_INET && d.domain !== AF_INET6) || d.type !== SOCK_STREAM || d.protocol !== IPPROTO_TCP) continue;
+        out.push({ family: d.domain === AF_INET6 ? 6 : 4, local: { address: d.localAddress!, port: d.localPort! }, remote: { address: d.remoteAddress!, port: d.remotePort! }, state: d.state, inode, fd });
+      } finally {
+        n.close(local);
+      }
+    }
+  } finally {
+    n.close(pidfd);
+  }
+  return out;
 }

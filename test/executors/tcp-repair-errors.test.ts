@@ -82,7 +82,10 @@ t.test('bad images at restore: typed errors, nothing left at the destination, so
   const exe = createExecutor({});
   const imageDir = join(dir, 'image');
   const src: ExecutorContext = { migrationId: 'badimg', imageDir, stepDir: join(imageDir, 'dump'), stepName: 'dump', log, service: { name: 'svc', netns: '', ip: '127.0.0.1', mac: '', pid: server.pid, stateDir: stateA } };
+  const freezerOf = async (pid: number) => /^\d+:freezer:(.*)$/m.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8'))?.[1];
+  const homeCgroup = await freezerOf(server.pid);
   await exe.prepare(src, 'source');
+  if (homeCgroup !== undefined) t.equal(await freezerOf(server.pid), '/coat-badimg', 'prepare moved the source into its freezer cgroup (outside the downtime)');
   const dump = await exe.dump(src);
   t.equal(dump.sockets, 2, 'stream and ping connections dumped');
 
@@ -126,6 +129,8 @@ t.test('bad images at restore: typed errors, nothing left at the destination, so
 
   // The source comes back untouched.
   await exe.abort(src, 'source');
+  t.equal(await freezerOf(server.pid), homeCgroup, 'abort moved the source back to its own freezer cgroup');
+  t.notOk(existsSync('/sys/fs/cgroup/freezer/coat-badimg'), 'and removed the migration cgroup');
   const before = (await readStats(statsPath))!;
   const after = await waitFor('source serves again after abort', async () => {
     const s = await readStats(statsPath);

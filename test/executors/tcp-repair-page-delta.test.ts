@@ -1,6 +1,9 @@
 /** Page deltas (src/executors/tcp-repair/page-delta.ts) and the hash tracker, pure parts. */
 import t from 'tap';
 import fc from 'fast-check';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { applyDeltas, decodePageDelta, encodePageDelta, PageDeltaError } from '../../src/executors/tcp-repair/page-delta.js';
 import { CompareTracker, HashTracker, mappingsOf, PAGE_SIZE } from '../../src/executors/tcp-repair/dirty-pages.js';
 
@@ -30,10 +33,18 @@ t.test('rounds of the hash tracker rebuild the file exactly, copying only change
 });
 
 t.test('the compare tracker copies exactly the pages the hash tracker copies, file size changes included', async (t) => {
+  // Files up to 40 pages: whole 16-page blocks compared at once, partial last blocks page by page.
+  // The compare tracker runs twice: over buffers (roundOver) and reading a real file with its
+  // reused buffers (roundNow, the dump's path).
+  const dir = mkdtempSync(join(tmpdir(), 'coat-cmp-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'state.bin');
+  const MAX = 40 * PAGE_SIZE;
   fc.assert(
-    fc.property(fc.array(fc.record({ size: fc.integer({ min: 0, max: 6 * PAGE_SIZE }), writes: fc.array(fc.record({ at: fc.nat(6 * PAGE_SIZE - 1), v: fc.integer({ min: 1, max: 255 }) }), { maxLength: 6 }) }), { minLength: 1, maxLength: 6 }), (rounds) => {
+    fc.property(fc.array(fc.record({ size: fc.integer({ min: 0, max: MAX }), writes: fc.array(fc.record({ at: fc.nat(MAX - 1), v: fc.integer({ min: 1, max: 255 }) }), { maxLength: 6 }) }), { minLength: 1, maxLength: 6 }), (rounds) => {
       const hash = new HashTracker();
       const cmp = new CompareTracker();
+      const fromFile = new CompareTracker();
       let file = Buffer.alloc(0);
       const deltas = [];
       for (const r of rounds) {
@@ -41,11 +52,15 @@ t.test('the compare tracker copies exactly the pages the hash tracker copies, fi
         file.copy(next, 0, 0, Math.min(file.length, r.size));
         for (const w of r.writes) if (w.at < r.size) next[w.at] = w.v;
         file = next;
+        writeFileSync(path, file);
         const h = hash.roundOver(Buffer.from(file), 'state.bin').delta;
         const c = cmp.roundOver(Buffer.from(file), 'state.bin').delta;
-        if (JSON.stringify(c.pages.map((p) => p.index)) !== JSON.stringify(h.pages.map((p) => p.index))) throw new Error(`compare copied ${c.pages.map((p) => p.index)}, hash ${h.pages.map((p) => p.index)}`);
-        if (!c.pages.every((p, i) => Buffer.from(p.data).equals(Buffer.from(h.pages[i]!.data)))) throw new Error('page content differs');
-        deltas.push(decodePageDelta(encodePageDelta(c)));
+        const f = fromFile.roundNow(path, 'state.bin').delta;
+        for (const [name, d] of [['compare', c], ['compare from the file', f]] as const) {
+          if (JSON.stringify(d.pages.map((p) => p.index)) !== JSON.stringify(h.pages.map((p) => p.index))) throw new Error(`${name} copied ${d.pages.map((p) => p.index)}, hash ${h.pages.map((p) => p.index)}`);
+          if (!d.pages.every((p, i) => Buffer.from(p.data).equals(Buffer.from(h.pages[i]!.data)))) throw new Error(`${name}: page content differs`);
+        }
+        deltas.push(decodePageDelta(encodePageDelta(f)));
       }
       if (!applyDeltas(deltas).equals(file)) throw new Error('rebuilt file differs');
     }),

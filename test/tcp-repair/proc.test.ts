@@ -1,6 +1,7 @@
 /** /proc parsers (src/tcp-repair/proc.ts) against lines in the kernel's format, and the real /proc. */
 import t from 'tap';
 import net from 'node:net';
+import { readFileSync } from 'node:fs';
 import { parseProcNetTcp, socketInode, tcpSocketsOf, TCP_STATE } from '../../src/tcp-repair/proc.js';
 
 // Format of net/ipv4/tcp_ipv4.c get_tcp4_sock / tcp6 (little-endian host words).
@@ -42,5 +43,11 @@ t.test('finds this process sockets through the real /proc', async (t) => {
   t.ok(listen, 'the listener is found');
   t.equal(est.length, 2, 'both ends of the connection are found');
   t.ok(est.every((e) => e.fd > 2), 'with their descriptor numbers');
+  // Found through the descriptors themselves; the kernel's tables say the same of each.
+  const table = [...parseProcNetTcp(readFileSync('/proc/self/net/tcp', 'utf8'), 4), ...parseProcNetTcp(readFileSync('/proc/self/net/tcp6', 'utf8'), 6)];
+  for (const e of [listen!, ...est]) {
+    const row = table.find((r) => r.inode === e.inode);
+    t.same(row, { family: e.family, local: e.local, remote: e.remote, state: e.state, inode: e.inode }, `inode ${e.inode}: state and addresses as /proc/net/tcp has them`);
+  }
   await t.rejects(tcpSocketsOf(2 ** 22 + 12345), { code: 'TCPR_NO_PROCESS' });
 });

@@ -13,8 +13,8 @@
  * increasing); a round it cannot read yet (a step written in place rather than renamed in) is left
  * for the next look or for restore, which re-reads and verifies everything not applied.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { closeSync, openSync, renameSync, rmSync, truncateSync, watch, writevSync, type FSWatcher } from 'node:fs';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../log.js';
@@ -114,21 +114,12 @@ export class StateApplier {
     this.applied.length = 0;
   }
 
-  /** Writes deltas (one round, any files) into the temp files. */
+  /** Writes deltas (one round, any files) into the temp files; in the background, off the loop. */
   async apply(deltas: PageDelta[]): Promise<void> {
     for (const d of deltas) {
       const fh = await open(this.tmpPath(d.name), constants.O_RDWR | constants.O_CREAT, 0o600);
       try {
-        // One writev per run of consecutive pages (a full round is one run).
-        let i = 0;
-        while (i < d.pages.length) {
-          let j = i + 1;
-          while (j < d.pages.length && d.pages[j]!.index === d.pages[j - 1]!.index + 1) j++;
-          const run = d.pages.slice(i, j).map((p) => p.data);
-          // writev(2) takes at most IOV_MAX (1024) buffers.
-          for (let k = 0; k < run.length; k += 1024) await fh.writev(run.slice(k, k + 1024), (d.pages[i]!.index + k) * d.pageSize);
-          i = j;
-        }
+        for (const r of pageRuns(d)) await fh.writev(r.buffers, r.offset);
       } finally {
         await fh.close();
       }
@@ -137,24 +128,37 @@ export class StateApplier {
   }
 
   /**
+   * The same, synchronously: for restore, inside the downtime, where the dump's delta is a few
+   * pages and a trip through libuv's thread pool (behind an image being received) costs more than
+   * the writes.
+   */
+  applyNow(deltas: PageDelta[]): void {
+    for (const d of deltas) {
+      const fd = openSync(this.tmpPath(d.name), constants.O_RDWR | constants.O_CREAT, 0o600);
+      try {
+        for (const r of pageRuns(d)) writevSync(fd, r.buffers, r.offset);
+      } finally {
+        closeSync(fd);
+      }
+      this.sizes.set(d.name, d.fileSize);
+    }
+  }
+
+  /**
    * Restore's last step: sizes every file in `keep` as its last delta says and renames it into
    * the state directory; temp files of other names (gone at the dump) are removed. Returns the
-   * state files made.
+   * state files made. Synchronous: inside the downtime (see applyNow); no fsync, the files only
+   * need to outlive the service, not a crash of the host.
    */
-  async finish(keep: string[]): Promise<string[]> {
+  finish(keep: string[]): string[] {
     const made: string[] = [];
     for (const [name, size] of this.sizes) {
       if (!keep.includes(name)) {
-        await rm(this.tmpPath(name), { force: true });
+        rmSync(this.tmpPath(name), { force: true });
         continue;
       }
-      const fh = await open(this.tmpPath(name), 'r+');
-      try {
-        await fh.truncate(Number(size));
-      } finally {
-        await fh.close();
-      }
-      await rename(this.tmpPath(name), join(this.stateDir, name));
+      truncateSync(this.tmpPath(name), Number(size));
+      renameSync(this.tmpPath(name), join(this.stateDir, name));
       made.push(join(this.stateDir, name));
     }
     this.sizes.clear();
@@ -170,6 +174,23 @@ export class StateApplier {
   private tmpPath(name: string): string {
     return join(this.stateDir, name + TMP_SUFFIX);
   }
+}
+
+/**
+ * One write per run of consecutive pages (a full round is one run), each at most IOV_MAX (1024)
+ * buffers, which is all writev(2) takes.
+ */
+function pageRuns(d: PageDelta): { offset: number; buffers: Uint8Array[] }[] {
+  const out: { offset: number; buffers: Uint8Array[] }[] = [];
+  let i = 0;
+  while (i < d.pages.length) {
+    let j = i + 1;
+    while (j < d.pages.length && d.pages[j]!.index === d.pages[j - 1]!.index + 1) j++;
+    const run = d.pages.slice(i, j).map((p) => p.data);
+    for (let k = 0; k < run.length; k += 1024) out.push({ offset: (d.pages[i]!.index + k) * d.pageSize, buffers: run.slice(k, k + 1024) });
+    i = j;
+  }
+  return out;
 }
 
 async function readPreStep(dir: string): Promise<PreStep | undefined> {

@@ -295,6 +295,53 @@ static int get_addr(napi_env env, napi_value obj, const char *addr_name, const c
   return 0;
 }
 
+/*
+ * describeSocket(fd) -> { domain, type, protocol, state, localAddress, localPort, remoteAddress,
+ * remotePort }: what /proc/net/tcp would say of one socket, asked of the socket itself
+ * (SO_DOMAIN/SO_TYPE/SO_PROTOCOL, TCP_INFO's tcpi_state, getsockname/getpeername). Reading
+ * /proc/PID/net/tcp walks the whole established hash table (3-8 ms here for a dozen sockets),
+ * inside the dump's frozen window; this takes microseconds. Not TCP: state 0, no addresses.
+ * Not connected (a listener): the remote address is the family's any address, port 0, as /proc says.
+ */
+static napi_value describe_socket_js(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (get_i32(env, argv[0], &fd)) return throw_type(env, "fd must be an integer");
+  int domain, type, protocol;
+  socklen_t len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_DOMAIN)");
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_TYPE)");
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_PROTOCOL)");
+  napi_value r;
+  napi_create_object(env, &r);
+  set_i32(env, r, "domain", domain);
+  set_i32(env, r, "type", type);
+  set_i32(env, r, "protocol", protocol);
+  uint32_t state = 0;
+  if ((domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM && protocol == IPPROTO_TCP) {
+    struct tcp_info ti;
+    memset(&ti, 0, sizeof ti);
+    len = sizeof ti;
+    if (getsockopt(fd, SOL_TCP, TCP_INFO, &ti, &len) < 0) return throw_errno(env, errno, "getsockopt(TCP_INFO)");
+    state = ti.tcpi_state;
+    struct sockaddr_storage local, remote;
+    socklen_t alen = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &alen) < 0) return throw_errno(env, errno, "getsockname");
+    alen = sizeof remote;
+    if (getpeername(fd, (struct sockaddr *)&remote, &alen) < 0) {
+      if (errno != ENOTCONN) return throw_errno(env, errno, "getpeername");
+      memset(&remote, 0, sizeof remote);
+      remote.ss_family = (sa_family_t)domain;
+    }
+    set_addr(env, r, "localAddress", "localPort", &local);
+    set_addr(env, r, "remoteAddress", "remotePort", &remote);
+  }
+  set_u32(env, r, "state", state);
+  return r;
+}
+
 /* ---- save (soccr: libsoccr_save) ---------------------------------------------------------- */
 
 static int queue_seq(int fd, int queue, uint32_t *seq) {
@@ -699,6 +746,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("pidfdGetfd", pidfd_getfd_js);
   EXPORT("close", close_js);
   EXPORT("socketKind", socket_kind_js);
+  EXPORT("describeSocket", describe_socket_js);
   EXPORT("tcpSocket", tcp_socket_js);
   EXPORT("repairOn", repair_on_js);
   EXPORT("repairOff", repair_off_js);
