@@ -21,7 +21,8 @@ import { join } from 'node:path';
 import { exec } from '../src/exec.js';
 import { deleteNetns, listNetns, netnsPids, openNetns } from '../src/netns/index.js';
 import { isAlive } from './process.js';
-import { activeTag, listStates, readState, releaseLock, stateFile } from './state.js';
+import { activeTag, LabError, listStates, readState, releaseLock, stateFile } from './state.js';
+import { TAG_PATTERN } from './tag.js';
 
 export interface DownReport {
   tag: string;
@@ -81,6 +82,8 @@ async function killPids(pids: number[], graceMs = 2000): Promise<number[]> {
 
 /** Removes everything carrying `tag` (state file or not). */
 export async function labDownTag(dir: string, tag: string): Promise<DownReport> {
+  // the sweep matches names by prefix: a malformed tag ("", "c") would match other runs' names
+  if (!TAG_PATTERN.test(tag)) throw new LabError('LAB_BAD_TAG', `${JSON.stringify(tag)} is not a lab tag (c + 5 of [0-9a-z], e.g. c3k9x1)`);
   const report: DownReport = { tag, killed: [], namespaces: [], links: [], removed: [], errors: [] };
   const state = await readState(dir, tag);
   const ours = new Set((await listNetns()).filter((n) => n.startsWith(`${tag}-`)));

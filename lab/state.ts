@@ -17,7 +17,7 @@ export function stateDir(explicit?: string): string {
 }
 
 export class LabError extends CoatError {
-  constructor(code: 'LAB_ALREADY_UP' | 'LAB_NOT_UP' | 'LAB_BUILD_FAILED' | 'LAB_STATE' | 'LAB_CONTROLLER', message: string, options?: { cause?: unknown }) {
+  constructor(code: 'LAB_ALREADY_UP' | 'LAB_NOT_UP' | 'LAB_BUILD_FAILED' | 'LAB_STATE' | 'LAB_CONTROLLER' | 'LAB_BAD_TAG', message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { labDown } from '../../lab/down.js';
+import { labDown, labDownTag } from '../../lab/down.js';
 import { labNames } from '../../lab/names.js';
 import { OvsInstance } from '../../lab/ovs-daemons.js';
 import { acquireLock, activeTag, releaseLock } from '../../lab/state.js';
@@ -104,4 +104,13 @@ t.test('the sweep by tag removes what a tagged run left outside its namespaces: 
   t.same(report!.errors, []);
   t.equal(bystander.exitCode, null, 'a pid whose command line does not name the dir was left alone');
   t.same(await leftovers(tag, [ovs.dir]), [], 'nothing with the tag is left');
+});
+
+t.test('a sweep needs a well-formed tag: a prefix like "c" would match other runs', async (t) => {
+  for (const bad of ['', 'c', 'c3k9x', 'c3k9x1-', 'C3K9X1', '../c3k9x1']) {
+    await t.rejects(labDownTag('/nonexistent-coat-dir', bad), { code: 'LAB_BAD_TAG' }, JSON.stringify(bad));
+  }
+  const r = await coat(['lab', 'down', '--tag', 'c', '--state-dir', '/nonexistent-coat-dir']);
+  t.equal(r.code, 64);
+  t.match(r.stderr, /--tag: "c" is not a lab tag/);
 });

@@ -87,7 +87,13 @@ export const command: Command = {
       }
       case 'down': {
         if (rest.length) throw new UsageError(`lab down takes no arguments (got ${rest.join(' ')})`);
-        const reports = await labDown(dir, values.tag as string | undefined);
+        let reports;
+        try {
+          reports = await labDown(dir, values.tag as string | undefined);
+        } catch (e) {
+          if (hasCode(e, 'LAB_BAD_TAG')) throw new UsageError(`--tag: ${(e as Error).message}`);
+          throw e;
+        }
         if (json) writeJson(io.stdout, reports);
         else if (reports.length === 0) io.stdout.write('no lab to remove\n');
         else for (const r of reports) io.stdout.write(`lab ${r.tag} removed: ${r.killed.length} processes, ${r.namespaces.length} namespaces, ${r.links.length} stray links\n`);
