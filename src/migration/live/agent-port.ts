@@ -50,8 +50,14 @@ export interface LiveAgentPortOptions {
    * (default 20 s): a rollback must not leave the destination half made because its agent blinked.
    */
   undoWaitMs?: number;
-  /** Runs beside the destination's resume, `delayMs` after it was sent (see LiveFlowPort.replayEarly). */
-  duringResume?: { delayMs: number; run: (m: MigrationRef, signal: AbortSignal) => Promise<unknown> };
+  /**
+   * Pace of pre-copy image streams, bits/s (default: unpaced). Pre-copy runs while the service
+   * serves its clients over the same underlay link: an image sent at the link's full rate fills
+   * its queue and the service's own segments are dropped (seen in the lab as retransmissions of
+   * lost segments during pre-copy). The final image (`dump`) is sent unpaced: the service is
+   * frozen then, nothing competes with it.
+   */
+  precopyRateBitsPerSecond?: (from: string, to: string) => number | undefined;
 }
 
 export class LiveAgentPort implements AgentPort {
@@ -205,18 +211,7 @@ export class LiveAgentPort implements AgentPort {
   }
 
   async resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
-    const during = this.opts.duringResume;
-    if (!during) {
-      await this.step(host, m, 'destination', 'resume', signal);
-      return;
-    }
-    let done = false;
-    const resumed = this.step(host, m, 'destination', 'resume', signal).finally(() => (done = true));
-    const side = (async () => {
-      await new Promise((r) => setTimeout(r, during.delayMs));
-      if (!done) await during.run(m, signal);
-    })();
-    await Promise.all([resumed, side]);
+    await this.step(host, m, 'destination', 'resume', signal);
   }
 
   async release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
@@ -232,7 +227,8 @@ export class LiveAgentPort implements AgentPort {
     // A fresh token per stream: the receiving agent accepts exactly this migration's image.
     const token = randomBytes(16).toString('hex');
     const { stream } = await this.opts.registry.agent(to).request('stream.expect', { migrationId: m.migrationId, token, ttlMs: this.opts.deadlineMs ?? 30_000 }, this.req(signal));
-    const r = await this.opts.registry.agent(from).request('stream.send', { migrationId: m.migrationId, token, peer: stream, stepName }, this.req(signal));
+    const rate = stepName.startsWith('pre-') ? this.opts.precopyRateBitsPerSecond?.(from, to) : undefined;
+    const r = await this.opts.registry.agent(from).request('stream.send', { migrationId: m.migrationId, token, peer: stream, stepName, ...(rate ? { rateBitsPerSecond: rate } : {}) }, this.req(signal));
     return { bytes: r.bytes, ...(r.imageSha256 ? { sha256: r.imageSha256 } : {}) };
   }
 

@@ -79,16 +79,9 @@ interface Tracked {
   chain: Promise<unknown>;
 }
 
-/** Held frames of one migration as this port saw them, for `replayEarly`. */
-interface HeldLog {
-  frames: Buffer[];
-  sentEarly: WeakSet<Buffer>;
-}
-
 export class LiveFlowPort implements FlowPort {
   private topology: Topology;
   private readonly tracked = new Map<string, Tracked>();
-  private readonly held = new Map<string, HeldLog>();
   private readonly log: Logger;
 
   constructor(private readonly opts: LiveFlowPortOptions) {
@@ -257,12 +250,8 @@ export class LiveFlowPort implements FlowPort {
     return this.moveTo(t, m, { live: side }, side === 'destination' ? 'fail-fast' : 'wait', signal);
   }
 
-  async packetOut(m: MigrationRef, all: readonly Buffer[], toward: Side, signal: AbortSignal): Promise<number> {
-    // Frames `replayEarly` already delivered to the destination count as accepted, not sent twice.
-    const early = this.held.get(m.migrationId)?.sentEarly;
-    const frames = toward === 'destination' && early ? all.filter((f) => !early.has(f)) : all;
-    const skipped = all.length - frames.length;
-    if (frames.length === 0) return skipped;
+  async packetOut(m: MigrationRef, frames: readonly Buffer[], toward: Side, signal: AbortSignal): Promise<number> {
+    if (frames.length === 0) return 0;
     const t = this.tracked.get(m.migrationId) ?? (await this.track(m));
     const { host, port } = deliveryPort(t.input, toward);
     // Replays happen after the point of no return or in a rollback: both must complete.
@@ -282,43 +271,19 @@ export class LiveFlowPort implements FlowPort {
       sw.off('ofp_error', onError);
     }
     this.log.debug({ migrationId: m.migrationId, event: 'replay', host, port, frames: frames.length, refused }, 'held frames sent');
-    return skipped + frames.length - refused;
-  }
-
-  /**
-   * Sends the frames held so far to the destination, in order, ahead of the orchestrator's replay
-   * (which then skips them). Why: the tcp-repair executor's resume writes the never-sent tail of a
-   * restored send queue and blocks until the kernel takes it, which needs the client's ACKs, which
-   * are held until after resume: without this the two wait on each other (TCPR_UNSENT_SHORT). Called
-   * while resume runs, after repair mode is off. Returns how many frames it sent.
-   */
-  async replayEarly(m: MigrationRef, signal: AbortSignal): Promise<number> {
-    const h = this.held.get(m.migrationId);
-    if (!h) return 0;
-    const frames = h.frames.filter((f) => !h.sentEarly.has(f));
-    if (frames.length === 0) return 0;
-    const sent = await this.packetOut(m, frames, 'destination', signal);
-    for (const f of frames) h.sentEarly.add(f);
-    this.log.info({ migrationId: m.migrationId, event: 'replay-early', frames: frames.length }, 'held frames sent to the destination during resume');
-    return sent;
+    return frames.length - refused;
   }
 
   onHeldPacket(m: MigrationRef, handler: (p: HeldPacketIn) => void): () => void {
     const macs = new Set([m.service.mac.toLowerCase(), ...(m.newMac ? [m.newMac.toLowerCase()] : [])]);
-    const log: HeldLog = { frames: [], sentEarly: new WeakSet() };
-    this.held.set(m.migrationId, log);
     const listener = (sw: SwitchConnection, msg: PacketIn) => {
       if (!isHoldCookie(msg.cookie)) return;
       if (!isForService(msg.data, macs, m.service.ip)) return;
-      log.frames.push(msg.data);
       const inPort = msg.match.find((f) => f.field === 'in_port');
       handler({ frame: msg.data, dpid: sw.dpid, ...(inPort && inPort.field === 'in_port' ? { inPort: inPort.value } : {}) });
     };
     this.opts.controller.on('packet_in', listener);
-    return () => {
-      this.opts.controller.off('packet_in', listener);
-      this.held.delete(m.migrationId);
-    };
+    return () => this.opts.controller.off('packet_in', listener);
   }
 
   async announce(m: MigrationRef, signal: AbortSignal): Promise<void> {

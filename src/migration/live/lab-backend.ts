@@ -213,7 +213,8 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
         await mkdir(p.stateDir!, { recursive: true });
         await disableTxOffload(p.hostIf, hostNetns(tag, host));
       },
-      duringResume: { delayMs: 15, run: (m, signal) => flows.replayEarly(m, signal) },
+      // Pre-copy leaves half of the slower underlay link to the service's own traffic.
+      precopyRateBitsPerSecond: (a, b) => 0.5e6 * Math.min(...[a, b].map((n) => topo.hosts.find((h) => h.name === n)?.underlay.mbit ?? 1000)),
     });
     const planner = new LivePlannerPort({
       registry,

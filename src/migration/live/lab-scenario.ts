@@ -278,9 +278,8 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         await mkdir(p.stateDir!, { recursive: true });
         await disableTxOffload(p.hostIf, hostNetns(tag, host));
       },
-      // Work-around until the tcp-repair executor's resume stops blocking on the never-sent
-      // write: the client's held ACKs go to the destination while resume runs.
-      duringResume: { delayMs: 15, run: (m, signal) => flows.replayEarly(m, signal) },
+      // Pre-copy leaves half of the slower underlay link to the service's own traffic.
+      precopyRateBitsPerSecond: (a, b) => 0.5e6 * Math.min(...[a, b].map((n) => topo.hosts.find((h) => h.name === n)?.underlay.mbit ?? 1000)),
     });
     const planner = new LivePlannerPort({
       registry,
