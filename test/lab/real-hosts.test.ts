@@ -3,7 +3,8 @@
  * way a distribution starts it (ovsdb-server taking its remotes and SSL settings from the
  * database, ovs-vswitchd), set up by this test with the commands of docs/real-hosts.md: host a
  * exposes OVSDB with `ovs-vsctl set-manager ptcp:6640:IP`, host b over TLS with `set-ssl` and
- * `set-manager pssl:6640:IP`. Nothing here comes from lab/up.ts. Then `coat controller --topology
+ * `set-manager pssl:6640:IP`; both reach the controller over OpenFlow on TLS (`ssl:` target, the
+ * controller listening on `pssl:`). Nothing here comes from lab/up.ts. Then `coat controller --topology
  * FILE` (a child process in a `ctl` namespace, as on a controller machine) configures both hosts'
  * OVS over OVSDB (bridges, uplink, VXLAN port, endpoint ports, controller target) and programs
  * their flows; the endpoints reach each other over the overlay; `coat agent` runs on each host
@@ -99,7 +100,7 @@ function spawnCoat(netns: string, args: string[], log: string, out?: string): Pr
   })();
 }
 
-t.test('coat controller --topology configures two real hosts\' OVS over OVSDB (tcp: and ssl:), and their endpoints talk over the overlay', async (t) => {
+t.test('coat controller --topology configures two real hosts\' OVS over OVSDB (tcp: and ssl:) and OpenFlow over TLS, and their endpoints talk over the overlay', async (t) => {
   const tag = newTag();
   const dir = await mkdtemp(join(tmpdir(), `coat-${tag}-realhosts-`));
   const ctlNs = `${tag}-ctl`;
@@ -161,11 +162,9 @@ t.test('coat controller --topology configures two real hosts\' OVS over OVSDB (t
     const o = await startHostOvs(h.ns, join(dir, `ovs-${h.name}`));
     ovsPids.push(o.pids);
     ovs.push(o);
-    if (i === 0) await o.vsctl(['set-manager', `ptcp:6640:${h.mgmtIp}`]);
-    else {
-      await o.vsctl(['set-ssl', join(pki, 'sw.key'), join(pki, 'sw.crt'), join(pki, 'ca.crt')]);
-      await o.vsctl(['set-manager', `pssl:6640:${h.mgmtIp}`]);
-    }
+    // the switch's key, certificate and CA: for OpenFlow over TLS on both, for OVSDB over TLS on b
+    await o.vsctl(['set-ssl', join(pki, 'sw.key'), join(pki, 'sw.crt'), join(pki, 'ca.crt')]);
+    await o.vsctl(['set-manager', `${i === 0 ? 'ptcp' : 'pssl'}:6640:${h.mgmtIp}`]);
   }
   const [ovsA, ovsB] = ovs as [Awaited<ReturnType<typeof startHostOvs>>, Awaited<ReturnType<typeof startHostOvs>>];
 
@@ -178,7 +177,7 @@ datapath: netdev
 tunnel: ovs
 overlay: { subnet: 10.10.0.0/24, vni: 5001, mtu: 1400 }
 underlay: { subnet: 192.168.200.0/24 }
-controller: { port: 6653, openflow: "tcp:${CTL_IP}:6653", nats: "nats://${CTL_IP}:4222" }
+controller: { port: 6653, openflow: "ssl:${CTL_IP}:6653", nats: "nats://${CTL_IP}:4222" }
 hosts:
   - { name: edge-a, underlay: { ip: ${hosts[0]!.underlayIp} }, ovsdb: "tcp:${hosts[0]!.mgmtIp}:6640", uplink: ${hosts[0]!.uplink} }
   - { name: edge-b, underlay: { ip: ${hosts[1]!.underlayIp} }, ovsdb: "ssl:${hosts[1]!.mgmtIp}:6640", uplink: ${hosts[1]!.uplink} }
@@ -205,7 +204,7 @@ endpoints:
   // --- step 5: the controller
   const statusFile = join(dir, 'controller-status.json');
   const ctlLog = join(dir, 'controller.log');
-  const ctlPid = await spawnCoat(ctlNs, ['controller', '--topology', topoFile, '--prefix', tag, '--status', statusFile, '--tls-key', join(pki, 'ctl.key'), '--tls-cert', join(pki, 'ctl.crt'), '--tls-ca', join(pki, 'ca.crt'), '--nats', `nats://${CTL_IP}:4222`, '--token', token, '--secret-file', secretFile], ctlLog);
+  const ctlPid = await spawnCoat(ctlNs, ['controller', '--topology', topoFile, '--prefix', tag, '--listen', 'pssl:6653', '--status', statusFile, '--tls-key', join(pki, 'ctl.key'), '--tls-cert', join(pki, 'ctl.crt'), '--tls-ca', join(pki, 'ca.crt'), '--nats', `nats://${CTL_IP}:4222`, '--token', token, '--secret-file', secretFile], ctlLog);
   pids.push(ctlPid);
   const status = await waitFor(
     'the controller to configure both hosts and program 4 bridges',
@@ -228,7 +227,7 @@ endpoints:
     for (const br of brs) {
       t.match(await o.vsctl(['get', 'Bridge', br, 'fail_mode']), /secure/, `${br}: fail_mode secure`);
       t.match(await o.vsctl(['get', 'Bridge', br, 'datapath_type']), /netdev/, `${br}: the topology's datapath`);
-      t.match(await o.vsctl(['get-controller', br]), new RegExp(`tcp:${CTL_IP.replaceAll('.', '\\.')}:6653`), `${br}: coat is its controller`);
+      t.match(await o.vsctl(['get-controller', br]), new RegExp(`ssl:${CTL_IP.replaceAll('.', '\\.')}:6653`), `${br}: coat is its controller, over TLS`);
     }
     const vx = `${tag}-vx${1 - i}`;
     t.match(await o.vsctl(['get', 'Interface', vx, 'type']), /vxlan/, `${vx}: an OVS vxlan port`);
