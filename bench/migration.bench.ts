@@ -38,6 +38,8 @@ import { defaultTopology } from '../src/vxlan/topology.js';
 import { percentile, type Bench, type BenchRow } from './harness.js';
 
 const VARIANTS = ['precopy', 'cold', 'baseline'] as const;
+/** `--sizes` are MiB: the workload's `M` suffix is binary. */
+const MIB = 1024 * 1024;
 type Variant = (typeof VARIANTS)[number];
 
 function flag(args: string[], name: string): string | undefined {
@@ -162,7 +164,7 @@ async function runVariant(variant: Variant, sizeMB: number, o: VariantOptions): 
       out.results.push(await runInLab(variant, sizeMB, { ...o, runs: n }));
     } catch (err) {
       out.failures.push({ runs: n, error: errorLine(err) });
-      o.progress(`  ${variant} ${sizeMB} MB: lab of ${n} migration(s) FAILED: ${errorLine(err)}`);
+      o.progress(`  ${variant} ${sizeMB} MiB: lab of ${n} migration(s) FAILED: ${errorLine(err)}`);
     }
   }
   return out;
@@ -180,7 +182,7 @@ async function runInLab(variant: Variant, sizeMB: number, o: VariantOptions): Pr
       traffic: 'stream',
       migrations: o.runs,
       executor: 'tcp-repair',
-      stateBytes: `${sizeMB}M`,
+      stateBytes: `${sizeMB}M`, // the workload's M suffix is binary (MiB)
       dirtyRate: o.dirtyRate,
       streamRate: o.streamRate,
       ...(variant === 'baseline' ? { strategy: 'coat-baseline' as const } : { strategy: 'coat' as const, plan: variant === 'cold' ? { strategy: 'cold' as const } : { strategy: 'precopy' as const, iterations: o.rounds } }),
@@ -232,7 +234,7 @@ export const bench: Bench = {
     const runs = Math.round(positiveNumber(ctx.args, '--runs', 5));
     const sizes = (flag(ctx.args, '--sizes') ?? '1,10,50').split(',').map((s) => {
       const n = Number(s);
-      if (!Number.isFinite(n) || n <= 0) throw new Error(`--sizes: '${s}' is not a size in MB`);
+      if (!Number.isFinite(n) || n <= 0) throw new Error(`--sizes: '${s}' is not a size in MiB`);
       return n;
     });
     const mbit = positiveNumber(ctx.args, '--mbit', 1000);
@@ -250,18 +252,18 @@ export const bench: Bench = {
     for (const sizeMB of sizes) {
       const fig = new Map<Variant, Figures>();
       for (const v of variants) {
-        ctx.progress(`M = ${sizeMB} MB, ${v}: lab up, ${runs} migrations`);
+        ctx.progress(`M = ${sizeMB} MiB, ${v}: lab up, ${runs} migrations`);
         const t0 = Date.now();
         const r = await runVariant(v, sizeMB, { runs, perLab, mbit, dirtyRate, rounds, streamRate, progress: ctx.progress });
         const f = figuresOf(r);
         fig.set(v, f);
-        ctx.progress(`M = ${sizeMB} MB, ${v}: ${f.done}/${f.n} done, ${f.zeroLoss} zero-loss, downtime ${f.downtime.join(' ')} ms (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+        ctx.progress(`M = ${sizeMB} MiB, ${v}: ${f.done}/${f.n} done, ${f.zeroLoss} zero-loss, downtime ${f.downtime.join(' ')} ms (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
         if (v !== 'baseline' && record) {
           const fresh: RecordedRun[] = [];
           for (const res of r.results) {
             res.outcomes.forEach((o, i) => {
               const rep = res.reports[i];
-              const m = rep && measuredRun(o, rep, res.preDumps, { executor: 'tcp-repair', stateBytes: sizeMB * 1e6, dirtyPagesPerS: dirtyRate, bandwidthMbit: mbit, label: `${v} M=${sizeMB}MB` });
+              const m = rep && measuredRun(o, rep, res.preDumps, { executor: 'tcp-repair', stateBytes: sizeMB * MIB, dirtyPagesPerS: dirtyRate, bandwidthMbit: mbit, label: `${v} M=${sizeMB}MiB` });
               if (m) fresh.push(m);
             });
           }
@@ -272,10 +274,10 @@ export const bench: Bench = {
         }
       }
       const base = fig.get('baseline');
-      const coldBound = (sizeMB * 8) / mbit * 1000 + 10; // M/L + 10 ms
+      const coldBound = ((sizeMB * MIB * 8) / (mbit * 1e6)) * 1000 + 10; // M/L + 10 ms
       for (const v of variants.filter((x) => x !== 'baseline')) {
         const f = fig.get(v)!;
-        const label = `${sizeMB} MB ${v === 'precopy' ? `pre-copy I=${rounds}` : 'cold'}`;
+        const label = `${sizeMB} MiB ${v === 'precopy' ? `pre-copy I=${rounds}` : 'cold'}`;
         // coat-baseline is cold: its peer figures sit beside both coat variants.
         const downGoal = v === 'precopy' ? (sizeMB === 10 && dirtyRate === 5 ? '<= 10 (MOSE pub. 509)' : '-') : `<= M/L+10 = ${coldBound.toFixed(0)}${sizeMB === 10 ? ' (MOSE pub. 764)' : ''}`;
         const peerName = base ? 'coat-baseline (COAT procedure), same run' : undefined;
@@ -289,9 +291,9 @@ export const bench: Bench = {
         rows.push({ metric: `${label}: retransmissions (lost segments, all runs)`, unit: 'segments', coat: f.retransmissions, peer: base ? base.retransmissions : null, ...(peerName ? { peerName } : {}), goal: '0', note: `spurious (D-SACKed) ${f.spurious}${base ? ` vs ${base.spurious}` : ''}` });
       }
       if (base && variants.length === 1) {
-        rows.push({ metric: `${sizeMB} MB coat-baseline: downtime median`, unit: 'ms', coat: null, peer: p50(base.downtime), peerName: 'coat-baseline', note: base.error ?? `${base.done}/${base.n} done` });
+        rows.push({ metric: `${sizeMB} MiB coat-baseline: downtime median`, unit: 'ms', coat: null, peer: p50(base.downtime), peerName: 'coat-baseline', note: base.error ?? `${base.done}/${base.n} done` });
       }
-      if (base) rows.push({ metric: `${sizeMB} MB coat-baseline: verdicts`, unit: 'runs', coat: null, peer: base.zeroLoss, peerName: 'coat-baseline zero-loss runs', note: `${base.done}/${base.n} done, ${base.retransmissions} lost-segment retransmissions${base.error ? `; ${base.error}` : ''}` });
+      if (base) rows.push({ metric: `${sizeMB} MiB coat-baseline: verdicts`, unit: 'runs', coat: null, peer: base.zeroLoss, peerName: 'coat-baseline zero-loss runs', note: `${base.done}/${base.n} done, ${base.retransmissions} lost-segment retransmissions${base.error ? `; ${base.error}` : ''}` });
     }
     if (record) ctx.progress(`recorded ${recorded} coat migrations in ${record} (appended): coat calibrate --input ${record} --executor tcp-repair`);
     return rows;

@@ -94,7 +94,7 @@ t.test('live: the source agent profiles the running service in a real lab; L fro
   const j = JSON.parse(r.stdout) as { strategy: string; predicted: { downtimeMs: number }; inputs: { from: string; pid: number; stateBytes: number; dirtyPagesPerS: number; maxBandwidthMbit: number } };
   t.equal(j.inputs.from, 'edge-a');
   t.equal(j.inputs.pid, server.pid, 'the profiled process is the service in its namespace');
-  t.ok(j.inputs.stateBytes >= 4e6 && j.inputs.stateBytes < 64e6, `M profiled: ${j.inputs.stateBytes} B (4 MB of state + the process' private memory)`);
+  t.ok(j.inputs.stateBytes >= 4e6 && j.inputs.stateBytes < 4.5e6, `M profiled: ${j.inputs.stateBytes} B (tcp-repair moves the 4 MB state dir, not the runtime's heap)`);
   t.ok(j.inputs.dirtyPagesPerS > 0, `R profiled: ${j.inputs.dirtyPagesPerS} pages/s`);
   t.equal(j.inputs.maxBandwidthMbit, 100, 'L = the slower underlay link: edge-a 100 Mbit/s, edge-b 500');
   t.ok(['cold', 'precopy'].includes(j.strategy) && j.predicted.downtimeMs > 0);

@@ -15,11 +15,11 @@ import { listStates, readState, stateDir, type LabState } from '../../../lab/sta
 import { AgentRegistry } from '../../agent/client.js';
 import { CoatError } from '../../errors.js';
 import { exec } from '../../exec.js';
-import { processesInNetns, profileService } from '../../migration/live/planner-port.js';
+import { movedStateBytes, processesInNetns, profileService } from '../../migration/live/planner-port.js';
 import { defaultCalibrationPath, plannerConstants } from '../../migration/pam-calibration-file.js';
 import { PamInputError } from '../../migration/pam.js';
 import { OBJECTIVES, plan, planFromProfile, type Objective, type Plan } from '../../migration/planner.js';
-import { EXECUTOR_NAMES } from '../../migration/executor.js';
+import { EXECUTOR_NAMES, type ExecutorName } from '../../migration/executor.js';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
 
 const HELP = `usage: coat plan --objective min-downtime|min-resources --target-downtime MS --target-total MS
@@ -142,6 +142,7 @@ export const command: Command = {
       const { constants, calibrated } = await plannerConstants(executor, calibrationPath);
       if (!calibrated) io.stderr.write(`coat plan: no calibration for executor '${executor}' in ${calibrationPath}: using default constants (background.md §5)\n`);
       const found = await profileInLab(lab, str(values.service)!, str(values.to)!, str(values.from));
+      found.profile.stateBytes = movedStateBytes(executor as ExecutorName, found.profile);
       const maxBandwidthMbit = Math.min(linkMbit ?? found.linkMbit ?? Infinity, capMbit);
       if (!Number.isFinite(maxBandwidthMbit)) throw new PlanUnavailableError(`the topology gives no rate for the underlay link ${found.source} - ${str(values.to)}: pass --bandwidth-mbit`);
       let result: Plan;
@@ -154,6 +155,7 @@ export const command: Command = {
         }
         throw err;
       }
+      // M as the executor moves it (movedStateBytes): tcp-repair's is the state dir.
       const inputs = { service: values.service, from: found.source, to: values.to, pid: found.pid, stateBytes: found.profile.stateBytes, dirtyPagesPerS: found.profile.dirtyPagesPerSecond ?? 0, maxBandwidthMbit, targetDowntimeMs, targetTotalMs, profile: found.profile };
       if (values.json) writeJson(io.stdout, { ...result, executor, calibrated, calibrationFile: calibrationPath, inputs });
       else {
@@ -219,7 +221,7 @@ async function findLab(dir: string, tag: string | undefined): Promise<LabState> 
 /** Runs this same command inside the lab's control-plane namespace and relays its output and exit code. */
 async function relayInNetns(netns: string, argv: string[], io: CliIO): Promise<number> {
   const [node, ...rest] = coatArgv();
-  const r = await exec(node!, [...rest, 'plan', ...argv], { netns, env: { COAT_PLAN_IN_NETNS: netns }, timeoutMs: 60_000, allowFailure: true });
+  const r = await exec(node!, [...rest, 'plan', ...argv], { netns, env: { COAT_PLAN_IN_NETNS: netns, COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'warn' }, timeoutMs: 60_000, allowFailure: true });
   io.stdout.write(r.stdout);
   io.stderr.write(r.stderr);
   return r.code;

@@ -41,8 +41,21 @@ export interface LivePlannerPortOptions {
 
 /** What the source agent measured: M (B) and R (pages/s). */
 export interface ServiceProfile {
+  /** The agent's M: the process' private memory plus its state dir. */
   stateBytes: number;
   dirtyPagesPerSecond?: number;
+  memoryBytes?: number;
+  stateDirBytes?: number;
+}
+
+/**
+ * The M an executor moves: tcp-repair moves the service's state dir (the SDK's pages) and its
+ * sockets, not the runtime's heap (the standby process at the destination brings its own), so its M
+ * is the state dir's size; CRIU, Podman and hooks move the process memory: the agent's M. The
+ * calibration runs record M the same way (bench/migration.bench.ts), so predictions and fits agree.
+ */
+export function movedStateBytes(executor: ExecutorName, p: ServiceProfile): number {
+  return executor === 'tcp-repair' && p.stateDirBytes !== undefined && p.stateDirBytes > 0 ? p.stateDirBytes : p.stateBytes;
 }
 
 export class LivePlannerPort implements PlannerPort {
@@ -60,11 +73,17 @@ export class LivePlannerPort implements PlannerPort {
       },
       { deadlineMs: 10_000, signal },
     );
-    return { stateBytes: p.stateBytes, ...(p.dirtyPagesPerSecond !== undefined ? { dirtyPagesPerSecond: p.dirtyPagesPerSecond } : {}) };
+    return {
+      stateBytes: p.stateBytes,
+      ...(p.dirtyPagesPerSecond !== undefined ? { dirtyPagesPerSecond: p.dirtyPagesPerSecond } : {}),
+      ...(p.memoryBytes !== undefined ? { memoryBytes: p.memoryBytes } : {}),
+      ...(p.stateDirBytes !== undefined ? { stateDirBytes: p.stateDirBytes } : {}),
+    };
   }
 
   async plan(m: MigrationRef, objective: Objective, signal: AbortSignal): Promise<MigrationPlan> {
     const profile = await this.profile(m, signal);
+    profile.stateBytes = movedStateBytes(m.executor, profile);
     const { constants } = await plannerConstants(m.executor, this.opts.calibrationPath);
     const bandwidthMbit = this.opts.bandwidthMbit(m.source, m.destination);
     const force = this.opts.force;
@@ -124,7 +143,7 @@ export async function processesInNetns(netnsPath: string): Promise<NetnsProcess[
  * MOSE's profiling for a plan outside a migration (`coat plan --service --to`): the source agent
  * measures M (the process' private memory + its state dir) and R (page hashes over `windowMs`).
  */
-export async function profileService(registry: AgentRegistry, source: string, target: { pid: number; stateDir?: string }, windowMs = 300, signal?: AbortSignal): Promise<ServiceProfile & { memoryBytes?: number; stateDirBytes?: number }> {
+export async function profileService(registry: AgentRegistry, source: string, target: { pid: number; stateDir?: string }, windowMs = 300, signal?: AbortSignal): Promise<ServiceProfile> {
   const p = await registry.agent(source).request(
     'profile',
     { migrationId: `plan-${randomBytes(6).toString('hex')}`, pid: target.pid, ...(target.stateDir !== undefined ? { stateDir: target.stateDir } : {}), windowMs },
