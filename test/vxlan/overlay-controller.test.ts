@@ -11,6 +11,9 @@ import { startOvs } from '../fixtures/ovs.js';
 import { newTag } from '../../lab/tag.js';
 import { createNetns, deleteNetns, openNetns } from '../../src/netns/index.js';
 
+// the logs of the in-process controller only when debugging (src/log.ts)
+process.env.COAT_LOG_LEVEL ??= 'silent';
+
 async function flowsOf(ovs: Awaited<ReturnType<typeof startOvs>>, bridge: string): Promise<string[]> {
   return (await ovs.ofctl(['dump-flows', ovs.bridgeMgmt(bridge)])).split('\n').filter((l) => l.includes('cookie='));
 }
