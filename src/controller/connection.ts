@@ -308,10 +308,17 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
     this.keepaliveTimer = this.clock.setTimeout(() => this.keepaliveCheck(), Math.max(1, ms));
   }
 
-  private keepaliveCheck(): void {
+  private keepaliveCheck(afterIoTurn = false): void {
     if (!this.keepalive || this.state === 'closed') return;
     const d = this.keepalive.decide(this.clock.now());
     if (d.action === 'dead') {
+      // Node runs due timers before it polls the sockets: after the event loop stalled (GC, a long
+      // synchronous job elsewhere in the process), a switch's reply may be waiting unread. Look
+      // once more after one I/O turn (setImmediate runs after the poll phase) before judging.
+      if (!afterIoTurn) {
+        setImmediate(() => this.keepaliveCheck(true));
+        return;
+      }
       this.fail({
         code: ControllerErrorCode.Keepalive,
         message: `no message from the switch for ${d.silentMs} ms (echo every ${this.opts.echoIntervalMs} ms, dead after ${this.opts.deadAfterMs} ms)`,

@@ -56,19 +56,26 @@ export class KeepaliveState {
     this.probedAt = undefined;
   }
 
-  /** What to do at `now`; the caller sends the echo on 'probe' and checks again after `checkInMs`. */
+  /**
+   * What to do at `now`; the caller sends the echo on 'probe' and checks again after `checkInMs`.
+   *
+   * Dead means: a probe went out and nothing at all came back for `deadAfterMs - intervalMs` after
+   * it (so, without stalls, `deadAfterMs` of silence in all, as rconn's IDLE state). The verdict
+   * needs a probe the peer had time to answer: after this process stalled (GC, a long synchronous
+   * job) the first check finds a long silence that is ours, not the peer's, and probes instead.
+   */
   decide(now: number): KeepaliveDecision {
     const silent = now - this.lastReceived;
-    if (silent >= this.opts.deadAfterMs) return { action: 'dead', silentMs: silent };
-    const untilDead = this.opts.deadAfterMs - silent;
-    // While a probe is out, look again at least every interval: the reply does not move the timer,
-    // so without this the echo after an answered probe would wait for the dead-peer deadline
-    // instead of following one interval of silence after the reply.
-    if (silent >= this.opts.intervalMs && this.probedAt === undefined) {
+    const grace = this.opts.deadAfterMs - this.opts.intervalMs;
+    if (this.probedAt === undefined) {
+      if (silent < this.opts.intervalMs) return { action: 'wait', checkInMs: this.opts.intervalMs - silent };
       this.probedAt = now;
-      return { action: 'probe', checkInMs: Math.min(untilDead, this.opts.intervalMs) };
+      // Look again at least every interval: a reply does not move the timer, and the next echo
+      // must follow one interval of silence after it, not wait for the dead-peer deadline.
+      return { action: 'probe', checkInMs: Math.min(grace, this.opts.intervalMs) };
     }
-    if (this.probedAt !== undefined) return { action: 'wait', checkInMs: Math.min(untilDead, this.opts.intervalMs) };
-    return { action: 'wait', checkInMs: this.opts.intervalMs - silent };
+    const sinceProbe = now - this.probedAt;
+    if (sinceProbe >= grace) return { action: 'dead', silentMs: silent };
+    return { action: 'wait', checkInMs: Math.min(grace - sinceProbe, this.opts.intervalMs) };
   }
 }

@@ -89,3 +89,35 @@ t.test('echo after the interval, reset by replies, dead after the timeout', asyn
   t.equal(reason.code, 'OFC_KEEPALIVE');
   t.match(reason.message, /no message from the switch for 3000 ms \(echo every 1000 ms, dead after 3000 ms\)/);
 });
+
+t.test('a stall of our own event loop is not the switch going silent', async (t) => {
+  // Real clock. The process blocks for 1.5 s (as a long GC or synchronous job would), far past the
+  // dead-peer timeout; the switch did nothing wrong, so the first look afterwards must probe, and
+  // the answered probe must keep the connection.
+  const dir = await mkdtemp(join(tmpdir(), 'coat-ka-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  let fake: FakeSwitch | undefined;
+  const server = net.createServer((s) => (fake = FakeSwitch.over(s, { dpid: 0x43n })));
+  t.teardown(() => (fake?.close(), server.close()));
+  await new Promise<void>((r) => server.listen(join(dir, 'sw.sock'), r));
+  const sock = net.connect(join(dir, 'sw.sock'));
+  await new Promise((r) => sock.once('connect', r));
+  const conn = new SwitchConnection(sock, 'fake', { echoIntervalMs: 200, deadAfterMs: 1000 });
+  t.teardown(() => conn.close());
+  await conn.handshake();
+  let closedWith: { code: string } | undefined;
+  conn.once('close', (r: { code: string }) => (closedWith = r));
+  const end = Date.now() + 1500;
+  while (Date.now() < end) {
+    /* the stall */
+  }
+  const echoesBefore = fake!.received.filter((m) => m.type === 'echo_request').length;
+  await new Promise((r) => setTimeout(r, 300)); // the probe and its answer: a few ms; the verdict would need 800
+  t.equal(closedWith, undefined, 'still connected after the stall');
+  t.equal(conn.state, 'up');
+  t.ok(fake!.received.filter((m) => m.type === 'echo_request').length > echoesBefore, 'the first look after the stall sent a probe');
+  // And real silence is still caught.
+  fake!.silent = true;
+  const reason = await new Promise<{ code: string }>((resolve) => (closedWith ? resolve(closedWith) : conn.once('close', resolve)));
+  t.equal(reason.code, 'OFC_KEEPALIVE');
+});

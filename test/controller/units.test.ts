@@ -43,6 +43,14 @@ t.test('keepalive: probe after the interval, dead after the timeout, any message
   t.same(k.decide(3000), { action: 'probe', checkInMs: 1000 });
   t.same(k.decide(4000), { action: 'wait', checkInMs: 1000 });
   t.same(k.decide(5000), { action: 'dead', silentMs: 3000 });
+  // Our own stall is not the peer's silence: the first look after 10 s probes, and only a probe
+  // left unanswered for deadAfter - interval kills.
+  const s = new KeepaliveState({ intervalMs: 1000, deadAfterMs: 3000 }, 0);
+  t.same(s.decide(10_000), { action: 'probe', checkInMs: 1000 }, 'a stall ends in a probe, not a verdict');
+  s.received(10_001);
+  t.same(s.decide(10_500), { action: 'wait', checkInMs: 501 }, 'answered: alive, next look one interval after the reply');
+  t.same(s.decide(11_001), { action: 'probe', checkInMs: 1000 });
+  t.same(s.decide(13_001), { action: 'dead', silentMs: 3000 });
   t.throws(() => new KeepaliveState({ intervalMs: 1000, deadAfterMs: 1000 }, 0), RangeError);
 });
 
