@@ -22,8 +22,11 @@
  * slope's default, and say so in `notes`. Negative estimates (noise on a tiny slope) clamp to 0.
  *
  * Least squares fits the mean, but MOSE needs upper bounds: after the fit, `safetyFactor` is set to
- * the `quantile` (default 0.95) of measured / predicted over downtime and total of every run, at
- * least 1, so that the calibrated model upper-bounds that share of the runs it was fitted on.
+ * the `quantile` (default 0.95) of measured / predicted downtime over the runs, at least 1 (the
+ * rounds' times scatter in proportion), and then `totalMarginMs` to the same quantile of measured
+ * minus predicted total, at least 0 (coat's setup scatters by a roughly constant amount: scheduling,
+ * agent round trips), so that the calibrated model upper-bounds that share of the runs it was
+ * fitted on, downtime and total each.
  *
  * Pure: records in, constants out. Reading and writing the calibration file is pam-calibration-file.ts.
  */
@@ -363,16 +366,17 @@ export function calibrate(runsIn: readonly MeasuredMigration[], opts: CalibrateO
     steps.setup = fs.fit;
   }
 
-  // Upper bound: the q-quantile of measured / predicted over downtime and total.
-  const ratiosOf = (k: PamConstants) =>
-    runs.map((r) => {
-      const p = predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, k, fits);
-      return Math.max(r.downtimeMs / p.downtimeMs, r.totalMs / p.totalMs);
-    });
-  const before = ratiosOf(c);
-  c.safetyFactor = Math.max(1, quantileOf(before, q));
-  // Recomputed, not divided: a longer round also dirties more pages, so the bound only gets wider.
-  const after = ratiosOf(c);
+  // Upper bounds: the q-quantile of measured / predicted downtime sets safetyFactor; then the
+  // q-quantile of measured - predicted total sets totalMarginMs.
+  c.totalMarginMs = 0;
+  const predict = (k: PamConstants, r: MeasuredMigration) => predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, k, fits);
+  c.safetyFactor = Math.max(1, quantileOf(runs.map((r) => r.downtimeMs / predict(c, r).downtimeMs), q));
+  // Recomputed with the factor, not divided: a longer round also dirties more pages.
+  c.totalMarginMs = Math.max(0, quantileOf(runs.map((r) => r.totalMs - predict(c, r).totalMs), q));
+  const after = runs.map((r) => {
+    const p = predict(c, r);
+    return Math.max(r.downtimeMs / p.downtimeMs, r.totalMs / p.totalMs);
+  });
   const bounded = after.filter((x) => x <= 1 + 1e-12).length;
   return { executor, runs: runs.length, constants: c, steps, upperBoundShare: bounded / runs.length, worstRatio: Math.max(...after), notes };
 }

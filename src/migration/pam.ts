@@ -30,7 +30,7 @@
  *   T_0         = a1a2 (beta + T^p_frozen + T^p_mem) + T_net,0
  *   T_i         = a1a2 (beta + T^d_frozen [+ T^d_mem]) + T_net,i                      (1 <= i < n)
  *   T_down      = a1a2 (beta + T^d_frozen [+ T^d_mem]) + T_net,n + a3a4 (psi + omega M)
- *   T_mig       = sum_{i<n} T_i + T_down + setupMs + setupMsPerByte * M
+ *   T_mig       = sum_{i<n} T_i + T_down + setupMs + setupMsPerByte * M + totalMarginMs
  * (every round's time, and the setup, is finally multiplied by `safetyFactor`, 1 unless calibrated)
  * Where coat reads the paper and chooses (each is a named option so the printed form can be had):
  * - `countDumpMemoryTime` (default true): background.md's T_i and T_down omit T^d_mem although PAM
@@ -134,6 +134,12 @@ export interface PamConstants {
   setupMs: number;
   /** coat: the same work's growth with the state size, ms/B (profiling reads M). 0 until calibrated. */
   setupMsPerByte: number;
+  /**
+   * coat: added to T_mig only, ms. The setup's scatter is additive (scheduling, agent round trips),
+   * not proportional, so `coat calibrate` bounds totals with this margin (the quantile of measured
+   * minus predicted) instead of stretching every round by `safetyFactor`. 0 until calibrated.
+   */
+  totalMarginMs: number;
   /** coat: count T^d_mem in T_i (i >= 1) and T_down (see the module comment). */
   countDumpMemoryTime: boolean;
   /**
@@ -170,6 +176,7 @@ export const DEFAULT_CONSTANTS: Readonly<PamConstants> = Object.freeze({
   linkEfficiency: 1,
   setupMs: 0,
   setupMsPerByte: 0,
+  totalMarginMs: 0,
   countDumpMemoryTime: true,
   safetyFactor: 1,
 });
@@ -258,7 +265,7 @@ function validateConstants(c: PamConstants): void {
   checkFinite('linkEfficiency', c.linkEfficiency, 0, false);
   checkFinite('safetyFactor', c.safetyFactor, 0, false);
   if (!(c.rMax >= c.rMin)) throw new PamInputError('rMax', c.rMax, `must be >= rMin (${c.rMin})`);
-  for (const k of ['rho', 'tau1', 'tau2', 'alpha1', 'alpha2', 'alpha3', 'alpha4', 'beta', 'phiP', 'phiD', 'Gamma', 'zeta', 'delta', 'Lambda', 'muP', 'nuP', 'psi', 'omega', 'netFixedMs', 'setupMs', 'setupMsPerByte'] as const) {
+  for (const k of ['rho', 'tau1', 'tau2', 'alpha1', 'alpha2', 'alpha3', 'alpha4', 'beta', 'phiP', 'phiD', 'Gamma', 'zeta', 'delta', 'Lambda', 'muP', 'nuP', 'psi', 'omega', 'netFixedMs', 'setupMs', 'setupMsPerByte', 'totalMarginMs'] as const) {
     checkFinite(k, c[k], 0);
   }
 }
@@ -339,7 +346,7 @@ export function predictPam(input: PamInput, constants: Partial<PamConstants> = {
   }
   const dump = rounds[rounds.length - 1]!;
   const setupMs = k * (c.setupMs + c.setupMsPerByte * M);
-  const totalMs = rounds.reduce((s, r) => s + r.totalMs, 0) + setupMs;
+  const totalMs = rounds.reduce((s, r) => s + r.totalMs, 0) + setupMs + c.totalMarginMs;
   return { rHat, rounds, downtimeMs: dump.totalMs, setupMs, totalMs, totalBytes: rounds.reduce((s, r) => s + r.bytes, 0) };
 }
 

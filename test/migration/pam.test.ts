@@ -207,5 +207,9 @@ t.test("coat's setup (profile, prepare, release) is in T_mig, scaled by the safe
   t.ok(Math.abs(withSetup.totalMs - plain.totalMs - 500) < 1e-9, `total grows by the setup: ${withSetup.totalMs - plain.totalMs}`);
   const safe = predictPam(input, { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1, setupMs: 300, setupMsPerByte: 2e-5, safetyFactor: 2 });
   t.equal(safe.setupMs, 1000, 'the safety factor scales the setup too');
+  const margin = predictPam(input, { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1, totalMarginMs: 250, safetyFactor: 2 });
+  const noMargin = predictPam(input, { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1, safetyFactor: 2 });
+  t.equal(margin.downtimeMs, noMargin.downtimeMs, 'the total margin is not in T_down');
+  t.ok(Math.abs(margin.totalMs - noMargin.totalMs - 250) < 1e-9, 'the total margin is added once, not scaled');
   t.throws(() => predictPam(input, { setupMs: -1 }), PamInputError);
 });
