@@ -72,6 +72,8 @@ export interface NativeAddon {
   listen(fd: number, opts: { family: 4 | 6; address: string; port: number; freebind: 0 | 1; backlog: number }): void;
   clearCloexec(fd: number): void;
   mmapShared(fd: number, length: number): ArrayBuffer;
+  /** Pages of file `fd` that differ from `previous` (copied into it); null when the sizes differ. */
+  comparePages(fd: number, previous: Buffer, pageSize: number): Uint32Array | null;
 }
 
 const ADDON_FILE = join('build', 'Release', 'coat_tcp_repair.node');

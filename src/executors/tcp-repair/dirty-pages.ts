@@ -10,7 +10,8 @@
  *   O(M) read and no freeze during pre-dump as `hash`, but no digest to compute: ~10x cheaper per
  *   round here (`npm run bench -- repair`), paid for with one copy of the state in the agent's
  *   memory for the length of the migration. The default where soft-dirty is missing, because the
- *   dump's round runs with the service frozen, inside the downtime.
+ *   dump's round runs with the service frozen, inside the downtime; there it compares the file
+ *   through a read-only mapping in the addon (`roundNow`), with no read of the whole file.
  * - `soft-dirty`: the kernel's soft-dirty bits (Documentation/admin-guide/mm/soft-dirty.rst):
  *   write "4" to /proc/PID/clear_refs, later read bit 55 of each 8-byte /proc/PID/pagemap entry
  *   over the service's MAP_SHARED mapping of the file; O(pages) 8-byte reads, then only dirty pages
@@ -21,6 +22,7 @@ import { hash } from 'node:crypto';
 import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { native } from '../../tcp-repair/native.js';
 import type { PageDelta } from './page-delta.js';
@@ -95,12 +97,26 @@ export class CompareTracker {
   }
 
   /**
-   * The same, reading synchronously into the spare buffer (the dump's round: the service is
-   * frozen, so the read is consistent and inside the downtime, where a thread-pool trip costs more).
+   * The same, synchronously, for the dump's round (the service is frozen: the file cannot change
+   * or shrink meanwhile, and this is inside the downtime, where a thread-pool trip costs more).
+   * Same size as last round: the addon compares the file's pages in place through a read-only
+   * mapping and copies the changed ones into the previous round's buffer (no read of the whole
+   * file into memory, no JS loop over pages). Otherwise: read into the spare buffer and compare.
    */
   roundNow(path: string, name: string): RoundResult {
     const fd = openSync(path, 'r');
     try {
+      const prev = this.previous.get(name);
+      const changed = prev ? native().comparePages(fd, prev, PAGE_SIZE) : null;
+      if (prev && changed) {
+        const pages: PageDelta['pages'] = [];
+        for (const index of changed) {
+          let page = prev.subarray(index * PAGE_SIZE, (index + 1) * PAGE_SIZE);
+          if (page.length < PAGE_SIZE) page = Buffer.concat([page, Buffer.alloc(PAGE_SIZE - page.length)]);
+          pages.push({ index, data: page });
+        }
+        return { delta: { name, pageSize: PAGE_SIZE, fileSize: BigInt(prev.length), pages }, totalPages: Math.ceil(prev.length / PAGE_SIZE) };
+      }
       const size = fstatSync(fd).size;
       let buf = this.spare.get(name);
       if (!buf || buf.length !== size) buf = Buffer.allocUnsafe(size);
@@ -119,8 +135,8 @@ export class CompareTracker {
 
   /**
    * The same over content already read. Keeps `content` as the next round's reference and returns
-   * views into it: the caller must not modify it, and the views stay valid until the round after
-   * next (the buffer is then reused).
+   * views into it: the caller must not modify it, and the views stay valid until the next round
+   * (which may update it in place, roundNow) at most: encode the delta before.
    */
   roundOver(content: Buffer, name: string): RoundResult {
     const totalPages = Math.ceil(content.length / PAGE_SIZE);
@@ -225,6 +241,18 @@ export class SoftDirtyTracker {
   }
 }
 
+/** What /proc/config.gz (CONFIG_IKCONFIG_PROC) says of `option`, for a probe's reason; '' if unknown. */
+function kernelConfigSays(option: string): string {
+  try {
+    const text = gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
+    if (text.includes(`# ${option} is not set`)) return `: the kernel is built without ${option} (/proc/config.gz)`;
+    const m = new RegExp(`^${option}=(.*)$`, 'm').exec(text);
+    return m ? ` (/proc/config.gz has ${option}=${m[1]})` : '';
+  } catch {
+    return ` (kernel built without ${option}?)`;
+  }
+}
+
 let probed: { ok: boolean; reason: string } | undefined;
 
 /**
@@ -248,7 +276,7 @@ export function softDirtyAvailable(): { ok: boolean; reason: string } {
     const t = new SoftDirtyTracker(process.pid);
     t['started'].add('probe');
     const dirty = t.dirtyIndexes(path, 'probe', 4 * PAGE_SIZE);
-    probed = dirty.length === 1 && dirty[0] === 1 ? { ok: true, reason: 'soft-dirty bit set on exactly the written page' } : { ok: false, reason: `after clear_refs and one write, pagemap reports dirty pages [${dirty.join(', ')}], want [1] (kernel built without CONFIG_MEM_SOFT_DIRTY?)` };
+    probed = dirty.length === 1 && dirty[0] === 1 ? { ok: true, reason: 'soft-dirty bit set on exactly the written page' } : { ok: false, reason: `after clear_refs and one write, pagemap reports dirty pages [${dirty.join(', ')}], want [1]${kernelConfigSays('CONFIG_MEM_SOFT_DIRTY')}` };
   } catch (err) {
     probed = { ok: false, reason: `probe failed: ${(err as Error).message}` };
   } finally {

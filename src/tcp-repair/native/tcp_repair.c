@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -732,6 +733,58 @@ static napi_value mmap_shared_js(napi_env env, napi_callback_info info) {
   return ab;
 }
 
+/*
+ * comparePages(fd, previous, pageSize) -> Uint32Array | null. The compare tracker's round over a
+ * state file whose writer is frozen (the dump: src/executors/tcp-repair/dirty-pages.ts): maps the
+ * file read-only (MAP_POPULATE: its pages are in the page cache, no fault per page), compares it
+ * page by page with `previous` (the last round's copy, same length), copies each page that differs
+ * into `previous` and returns their indexes. No read(2) copy of the whole file and no JS loop over
+ * pages. null when the file's size is not previous.length (the caller reads the file instead).
+ * Mapping a file another process may truncate risks SIGBUS; the caller guarantees that process is
+ * frozen for the length of this call.
+ */
+static napi_value compare_pages_js(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int32_t fd, page_size;
+  uint8_t *prev;
+  size_t prev_len;
+  bool is;
+  if (get_i32(env, argv[0], &fd) || get_i32(env, argv[2], &page_size) || page_size <= 0) return throw_type(env, "fd and pageSize must be integers");
+  if (napi_is_buffer(env, argv[1], &is) != napi_ok || !is || napi_get_buffer_info(env, argv[1], (void **)&prev, &prev_len) != napi_ok)
+    return throw_type(env, "previous must be a Buffer");
+  struct stat st;
+  if (fstat(fd, &st) < 0) return throw_errno(env, errno, "fstat");
+  napi_value result;
+  if ((size_t)st.st_size != prev_len) {
+    napi_get_null(env, &result);
+    return result;
+  }
+  size_t pages = (prev_len + (size_t)page_size - 1) / (size_t)page_size;
+  uint32_t *idx = malloc((pages > 0 ? pages : 1) * sizeof *idx);
+  if (!idx) return throw_errno(env, ENOMEM, "malloc");
+  size_t n = 0;
+  if (prev_len > 0) {
+    uint8_t *map = mmap(NULL, prev_len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (map == MAP_FAILED) { int e = errno; free(idx); return throw_errno(env, e, "mmap"); }
+    for (size_t i = 0; i < pages; i++) {
+      size_t off = i * (size_t)page_size;
+      size_t len = prev_len - off < (size_t)page_size ? prev_len - off : (size_t)page_size;
+      if (memcmp(map + off, prev + off, len) != 0) {
+        memcpy(prev + off, map + off, len);
+        idx[n++] = (uint32_t)i;
+      }
+    }
+    munmap(map, prev_len);
+  }
+  napi_value ab;
+  void *data;
+  if (napi_create_arraybuffer(env, n * sizeof *idx, &data, &ab) != napi_ok) { free(idx); return NULL; }
+  if (n) memcpy(data, idx, n * sizeof *idx);
+  free(idx);
+  napi_create_typedarray(env, napi_uint32_array, n, ab, 0, &result);
+  return result;
+}
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 #define EXPORT(name, fn)                                                         \
@@ -757,6 +810,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("listen", listen_js);
   EXPORT("clearCloexec", clear_cloexec_js);
   EXPORT("mmapShared", mmap_shared_js);
+  EXPORT("comparePages", compare_pages_js);
   napi_value abi;
   napi_create_uint32(env, 1, &abi);
   napi_set_named_property(env, exports, "abiVersion", abi);
