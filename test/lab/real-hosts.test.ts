@@ -314,20 +314,24 @@ t.test('coat controller refuses incomplete real-host settings, naming what is mi
     `overlay: { subnet: 10.10.0.0/24, vni: 1 }\nunderlay: { subnet: 192.168.1.0/24 }\nhosts:\n` +
     `  - { name: a, underlay: { ip: 192.168.1.1 }, ovsdb: "tcp:192.0.2.1:6640", uplink: eth1 }\n` +
     `  - { name: b, underlay: { ip: ${ipB} }, ovsdb: "tcp:192.0.2.2:6640", uplink: eth1 }\nendpoints: []\n`;
+  const badFile = join(dir, 'bad.yaml');
   await writeFile(file, hostsYaml('192.168.1.2'));
-  const run = (args: string[]) => coat(['controller', ...args], 20_000);
-  const noSecret = await run(['--topology', file, '--nats', 'nats://127.0.0.1:1']);
-  t.equal(noSecret.code, 64, 'usage error');
-  t.match(noSecret.stderr, /--nats needs the agents' command secret: --secret-file FILE or COAT_AGENT_SECRET/);
-  const tokenAlone = await run(['--topology', file, '--token', 'x']);
-  t.equal(tokenAlone.code, 64);
-  t.match(tokenAlone.stderr, /go with --nats/);
-  const twoAuths = await run(['--topology', file, '--nats', 'nats://127.0.0.1:1', '--token', 'x', '--creds', 'y']);
-  t.match(twoAuths.stderr, /at most one of --token, --user\/--password, --creds/);
-  const halfTls = await run(['--topology', file, '--tls-key', 'k']);
-  t.match(halfTls.stderr, /--tls-key, --tls-cert and --tls-ca go together/);
-  await writeFile(file, hostsYaml('192.168.1.300'));
-  const bad = await run(['--topology', file]);
-  t.equal(bad.code, 2, 'bad input');
-  t.match(bad.stderr, /hosts\[1\]\.underlay\.ip: .*192\.168\.1\.300/, 'the bad key is named');
+  await writeFile(badFile, hostsYaml('192.168.1.300'));
+  const run = (args: string[]) => coat(['controller', ...args], 30_000);
+  // five CLI starts at once: each is a Node process through tsx
+  const [noSecret, tokenAlone, twoAuths, halfTls, bad] = await Promise.all([
+    run(['--topology', file, '--nats', 'nats://127.0.0.1:1']),
+    run(['--topology', file, '--token', 'x']),
+    run(['--topology', file, '--nats', 'nats://127.0.0.1:1', '--token', 'x', '--creds', 'y']),
+    run(['--topology', file, '--tls-key', 'k']),
+    run(['--topology', badFile]),
+  ]);
+  t.equal(noSecret!.code, 64, 'usage error');
+  t.match(noSecret!.stderr, /--nats needs the agents' command secret: --secret-file FILE or COAT_AGENT_SECRET/);
+  t.equal(tokenAlone!.code, 64);
+  t.match(tokenAlone!.stderr, /go with --nats/);
+  t.match(twoAuths!.stderr, /at most one of --token, --user\/--password, --creds/);
+  t.match(halfTls!.stderr, /--tls-key, --tls-cert and --tls-ca go together/);
+  t.equal(bad!.code, 2, 'bad input');
+  t.match(bad!.stderr, /hosts\[1\]\.underlay\.ip: .*192\.168\.1\.300/, 'the bad key is named');
 });
