@@ -2,16 +2,19 @@
  * The lab against the real kernel, real Open vSwitch and the real `coat controller`: COAT's
  * three-host testbed (reachability, a 10 MB transfer checksummed, the shaped rate, the ARP reply
  * coming from coat, only coat's flows on the bridges, clean `lab down`), then six hosts (full mesh
- * over kernel VXLAN devices, and `lab down` after `kill -9` of every lab process).
+ * over OVS VXLAN ports, and `lab down` after `kill -9` of every lab process), and the kernel VXLAN
+ * option on three.
  */
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { isCoatCookie } from '../../src/controller/cookies.js';
 import { listNetns, netnsPids } from '../../src/netns/index.js';
 import { labDown } from '../../lab/down.js';
+import { parseTopology } from '../../src/vxlan/topology.js';
 import { coat, inNs, leftovers, startCapture } from './helpers.js';
 
 interface StatusJson {
@@ -165,15 +168,8 @@ t.test("COAT's testbed: overlay reachability, 10 MB transfer, shaped rate, ARP f
   t.same(await leftovers(st.tag, [st.runDir, join(dir, `${st.tag}.json`), join(dir, 'active')]), [], 'nothing with the tag is left');
 });
 
-t.test('six hosts over kernel VXLAN reach full mesh; lab down after kill -9 of every lab process leaves nothing', async (t) => {
-  const dir = await stateDir(t);
-  const topo = (await readFile(new URL('../../lab/topologies/six-hosts.yaml', import.meta.url), 'utf8')).replace(/^overlay:/m, 'tunnel: kernel\noverlay:');
-  const file = join(dir, 'six-kernel.yaml');
-  await writeFile(file, topo);
-  const up = await coat(['lab', 'up', file, '--state-dir', dir, '--json']);
-  t.equal(up.code, 0, `lab up exits 0: ${up.stderr.slice(-1500)}`);
-  const st = JSON.parse(up.stdout) as StatusJson;
-  t.equal(st.hosts.length, 6);
+/** Every endpoint pings every other one once; returns how many ordered pairs answered. */
+async function fullMesh(t: { fail(message: string): void }, st: StatusJson): Promise<number> {
   let ok = 0;
   await Promise.all(
     st.endpoints.map(async (a) => {
@@ -185,7 +181,17 @@ t.test('six hosts over kernel VXLAN reach full mesh; lab down after kill -9 of e
       }
     }),
   );
-  t.equal(ok, 30, 'all 30 ordered pairs reach each other');
+  return ok;
+}
+
+t.test('six hosts (OVS VXLAN ports, the default) reach full mesh; lab down after kill -9 of every lab process leaves nothing', async (t) => {
+  const dir = await stateDir(t);
+  const file = fileURLToPath(new URL('../../lab/topologies/six-hosts.yaml', import.meta.url));
+  const up = await coat(['lab', 'up', file, '--state-dir', dir, '--json'], 180_000);
+  t.equal(up.code, 0, `lab up exits 0: ${up.stderr.slice(-1500)}`);
+  const st = JSON.parse(up.stdout) as StatusJson;
+  t.equal(st.hosts.length, 6);
+  t.equal(await fullMesh(t, st), 30, 'all 30 ordered pairs reach each other');
 
   // kill -9 every process of the lab (found by its namespaces), then lab down
   let killed = 0;
@@ -199,6 +205,25 @@ t.test('six hosts over kernel VXLAN reach full mesh; lab down after kill -9 of e
   const status = await coat(['lab', 'status', '--state-dir', dir]);
   t.equal(status.code, 1, 'status reports the dead lab as unhealthy');
   t.match(status.stdout, /controller: pid \d+ NOT running/);
+  const down = await coat(['lab', 'down', '--state-dir', dir]);
+  t.equal(down.code, 0, down.stderr);
+  t.same(await leftovers(st.tag, [st.runDir, join(dir, `${st.tag}.json`), join(dir, 'active')]), [], 'nothing with the tag is left');
+});
+
+t.test('tunnel: kernel (a Linux vxlan device per host, static FDB): three hosts reach full mesh, clean down', async (t) => {
+  const dir = await stateDir(t);
+  const six = parseTopology(await readFile(new URL('../../lab/topologies/six-hosts.yaml', import.meta.url), 'utf8'));
+  const hosts = six.hosts.slice(0, 3);
+  const topo = { ...six, name: 'three-kernel', tunnel: 'kernel', hosts, endpoints: six.endpoints.filter((e) => hosts.some((h) => h.name === e.host)) };
+  const file = join(dir, 'three-kernel.json');
+  await writeFile(file, JSON.stringify(topo));
+  const up = await coat(['lab', 'up', file, '--state-dir', dir, '--json'], 180_000);
+  t.equal(up.code, 0, `lab up exits 0: ${up.stderr.slice(-1500)}`);
+  const st = JSON.parse(up.stdout) as StatusJson;
+  t.equal(await fullMesh(t, st), 6, 'all 6 ordered pairs reach each other');
+  const host0 = st.hosts[0]!;
+  const vx = await inNs(host0.namespace, 'ip', ['-d', 'link', 'show', `${st.tag}-vxk`]);
+  t.match(vx.stdout, /vxlan id 6000 local 192\.168\.110\.11/, 'the kernel vxlan device carries the VNI and the host\'s underlay address');
   const down = await coat(['lab', 'down', '--state-dir', dir]);
   t.equal(down.code, 0, down.stderr);
   t.same(await leftovers(st.tag, [st.runDir, join(dir, `${st.tag}.json`), join(dir, 'active')]), [], 'nothing with the tag is left');
