@@ -9,7 +9,7 @@
  */
 import t from 'tap';
 import { PassThrough } from 'node:stream';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labDown } from '../../lab/down.js';
@@ -18,7 +18,7 @@ import { readState } from '../../lab/state.js';
 import { startCapture } from '../../src/capture/index.js';
 import { command as migrate } from '../../src/cli/commands/migrate.js';
 import { command as verify } from '../../src/cli/commands/verify.js';
-import { findListeningProcess } from '../../src/migration/live/lab-backend.js';
+import { findLabService } from '../../src/migration/live/lab-backend.js';
 import { startIn, sleep, waitFor } from '../../src/migration/live/processes.js';
 import type { MigrationOutcome } from '../../src/migration/orchestrator.js';
 import { defaultTopology } from '../../src/vxlan/topology.js';
@@ -47,6 +47,14 @@ t.test('coat migrate in a lab from coat lab up, then coat verify on its journal'
   t.comment(`lab ${lab.tag} up in ${lab.buildMs} ms; service ${svc.ip} in ${svc.namespace}`);
 
   const svcDir = join(state.runDir, 'svc');
+  // Whatever runs with a state directory of this test (the moved service is an agent's child):
+  // killed by pid at the end, also when an assertion failed before the test's own stop.
+  t.teardown(async () => {
+    for (const d of await readdir('/proc').catch(() => [] as string[])) {
+      const argv = (await readFile(`/proc/${d}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if (/^\d+$/.test(d) && argv[argv.indexOf('--state-dir') + 1]?.startsWith(svcDir)) process.kill(Number(d), 'SIGKILL');
+    }
+  });
   const server = startIn(svc.namespace, [...coatArgv(), 'workload', 'server', '--host', svc.ip, '--port', '7000', '--state-dir', svcDir, '--state-bytes', '1M', '--dirty-rate', '50', '--stream-rate', '2M'], { name: 'server' });
   t.teardown(() => server.stop(2000));
   await waitFor('server listening', () => server.stdout().includes('"listening"') || (!server.running && Promise.reject(new Error(server.stderr()))), 20_000);
@@ -71,12 +79,16 @@ t.test('coat migrate in a lab from coat lab up, then coat verify on its journal'
   t.equal(after.topology.endpoints.find((e) => e.name === 'service')?.host, 'edge-b', 'the lab topology says where the service runs');
   t.not(after.controller?.pid, state.controller?.pid, 'the lab controller was started again');
   t.ok(after.controller?.pid && (() => { try { process.kill(after.controller!.pid!, 0); return true; } catch { return false; } })(), 'and runs');
-  const moved = await findListeningProcess(svc.ip);
+  const moved = await findLabService(after, 'service');
   t.not(moved?.pid, undefined, 'the service listens again');
   t.ok(moved?.argv.includes(`${svcDir}-edge-b`), 'from its state directory at edge-b');
   // Traffic flows with the lab's controller holding the switches again.
   const v0 = await verified();
-  await waitFor('traffic after the lab controller is back', async () => (await verified()) > v0 + 500_000, 20_000);
+  await waitFor('traffic after the lab controller is back', async () => (await verified()) > v0 + 500_000, 20_000).catch(async (e: Error) => {
+    t.comment(`lab controller log: ${(await readFile(after.controller!.log, 'utf8').catch(() => '')).slice(-3000)}`);
+    t.comment(`lab controller status: ${await readFile(after.controller!.status, 'utf8').catch(() => '')}`);
+    throw e;
+  });
 
   // A migration that cannot work: the criu executor fails on this kernel. Rolled back, named.
   const bad = await cli(migrate, ['--service', 'service', '--to', 'edge-a', '--executor', 'criu', '--state-dir', stateDir]);
@@ -88,7 +100,7 @@ t.test('coat migrate in a lab from coat lab up, then coat verify on its journal'
   await waitFor('traffic after the rollback', async () => (await verified()) > v1 + 300_000, 20_000);
 
   // The end: the service pauses so the client reads everything, then the witnesses stop.
-  const last = await findListeningProcess(svc.ip);
+  const last = await findLabService((await readState(stateDir, lab.tag))!, 'service');
   if (last) process.kill(last.pid, 'SIGSTOP');
   let prev = -1;
   let same = 0;
@@ -106,6 +118,11 @@ t.test('coat migrate in a lab from coat lab up, then coat verify on its journal'
   if (last) {
     process.kill(last.pid, 'SIGCONT');
     process.kill(last.pid, 'SIGKILL');
+  }
+  if (process.env.COAT_E2E_KEEP) {
+    const { copyFile } = await import('node:fs/promises');
+    await copyFile(pcap, `${process.env.COAT_E2E_KEEP}.pcap`);
+    await writeFile(`${process.env.COAT_E2E_KEEP}.json`, JSON.stringify({ outcomes: [o] }));
   }
   const v = await cli(verify, ['--journal', id, '--data-dir', join(state.runDir, 'controller'), '--pcap', pcap, '--client', statsPath, '--service-ip', svc.ip, '--client-ip', cl.ip, '--out', join(state.runDir, 'report.json'), '--json']);
   const checked = JSON.parse(v.stdout) as { report: { verdict: string; verdictReasons: string[]; client: { retransmissions: number; resets: number; bytesVerified: number; bytesReceived: number } } };

@@ -12,11 +12,12 @@
  * (a child process, like lab-run.ts): only there do the switches and NATS reach it.
  *
  * The service is found by what it is: the process that listens on the service endpoint's address
- * (/proc/PID/net/tcp of each network namespace, then the fd that holds that socket). The tcp-repair
- * executor needs its `--state-dir` (the workload SDK's); the destination runs the same command line
- * with the state directory `DIR-HOST`.
+ * (/proc/PID/net/tcp of each network namespace, then the fd that holds that socket), in the
+ * namespace `coat lab up` made for it, or after a move the one with the state directory recorded
+ * in RUNDIR/coat-services.json. The tcp-repair executor needs its `--state-dir` (the workload
+ * SDK's); the destination runs the same command line with the state directory `DIR-HOST`.
  */
-import { readlink, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readlink, readdir, readFile, writeFile, mkdir, stat } from 'node:fs/promises';
 import { closeSync, openSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -60,11 +61,18 @@ function procHexAddress(ip: string): string {
   return Buffer.from(ip.split('.').map(Number).reverse()).toString('hex').toUpperCase();
 }
 
+/** A process listening on an address, and its network namespace ("net:[INODE]", /proc/PID/ns/net). */
+export interface Listener {
+  pid: number;
+  argv: string[];
+  netns: string;
+}
+
 /**
- * The process listening on `ip` in whatever network namespace: per namespace (one pid each) the
+ * The processes listening on `ip`, in whatever network namespace: per namespace (one pid each) the
  * LISTEN sockets of /proc/PID/net/tcp (state 0A), then the process holding that socket's inode.
  */
-export async function findListeningProcess(ip: string): Promise<{ pid: number; argv: string[] } | undefined> {
+export async function findListeningProcesses(ip: string): Promise<Listener[]> {
   const want = procHexAddress(ip);
   const byNs = new Map<string, number[]>();
   for (const d of await readdir('/proc').catch(() => [] as string[])) {
@@ -72,7 +80,8 @@ export async function findListeningProcess(ip: string): Promise<{ pid: number; a
     const ns = await readlink(`/proc/${d}/ns/net`).catch(() => undefined);
     if (ns) byNs.set(ns, [...(byNs.get(ns) ?? []), Number(d)]);
   }
-  for (const pids of byNs.values()) {
+  const out: Listener[] = [];
+  for (const [netns, pids] of byNs) {
     const table = await readFile(`/proc/${pids[0]}/net/tcp`, 'utf8').catch(() => '');
     const inodes = table
       .split('\n')
@@ -82,18 +91,42 @@ export async function findListeningProcess(ip: string): Promise<{ pid: number; a
       .map((f) => f[9]);
     if (inodes.length === 0) continue;
     const links = new Set(inodes.map((i) => `socket:[${i}]`));
-    for (const pid of pids.sort((a, b) => a - b)) {
-      const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
-      for (const fd of fds) {
+    search: for (const pid of pids.sort((a, b) => a - b)) {
+      for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
         if (links.has(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''))) {
-          const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+          const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
           if (argv.at(-1) === '') argv.pop(); // cmdline ends with a NUL
-          return { pid, argv };
+          out.push({ pid, argv, netns });
+          break search;
         }
       }
     }
   }
-  return undefined;
+  return out;
+}
+
+/** Where a lab's services run after `coat migrate` moved them (RUNDIR/coat-services.json). */
+type ServiceRecord = Record<string, { host: string; stateDir: string }>;
+const servicesFile = (runDir: string) => join(runDir, 'coat-services.json');
+
+async function readServices(runDir: string): Promise<ServiceRecord> {
+  return JSON.parse(await readFile(servicesFile(runDir), 'utf8').catch(() => '{}')) as ServiceRecord;
+}
+
+/**
+ * The lab's service process: several labs (or leftovers) may use the same overlay address, so the
+ * listener must be the one in this lab: after a move, the one with the state directory recorded
+ * then; before any, the one in the namespace `coat lab up` made for the endpoint.
+ */
+export async function findLabService(state: LabState, service: string): Promise<Listener | undefined> {
+  const e = state.topology.endpoints.find((x) => x.name === service);
+  if (!e) return undefined;
+  const all = await findListeningProcesses(e.ip);
+  const moved = (await readServices(state.runDir))[service];
+  if (moved) return all.find((l) => l.argv[l.argv.indexOf('--state-dir') + 1] === moved.stateDir);
+  const ns = state.endpoints.find((x) => x.name === service)?.namespace;
+  const ino = ns ? await stat(`/run/netns/${ns}`).then((st) => st.ino).catch(() => undefined) : undefined;
+  return all.find((l) => ino !== undefined && l.netns === `net:[${ino}]`);
 }
 
 /** The state directory a host gets: the source's without its host suffix, plus `-HOST`. */
@@ -149,8 +182,8 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
   if (svc.host === req.to) throw new LiveMigrationError('LIVE_LAB', `${svc.name} already runs on ${req.to}`);
   const natsUrl = state.nats?.url;
   if (!natsUrl || state.agents.length === 0 || !state.agentSecretFile) throw new LiveMigrationError('LIVE_LAB', `lab ${tag} has no agents (brought up with --no-agents?)`);
-  const found = await findListeningProcess(svc.ip);
-  if (!found) throw new LiveMigrationError('LIVE_LAB', `nothing listens on ${svc.ip}: start the service in its namespace first (e.g. ip netns exec ${endpointNetns(tag, svc.name)} coat workload server --host ${svc.ip} --state-dir DIR)`);
+  const found = await findLabService(state, svc.name);
+  if (!found) throw new LiveMigrationError('LIVE_LAB', `nothing in lab ${tag} listens on ${svc.ip}: start the service in its namespace first (e.g. ip netns exec ${endpointNetns(tag, svc.name)} coat workload server --host ${svc.ip} --state-dir DIR)`);
   const sourceStateDir = found.argv[found.argv.indexOf('--state-dir') + 1];
   if (!found.argv.includes('--state-dir') || !sourceStateDir) throw new LiveMigrationError('LIVE_LAB', `the service (pid ${found.pid}) has no --state-dir in its command line; the tcp-repair executor needs one`);
   const hosts = topo.hosts.map((h) => h.name);
@@ -242,6 +275,9 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
     if (finalTopo !== topo) {
       await writeFile(join(state.runDir, 'topology.json'), JSON.stringify(finalTopo, null, 2) + '\n');
       state.topology = finalTopo;
+      const services = await readServices(state.runDir);
+      services[svc.name] = { host: req.to, stateDir: stateDirOf(req.to) };
+      await writeFile(servicesFile(state.runDir), JSON.stringify(services, null, 2) + '\n');
     }
     if (ctl?.pid) {
       await sleep(200); // the listening socket is closed: the restarted controller can bind it
