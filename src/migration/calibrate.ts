@@ -21,12 +21,13 @@
  * Steps whose runs do not vary a feature (all M equal, say) fit the intercept only and keep the
  * slope's default, and say so in `notes`. Negative estimates (noise on a tiny slope) clamp to 0.
  *
- * Least squares fits the mean, but MOSE needs upper bounds: after the fit, `safetyFactor` is set to
- * the `quantile` (default 0.95) of measured / predicted downtime over the runs, at least 1 (the
- * rounds' times scatter in proportion), and then `totalMarginMs` to the same quantile of measured
- * minus predicted total, at least 0 (coat's setup scatters by a roughly constant amount: scheduling,
- * agent round trips), so that the calibrated model upper-bounds that share of the runs it was
- * fitted on, downtime and total each.
+ * Least squares fits the mean, but MOSE needs upper bounds: after the fit, `safetyFactor` (>= 1, on
+ * every round and the setup) is set to a quantile of measured / predicted total, then
+ * `downtimeFactor` to the same quantile of measured / predicted downtime under it (the measured
+ * downtime is what the client saw, which may be shorter than the frozen window the steps add up
+ * to: then it is below 1). The quantile is 1 - (1 - `quantile`) / 2 (`quantile` default 0.95:
+ * 0.975), so that by the union bound downtime and total hold together in at least `quantile` of
+ * the runs the model was fitted on. `totalMarginMs` is left at 0 (an operator's extra margin).
  *
  * Pure: records in, constants out. Reading and writing the calibration file is pam-calibration-file.ts.
  */
@@ -366,13 +367,17 @@ export function calibrate(runsIn: readonly MeasuredMigration[], opts: CalibrateO
     steps.setup = fs.fit;
   }
 
-  // Upper bounds: the q-quantile of measured / predicted downtime sets safetyFactor; then the
-  // q-quantile of measured - predicted total sets totalMarginMs.
+  // Upper bounds, each at 1 - (1 - q) / 2 so that both hold together in at least q of the runs
+  // (union bound): safetyFactor (>= 1) on every round and the setup from the totals, then
+  // downtimeFactor from the downtimes under that factor (it absorbs it: downtime = df * k * T_down).
+  const qEach = 1 - (1 - q) / 2;
   c.totalMarginMs = 0;
+  c.downtimeFactor = 1;
   const predict = (k: PamConstants, r: MeasuredMigration) => predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, k, fits);
-  c.safetyFactor = Math.max(1, quantileOf(runs.map((r) => r.downtimeMs / predict(c, r).downtimeMs), q));
+  c.safetyFactor = Math.max(1, quantileOf(runs.map((r) => r.totalMs / predict(c, r).totalMs), qEach));
   // Recomputed with the factor, not divided: a longer round also dirties more pages.
-  c.totalMarginMs = Math.max(0, quantileOf(runs.map((r) => r.totalMs - predict(c, r).totalMs), q));
+  c.downtimeFactor = quantileOf(runs.map((r) => r.downtimeMs / predict(c, r).downtimeMs), qEach);
+  if (c.downtimeFactor < 1) notes.push(`downtimeFactor ${c.downtimeFactor.toFixed(3)} < 1: the measured downtimes are shorter than the frozen windows the steps add up to`);
   const after = runs.map((r) => {
     const p = predict(c, r);
     return Math.max(r.downtimeMs / p.downtimeMs, r.totalMs / p.totalMs);

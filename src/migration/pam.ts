@@ -31,7 +31,8 @@
  *   T_i         = a1a2 (beta + T^d_frozen [+ T^d_mem]) + T_net,i                      (1 <= i < n)
  *   T_down      = a1a2 (beta + T^d_frozen [+ T^d_mem]) + T_net,n + a3a4 (psi + omega M)
  *   T_mig       = sum_{i<n} T_i + T_down + setupMs + setupMsPerByte * M + totalMarginMs
- * (every round's time, and the setup, is finally multiplied by `safetyFactor`, 1 unless calibrated)
+ *   downtime    = downtimeFactor * T_down        (what is reported as the downtime; T_mig keeps T_down)
+ * (every round's time, and the setup, is finally multiplied by `safetyFactor`, 1 unless set)
  * Where coat reads the paper and chooses (each is a named option so the printed form can be had):
  * - `countDumpMemoryTime` (default true): background.md's T_i and T_down omit T^d_mem although PAM
  *   fits eta for it. CRIU writes a dump's pages while the task is frozen (`criu dump` only thaws at
@@ -135,17 +136,24 @@ export interface PamConstants {
   /** coat: the same work's growth with the state size, ms/B (profiling reads M). 0 until calibrated. */
   setupMsPerByte: number;
   /**
-   * coat: added to T_mig only, ms. The setup's scatter is additive (scheduling, agent round trips),
-   * not proportional, so `coat calibrate` bounds totals with this margin (the quantile of measured
-   * minus predicted) instead of stretching every round by `safetyFactor`. 0 until calibrated.
+   * coat: added once to T_mig (not to T_down), ms: an operator's margin for totals on top of a
+   * calibration. `coat calibrate` leaves it at 0. 0 by default.
    */
   totalMarginMs: number;
+  /**
+   * coat: the downtime a client sees per modelled frozen window T_down (after `safetyFactor`).
+   * `coat calibrate` sets it to a quantile of measured / predicted downtime, so that the prediction
+   * upper-bounds that share of the runs; it is below 1 where the client's largest gap is shorter than the freeze (bytes in
+   * flight and in the client's receive buffer cover part of it). Reported downtime only; T_mig
+   * counts the whole window. Dimensionless, 1 by default.
+   */
+  downtimeFactor: number;
   /** coat: count T^d_mem in T_i (i >= 1) and T_down (see the module comment). */
   countDumpMemoryTime: boolean;
   /**
-   * coat: factor (>= 1) on every round's time so that predictions upper-bound measurements; MOSE
-   * needs upper bounds and least squares fits the mean. `coat calibrate` sets it to the 95th
-   * percentile of measured / predicted over the runs it fitted. Dimensionless, 1 by default.
+   * coat: factor (>= 1) on every round's time and the setup so that predictions upper-bound
+   * measurements (MOSE needs upper bounds; least squares fits the mean). `coat calibrate` sets it to
+   * a quantile of measured / predicted total (see calibrate.ts). Dimensionless, 1 by default.
    */
   safetyFactor: number;
 }
@@ -177,6 +185,7 @@ export const DEFAULT_CONSTANTS: Readonly<PamConstants> = Object.freeze({
   setupMs: 0,
   setupMsPerByte: 0,
   totalMarginMs: 0,
+  downtimeFactor: 1,
   countDumpMemoryTime: true,
   safetyFactor: 1,
 });
@@ -225,7 +234,7 @@ export interface PamPrediction {
   /** R^ used for the fits. */
   rHat: number;
   rounds: RoundPrediction[];
-  /** T_down, ms. */
+  /** The downtime: downtimeFactor * T_down (the dump round's totalMs), ms. */
   downtimeMs: number;
   /** coat's setup (profile, prepare, hold, release) counted in T_mig, ms. */
   setupMs: number;
@@ -264,6 +273,7 @@ function validateConstants(c: PamConstants): void {
   checkFinite('sigma', c.sigma, 0, false);
   checkFinite('linkEfficiency', c.linkEfficiency, 0, false);
   checkFinite('safetyFactor', c.safetyFactor, 0, false);
+  checkFinite('downtimeFactor', c.downtimeFactor, 0, false);
   if (!(c.rMax >= c.rMin)) throw new PamInputError('rMax', c.rMax, `must be >= rMin (${c.rMin})`);
   for (const k of ['rho', 'tau1', 'tau2', 'alpha1', 'alpha2', 'alpha3', 'alpha4', 'beta', 'phiP', 'phiD', 'Gamma', 'zeta', 'delta', 'Lambda', 'muP', 'nuP', 'psi', 'omega', 'netFixedMs', 'setupMs', 'setupMsPerByte', 'totalMarginMs'] as const) {
     checkFinite(k, c[k], 0);
@@ -347,7 +357,7 @@ export function predictPam(input: PamInput, constants: Partial<PamConstants> = {
   const dump = rounds[rounds.length - 1]!;
   const setupMs = k * (c.setupMs + c.setupMsPerByte * M);
   const totalMs = rounds.reduce((s, r) => s + r.totalMs, 0) + setupMs + c.totalMarginMs;
-  return { rHat, rounds, downtimeMs: dump.totalMs, setupMs, totalMs, totalBytes: rounds.reduce((s, r) => s + r.bytes, 0) };
+  return { rHat, rounds, downtimeMs: c.downtimeFactor * dump.totalMs, setupMs, totalMs, totalBytes: rounds.reduce((s, r) => s + r.bytes, 0) };
 }
 
 /** Inputs of the ideal model: no processing time, pure transfer. */

@@ -126,7 +126,9 @@ t.test('noise-free runs: every constant recovered', async (t) => {
   ] as const) {
     t.ok(near(got, want, 1e-6), `${k}: ${got} vs ${want}`);
   }
+  t.ok(near(c.downtimeFactor, 1, 1e-6), `no noise, no downtime margin needed: ${c.downtimeFactor}`);
   t.ok(near(c.safetyFactor, 1, 1e-6), `no noise, no margin needed: ${c.safetyFactor}`);
+  t.equal(c.totalMarginMs, 0);
   t.equal(res.upperBoundShare, 1);
 });
 
@@ -142,6 +144,7 @@ t.test('runs with +-5 % noise: constants within a few %, and the calibrated mode
   t.ok(near(c.linkEfficiency, TRUTH.linkEfficiency, 0.05), `efficiency ${c.linkEfficiency}`);
   t.ok(res.upperBoundShare >= 0.95, `upper-bounds ${res.upperBoundShare} of the training runs`);
   t.ok(c.safetyFactor > 1 && c.safetyFactor < 1.2, `safety factor ${c.safetyFactor}`);
+  t.ok(c.downtimeFactor > 0.9 && c.downtimeFactor < 1.2, `downtime factor ${c.downtimeFactor}`);
 
   // Fresh runs from the same testbed: the acceptance's shape (>= 95 % bounded, within 2x) holds loosely.
   const test = syntheticRuns(80, 99, 0.05);
@@ -167,6 +170,15 @@ t.test('runs with only the flat final-dump fields (cold migrations) calibrate to
   t.ok(near(res.constants.phiD, TRUTH.phiD, 1e-6), `phiD ${res.constants.phiD}`);
   t.ok(near(res.constants.Lambda, TRUTH.Lambda, 1e-6), `Lambda ${res.constants.Lambda}`);
   t.ok(res.notes.some((n) => n.startsWith('pre-dump')) === false, 'no pre-dump rounds, no pre-dump note');
+});
+
+t.test('a client that sees half the frozen window: downtimeFactor below 1, still an upper bound', async (t) => {
+  const runs = syntheticRuns(40, 11, 0.05).map((r) => ({ ...r, downtimeMs: r.downtimeMs / 2 }));
+  const res = calibrate(runs);
+  t.ok(res.constants.downtimeFactor > 0.5 && res.constants.downtimeFactor < 0.6, `downtime factor ${res.constants.downtimeFactor}`);
+  t.ok(res.notes.some((n) => n.startsWith('downtimeFactor')), 'said so in the notes');
+  const bounded = runs.filter((r) => predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, res.constants).downtimeMs >= r.downtimeMs).length;
+  t.ok(bounded / runs.length >= 0.95, `downtime bounded in ${bounded}/${runs.length}`);
 });
 
 t.test('a feature that does not vary keeps its slope and says so', async (t) => {
