@@ -48,6 +48,11 @@ export interface RestoreOptions {
   netns?: string;
   /** IP_FREEBIND: bind even if the address is not up yet in the namespace (CRIU does). Default true. */
   freebind?: boolean;
+  /**
+   * SO_SNDBUF / SO_RCVBUF to set as they are, instead of `restoreBuffers(img)`: for tests of the
+   * write path's own safety net (a buffer too small for the queue's skb overhead).
+   */
+  buffers?: { sndbuf: number; rcvbuf: number };
 }
 
 export class RepairSocket {
@@ -119,7 +124,7 @@ export class RepairSocket {
       maxWindow: img.window?.maxWindow ?? 0,
       rcvWnd: img.window?.rcvWnd ?? 0,
       rcvWup: img.window?.rcvWup ?? 0,
-      ...restoreBuffers(img),
+      ...(opts.buffers ?? restoreBuffers(img)),
       sendQueue: Buffer.from(img.sendQueue.buffer, img.sendQueue.byteOffset, img.sendQueue.byteLength),
       recvQueue: Buffer.from(img.recvQueue.buffer, img.recvQueue.byteOffset, img.recvQueue.byteLength),
       freebind: opts.freebind === false ? 0 : 1,
