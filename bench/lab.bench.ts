@@ -1,8 +1,9 @@
 /**
  * Lab build and teardown time, 3 hosts (COAT's testbed) and 6 hosts (full mesh), through the same
  * functions `coat lab up` and `coat lab down` run, controller included (up ends when every bridge
- * holds its flows). Peer, same run: Mininet building the same 3-host overlay with coat as remote
- * controller, started, pinged and stopped (`coat lab mininet --test`), as one figure.
+ * holds its flows). Peer, same run: Mininet building the same 3-host overlay (VXLAN between VTEPs)
+ * with coat as remote controller, started, pinged and stopped (`coat lab mininet --test`), as one
+ * figure.
  *
  * The machine is shared (2 cores, other work running): figures are noisy. Run from source, the
  * lab's per-namespace netlink workers start through tsx, which is slower than the built CLI.
@@ -65,8 +66,8 @@ export const bench: Bench = {
       unit: 's',
       coat: labS,
       peer: mininetSOk(m.exitCode, mininetS),
-      peerName: 'Mininet, same overlay (OVS user-space switches, coat controller)',
-      note: 'the lab also runs 3 OVS instances, nats-server, VXLAN',
+      peerName: 'Mininet, same overlay (OVS user-space switches, Linux VXLAN VTEPs, coat controller)',
+      note: 'the lab runs 3 OVS instances, nats-server and 3 agents; Mininet one OVS, no agents',
     });
     return rows;
   },
