@@ -396,9 +396,13 @@ export class TcpRepairExecutor implements Executor {
       const o: StreamOrigin = socket.resume();
       origins.connections.push({ local: image.local, remote: image.remote, written: o.written.toString(), read: o.read.toString() });
     }
-    if (ctx.service.stateDir) writeFileSync(join(ctx.service.stateDir, ORIGINS_FILE), JSON.stringify(origins, null, 2));
     const tRepairOff = performance.now() - t0;
-    await run.service.release(this.options.resumeTimeoutMs);
+    // The service goes now; the origins are written while it adopts its sockets (it does not read
+    // them: the next migration's dump does).
+    const acknowledged = run.service.release(this.options.resumeTimeoutMs);
+    acknowledged.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+    if (ctx.service.stateDir) writeFileSync(join(ctx.service.stateDir, ORIGINS_FILE), JSON.stringify(origins, null, 2));
+    await acknowledged;
     for (const { socket } of run.sockets) socket.close();
     for (const fd of run.listenerFds) native().close(fd);
     this.dests.delete(ctx.migrationId);

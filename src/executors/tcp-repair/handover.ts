@@ -42,7 +42,10 @@ export interface Standby {
   standby(timeoutMs: number): Promise<void>;
   /** Hands the sockets over (descriptors of this process) and waits until the service holds them. */
   handover(h: Handover, timeoutMs: number): Promise<void>;
-  /** Tells the service its sockets are out of repair mode and waits for its "ok". */
+  /**
+   * Tells the service its sockets are out of repair mode; the returned promise settles with its
+   * "ok" (the caller may do other work before awaiting it: the service adopts its sockets meanwhile).
+   */
   release(timeoutMs: number): Promise<void>;
   kill(): void;
 }
@@ -127,10 +130,9 @@ export function startStandby(o: StandbyOptions): Standby {
       control.write(`handover ${JSON.stringify(h)}\n`);
       await expect('ready', timeoutMs, 'take its sockets and report ready');
     },
-    async release(timeoutMs) {
+    release(timeoutMs) {
       control.write('resume\n');
-      await expect('ok', timeoutMs, 'acknowledge "resume"');
-      control.destroy();
+      return expect('ok', timeoutMs, 'acknowledge "resume"').finally(() => control.destroy());
     },
     kill() {
       try {
