@@ -2,8 +2,8 @@
  * Echo keepalive as a pure state machine driven by an injected clock (the same policy as Open
  * vSwitch's rconn): after `intervalMs` with nothing received, send an OFPT_ECHO_REQUEST
  * (OpenFlow 1.3.5 §6.3.2 "Echo Request/Reply messages ... used to verify the liveness of a
- * controller-switch connection"); if still nothing has arrived `deadAfterMs` after the last
- * message, the peer is dead. Any message counts as a sign of life, not only echo replies: a switch
+ * controller-switch connection"); if still nothing has arrived `deadAfterMs - intervalMs` after
+ * that probe (`deadAfterMs` after the last message, unless we ourselves stalled), the peer is dead. Any message counts as a sign of life, not only echo replies: a switch
  * busy streaming a large multipart reply is alive.
  */
 
@@ -27,7 +27,7 @@ export const systemClock: Clock = {
 export interface KeepaliveOptions {
   /** Idle time before an echo request is sent (default 5000 ms). */
   intervalMs: number;
-  /** Silence after which the peer is declared dead (default 2 × interval, as OVS). */
+  /** Silence after which the peer is declared dead (SwitchConnection's default: 3 × interval). */
   deadAfterMs: number;
 }
 
