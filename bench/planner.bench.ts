@@ -5,7 +5,7 @@
  * and total beside each measured run, and per configuration (M, R, L, I) the share of runs the
  * prediction upper-bounds (issue goal: >= 95 %) and the share within 2x.
  *
- * Without --runs (the lab migration does not exist yet): no measurement to compare with, so the rows
+ * Without --runs: no measurement to compare with, so the rows
  * put PAM's and the ideal model's predictions beside the figures PUBLISHED in MOSE's Table I
  * (background.md §2; typed in from the paper, NOT measured on this machine), under the stated
  * assumptions, plus the planner's own speed, which is measured here.
@@ -101,19 +101,21 @@ function publishedRows(constants: Partial<PamConstants>, calibrated: boolean): B
 export const bench: Bench = {
   summary: 'PAM + MOSE: predicted vs measured migrations (--runs FILE), else vs MOSE Table I as published',
   async run(ctx) {
-    const executor = flag(ctx.args, '--executor') ?? 'podman';
+    const runsPath = flag(ctx.args, '--runs');
+    const allRuns = runsPath ? parseRuns(JSON.parse(await readFile(runsPath, 'utf8'))) : undefined;
+    // The runs' own executor when they name one (the lab's are tcp-repair), else Podman's (Table I).
+    const executor = flag(ctx.args, '--executor') ?? allRuns?.find((r) => r.executor)?.executor ?? 'podman';
     const calPath = flag(ctx.args, '--calibration') ?? defaultCalibrationPath();
     const calibrated = constantsFor(await loadCalibration(calPath), executor);
     const constants = calibrated ?? EXECUTOR_PRESETS[executor] ?? {};
     ctx.progress(`constants: ${calibrated ? `calibrated (${calPath}, executor ${executor})` : `defaults for ${executor} (no calibration in ${calPath})`}`);
     const rows: BenchRow[] = [];
-    const runsPath = flag(ctx.args, '--runs');
-    if (runsPath) {
-      const runs = parseRuns(JSON.parse(await readFile(runsPath, 'utf8'))).filter((r) => r.executor === undefined || r.executor === executor);
+    if (runsPath && allRuns) {
+      const runs = allRuns.filter((r) => r.executor === undefined || r.executor === executor);
       ctx.progress(`${runs.length} measured runs of executor ${executor} from ${runsPath}`);
       rows.push(...(await measuredRows(runs, constants, runsPath)));
     } else {
-      ctx.progress('no --runs: comparing with MOSE Table I as published (the lab migration is not there yet)');
+      ctx.progress('no --runs: comparing with MOSE Table I as published (npm run bench -- migration --record FILE measures runs)');
       rows.push(...publishedRows(constants, calibrated !== undefined));
     }
     const req = { objective: 'min-downtime' as const, stateBytes: 10e6, dirtyPagesPerS: 500, maxBandwidthMbit: 100, targetDowntimeMs: 1000, targetTotalMs: 5000 };
