@@ -4,13 +4,16 @@
  * using the TCP_REPAIR boundary (src/tcp-repair/) instead of a whole-process checkpoint.
  *
  * Source:       prepare -> preDump* -> dump ........ release | abort
+ *   prepare  moves the service's tree into its freezer cgroup (slow, outside the downtime).
  *   preDump  copies the pages of each state file that changed since the previous round (the first
  *            round copies all); `compare` and `hash` tracking need no freeze, `soft-dirty` freezes only for the
  *            pagemap read + clear_refs (dirty-pages.ts).
  *   dump     freezes the tree (cgroup v1 freezer, else SIGSTOP), takes every TCP socket of the main
  *            process with pidfd_getfd, puts the established ones in repair mode and saves them,
  *            records the listening ones, copies the last dirty pages. The source stays frozen with
- *            its sockets in repair mode: nothing it holds can send a FIN or RST.
+ *            its sockets in repair mode: nothing it holds can send a FIN or RST. Dump, restore and
+ *            resume lie inside the downtime: synchronous calls only there (no thread-pool queueing),
+ *            no process start, no fsync.
  *   release  closes our references in repair mode and SIGKILLs the frozen tree: silent.
  *   abort    takes the sockets out of repair mode and thaws the tree: it carries on untouched.
  * Destination:  prepare -> restore -> resume | abort
@@ -34,7 +37,7 @@
  *   dump/sockets/NNN.skimg          socket images (src/tcp-repair/image.ts)
  *   dump/listeners.json             listening endpoints to recreate
  */
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoatError } from '../errors.js';
