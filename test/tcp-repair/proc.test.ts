@@ -51,3 +51,30 @@ t.test('finds this process sockets through the real /proc', async (t) => {
   }
   await t.rejects(tcpSocketsOf(2 ** 22 + 12345), { code: 'TCPR_NO_PROCESS' });
 });
+
+t.test('IPv6 sockets are found with their addresses, as /proc/net/tcp6 has them', async (t) => {
+  const srv = net.createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(0, '::1', resolve);
+    });
+  } catch (err) {
+    t.skip(`no IPv6 loopback here: ${(err as Error).message}`);
+    return;
+  }
+  const port = (srv.address() as net.AddressInfo).port;
+  const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
+  const c = net.connect(port, '::1');
+  const s = await accepted;
+  t.teardown(() => {
+    c.destroy();
+    s.destroy();
+    srv.close();
+  });
+  const mine = (await tcpSocketsOf(process.pid)).filter((x) => x.local.port === port || x.remote.port === port);
+  t.equal(mine.length, 3, 'listener and both ends');
+  t.ok(mine.every((x) => x.family === 6 && x.local.address === '::1'), 'family 6, bound to ::1');
+  const table = parseProcNetTcp(readFileSync('/proc/self/net/tcp6', 'utf8'), 6);
+  for (const e of mine) t.same(table.find((r) => r.inode === e.inode), { family: 6, local: e.local, remote: e.remote, state: e.state, inode: e.inode }, `inode ${e.inode} as in /proc/net/tcp6`);
+});
