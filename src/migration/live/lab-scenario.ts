@@ -21,6 +21,7 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { setPriority } from 'node:os';
 import { coatArgv } from '../../../lab/up.js';
 import { readState } from '../../../lab/state.js';
 import { AgentRegistry } from '../../agent/client.js';
@@ -185,6 +186,21 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
   let registry: AgentRegistry | undefined;
   let overlay: OverlayController | undefined;
   try {
+    // --- the userspace datapath first: ovs-vswitchd (netdev) is this lab's network, where a real
+    // host forwards in the kernel's softirq, ahead of any process. On 2 shared cores the CPU work
+    // of a migration's prepare (a standby service compiling its code) otherwise starves it and it
+    // drops the service's segments (seen as retransmissions of lost segments during prepare).
+    for (const h of state.hosts) {
+      const pid = Number((await readFile(join(h.ovsDir, 'ovs-vswitchd.pid'), 'utf8').catch(() => '')).trim());
+      if (pid > 0) {
+        try {
+          setPriority(pid, -10);
+        } catch (e) {
+          progress(`ovs-vswitchd of ${h.name} (pid ${pid}) keeps its priority: ${(e as Error).message}`);
+        }
+      }
+    }
+
     // --- the controller for this run
     progress(`controller: listening on ${ctlIp}:${topo.controller.port}`);
     await controller.listen(`ptcp:${topo.controller.port}:${ctlIp}`);
