@@ -23,8 +23,9 @@ export function isAlive(pid: number | null | undefined): boolean {
 
 /**
  * Stops the process `pid` (one we started: never looked up by name): `signal`, then SIGKILL if it
- * still exists after `graceMs`. Returns once the pid is gone (reaped, so callers may check with
- * kill(pid, 0)) or SIGKILL was sent.
+ * is still alive after `graceMs`. Returns once it is gone or a zombie (an exited daemon whose parent
+ * was `lab up` stays a zombie for ~1.5 s until pid 1 reaps it: waiting for that cost every OVS stop
+ * 3 s), or SIGKILL was sent.
  */
 export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', graceMs = 3000): Promise<void> {
   try {
@@ -34,11 +35,7 @@ export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', g
   }
   const deadline = Date.now() + graceMs;
   while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
+    if (!isAlive(pid)) return;
     await new Promise((r) => setTimeout(r, 20));
   }
   try {
