@@ -6,6 +6,7 @@
  * back; `coat verify --journal` builds the report from the journal, the capture and the client's
  * statistics and finds it zero-loss. Then a migration that cannot succeed (CRIU fails on this
  * kernel) names the failed step and why, and the service keeps serving from edge-b.
+ * COAT_E2E_KEEP=PATH keeps the capture and the outcome (PATH.pcap, PATH.json) for a closer look.
  */
 import t from 'tap';
 import { PassThrough } from 'node:stream';
