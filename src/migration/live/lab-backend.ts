@@ -17,27 +17,24 @@
  * in RUNDIR/coat-services.json. The tcp-repair executor needs its `--state-dir` (the workload
  * SDK's); the destination runs the same command line with the state directory `DIR-HOST`.
  */
-import { readlink, readdir, readFile, writeFile, mkdir, stat } from 'node:fs/promises';
+import { readlink, readdir, readFile, writeFile, stat } from 'node:fs/promises';
 import { closeSync, openSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { coatArgv } from '../../../lab/up.js';
 import { readState, writeState, type LabState } from '../../../lab/state.js';
 import { AgentRegistry } from '../../agent/client.js';
-import { Controller } from '../../controller/index.js';
+import type { Controller } from '../../controller/index.js';
 import { logger as rootLogger, type Logger } from '../../log.js';
-import { disableTxOffload } from '../../netns/index.js';
 import { parseCidr } from '../../packet/address.js';
-import { endpointHostIf, endpointNetns, hostLayout, hostNetns } from '../../vxlan/layout.js';
-import { OverlayController } from '../../vxlan/overlay-controller.js';
+import { endpointNetns } from '../../vxlan/layout.js';
+import type { OverlayController } from '../../vxlan/overlay-controller.js';
 import type { Topology } from '../../vxlan/topology.js';
 import { Orchestrator, type MigrationEvent, type MigrationOutcome } from '../orchestrator.js';
 import type { MigrationRef } from '../ports.js';
 import type { MigrateRequest } from '../../cli/commands/migrate.js';
-import { LiveAgentPort, type ServicePlacement } from './agent-port.js';
 import { LiveMigrationError } from './errors.js';
-import { LiveFlowPort } from './flow-port.js';
-import { LivePlannerPort } from './planner-port.js';
+import { connectLabController, labLivePorts } from './lab-ports.js';
 import { sleep, waitFor } from './processes.js';
 
 export interface LabMigrateOptions {
@@ -188,7 +185,6 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
   if (!found.argv.includes('--state-dir') || !sourceStateDir) throw new LiveMigrationError('LIVE_LAB', `the service (pid ${found.pid}) has no --state-dir in its command line; the tcp-repair executor needs one`);
   const hosts = topo.hosts.map((h) => h.name);
   const firstHost = state.endpoints.find((e) => e.name === svc.name)?.host ?? svc.host;
-  const svcIndex = topo.endpoints.indexOf(svc);
   const netnsOf = (host: string) => (host === firstHost ? endpointNetns(tag, svc.name) : `${endpointNetns(tag, svc.name)}-${hosts.indexOf(host)}`);
   const stateDirOf = (host: string) => (host === svc.host ? sourceStateDir : stateDirFor(sourceStateDir, hosts, host));
   const ctl = state.controller;
@@ -200,58 +196,29 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
     progress(`lab controller (pid ${ctl.pid}) stopped for the migration`);
     await stopByPid(ctl.pid, 'lab controller');
   }
-  const controller = new Controller({ logger: log.child({ part: 'controller' }) });
+  let connected: { controller: Controller; overlay: OverlayController } | undefined;
   let registry: AgentRegistry | undefined;
-  let overlay: OverlayController | undefined;
   let finalTopo: Topology = topo;
   try {
-    await controller.listen(`ptcp:${topo.controller.port}:${ctlIp}`);
-    overlay = new OverlayController(controller, { topology: topo, prefix: tag, log: log.child({ part: 'overlay' }) });
-    await overlay.start();
-    await Promise.all(hosts.flatMap((h) => [controller.waitForSwitch(hostLayout(topo, tag, h).integrationDpid, 30_000), controller.waitForSwitch(hostLayout(topo, tag, h).underlayDpid, 30_000)]));
+    connected = await connectLabController(topo, tag, ctlIp, log);
     progress(`controller: ${hosts.length * 2} bridges connected`);
     const token = state.nats?.tokenFile ? (await readFile(state.nats.tokenFile, 'utf8')).trim() : undefined;
     const secret = (await readFile(state.agentSecretFile, 'utf8')).trim();
     registry = await AgentRegistry.connect({ nats: { servers: natsUrl, ...(token ? { token } : {}) }, secret: Buffer.from(secret, 'utf8'), deadAfterMs: 5000, log: log.child({ part: 'registry' }) });
     await Promise.all(hosts.map((h) => registry!.waitFor(h, 30_000)));
     progress(`agents: ${hosts.join(', ')} registered; service ${svc.name} is pid ${found.pid} on ${svc.host}`);
-
-    const flows = new LiveFlowPort({
-      controller,
-      topology: topo,
-      arp: overlay.arp,
-      prefix: tag,
-      hostPorts: (h) => overlay!.ports.get(h),
-      servicePortName: () => endpointHostIf(tag, svcIndex),
+    const client = topo.endpoints.find((e) => e.role === 'client');
+    const { flows, agents, planner } = labLivePorts({
+      state,
+      topo,
+      ...connected,
+      registry,
+      service: svc.name,
+      netnsOf,
+      stateDirOf,
+      commandOf: (host) => withStateDir(found.argv, stateDirOf(host)),
+      ...(client ? { client: { host: client.host, netns: endpointNetns(tag, client.name) } } : {}),
       onTopologyChange: (t) => (finalTopo = t),
-    });
-    const placementOf = (host: string): ServicePlacement => {
-      const h = state.hosts.find((x) => x.name === host)!;
-      return {
-        netns: netnsOf(host),
-        hostIf: endpointHostIf(tag, svcIndex),
-        bridge: h.integrationBridge,
-        ovsDb: `unix:${join(h.ovsDir, 'db.sock')}`,
-        prefixLength: parseCidr(topo.overlay.subnet).prefixLength,
-        mtu: topo.overlay.mtu,
-        stateDir: stateDirOf(host),
-        command: withStateDir(found.argv, stateDirOf(host)),
-        ...(host === clientHost ? { clientNetns: endpointNetns(tag, topo.endpoints.find((e) => e.role === 'client')!.name) } : {}),
-      };
-    };
-    const agents = new LiveAgentPort({
-      registry,
-      placementOf: (host) => placementOf(host),
-      afterPrepareNamespace: async (host, p) => {
-        await mkdir(p.stateDir!, { recursive: true });
-        await disableTxOffload(p.hostIf, hostNetns(tag, host));
-      },
-      // Pre-copy leaves half of the slower underlay link to the service's own traffic.
-      precopyRateBitsPerSecond: (a, b) => 0.5e6 * Math.min(...[a, b].map((n) => topo.hosts.find((h) => h.name === n)?.underlay.mbit ?? 1000)),
-    });
-    const planner = new LivePlannerPort({
-      registry,
-      bandwidthMbit: (a, b) => Math.min(...[a, b].map((n) => topo.hosts.find((h) => h.name === n)?.underlay.mbit ?? 1000)),
     });
     const ref: MigrationRef = {
       migrationId: req.migrationId,
@@ -269,8 +236,8 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
   } finally {
     await registry?.close().catch(() => undefined);
     await registry?.nc.close().catch(() => undefined);
-    await overlay?.close().catch(() => undefined);
-    await controller.close().catch(() => undefined);
+    await connected?.overlay.close().catch(() => undefined);
+    await connected?.controller.close().catch(() => undefined);
     // The lab's topology now says where the service runs; its controller takes the switches back.
     if (finalTopo !== topo) {
       await writeFile(join(state.runDir, 'topology.json'), JSON.stringify(finalTopo, null, 2) + '\n');

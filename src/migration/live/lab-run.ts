@@ -11,11 +11,11 @@ import { LiveMigrationError } from './errors.js';
 import type { ScenarioOptions, ScenarioResult } from './lab-scenario.js';
 import { startIn } from './processes.js';
 
-/** argv running an entry next to this file with this same Node (from source through tsx, or from dist/). */
-function entryArgv(entry: string): string[] {
+/** argv running lab-ctl-main for `job` with this same Node (from source through tsx, or from dist/). */
+function entryArgv(job: string): string[] {
   const self = fileURLToPath(import.meta.url);
-  if (self.endsWith('.ts')) return [process.execPath, '--import', import.meta.resolve('tsx'), self.replace(/lab-run\.ts$/, `${entry}.ts`)];
-  return [process.execPath, self.replace(/lab-run\.js$/, `${entry}.js`)];
+  if (self.endsWith('.ts')) return [process.execPath, '--import', import.meta.resolve('tsx'), self.replace(/lab-run\.ts$/, 'lab-ctl-main.ts'), job];
+  return [process.execPath, self.replace(/lab-run\.js$/, 'lab-ctl-main.js'), job];
 }
 
 export type ScenarioRequest = Omit<ScenarioOptions, 'progress' | 'onEvent' | 'log'>;
@@ -27,14 +27,14 @@ interface CtlHooks {
 }
 
 /**
- * Runs `entry` with one JSON argument inside the lab's `ctl` namespace: progress lines and
+ * Runs `job` (lab-ctl-main.ts) with one JSON argument inside the lab's `ctl` namespace: progress lines and
  * `@event JSON` lines on its stderr go to the hooks, its result is the last line of its stdout.
  */
-async function runInCtl<T>(stateDir: string, tag: string, entry: string, arg: unknown, hooks: CtlHooks): Promise<T> {
+async function runInCtl<T>(stateDir: string, tag: string, job: 'scenario' | 'migrate', arg: unknown, hooks: CtlHooks): Promise<T> {
   const state = await readState(stateDir, tag);
   if (!state) throw new LiveMigrationError('LIVE_LAB', `no lab ${tag} in ${stateDir}`);
   const ctl = `${state.tag}-ctl`;
-  const child = startIn(ctl, [...entryArgv(entry), JSON.stringify(arg)], { name: entry, env: { COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'warn' } });
+  const child = startIn(ctl, [...entryArgv(job), JSON.stringify(arg)], { name: job, env: { COAT_LOG_LEVEL: process.env.COAT_LOG_LEVEL ?? 'warn' } });
   let seen = 0;
   const pump = () => {
     const err = child.stderr();
@@ -56,7 +56,7 @@ async function runInCtl<T>(stateDir: string, tag: string, entry: string, arg: un
   try {
     const code = await child.exited;
     pump();
-    if (code !== 0) throw new LiveMigrationError('LIVE_LAB', `${entry} exited ${code}: ${child.stderr().split('\n').filter((l) => !l.startsWith('@event') && !l.startsWith('{')).slice(-15).join('\n')}`);
+    if (code !== 0) throw new LiveMigrationError('LIVE_LAB', `${job} exited ${code}: ${child.stderr().split('\n').filter((l) => !l.startsWith('@event') && !l.startsWith('{')).slice(-15).join('\n')}`);
     const out = child.stdout().trim();
     return JSON.parse(out.slice(out.lastIndexOf('\n') + 1)) as T;
   } finally {
@@ -67,10 +67,10 @@ async function runInCtl<T>(stateDir: string, tag: string, entry: string, arg: un
 }
 
 export async function runScenarioInLab(req: ScenarioRequest, hooks: CtlHooks = {}): Promise<ScenarioResult> {
-  return runInCtl<ScenarioResult>(req.stateDir, req.tag, 'lab-scenario-main', req, hooks);
+  return runInCtl<ScenarioResult>(req.stateDir, req.tag, 'scenario', req, hooks);
 }
 
 /** One `coat migrate` in a lab that `coat lab up` brought up (lab-backend.ts), run inside its ctl namespace. */
 export async function migrateInLabCtl(req: { stateDir: string; tag: string; request: MigrateRequest }, hooks: CtlHooks = {}): Promise<MigrationOutcome> {
-  return runInCtl<MigrationOutcome>(req.stateDir, req.tag, 'lab-migrate-main', req, hooks);
+  return runInCtl<MigrationOutcome>(req.stateDir, req.tag, 'migrate', req, hooks);
 }

@@ -25,21 +25,21 @@ import { setPriority } from 'node:os';
 import { coatArgv } from '../../../lab/up.js';
 import { readState } from '../../../lab/state.js';
 import { AgentRegistry } from '../../agent/client.js';
-import { Controller } from '../../controller/index.js';
+import type { Controller } from '../../controller/index.js';
 import { exec } from '../../exec.js';
 import { logger as rootLogger, type Logger } from '../../log.js';
-import { disableTxOffload } from '../../netns/index.js';
 import { parseCidr } from '../../packet/address.js';
-import { endpointHostIf, endpointNetns, hostLayout, hostNetns } from '../../vxlan/layout.js';
-import { OverlayController } from '../../vxlan/overlay-controller.js';
+import { endpointHostIf, endpointNetns, hostLayout } from '../../vxlan/layout.js';
+import type { OverlayController } from '../../vxlan/overlay-controller.js';
 import type { Topology } from '../../vxlan/topology.js';
 import type { ExecutorName } from '../executor.js';
 import { Orchestrator, type MigrationEvent, type MigrationOutcome, type OrchestratorOptions } from '../orchestrator.js';
 import type { AgentPort, FlowPort, MigrationRef, Objective } from '../ports.js';
-import { LiveAgentPort, type ServicePlacement } from './agent-port.js';
+import { LiveAgentPort } from './agent-port.js';
 import { startCapture } from '../../capture/index.js';
 import { LiveMigrationError } from './errors.js';
 import { LiveFlowPort } from './flow-port.js';
+import { connectLabController, labLivePorts } from './lab-ports.js';
 import { LivePlannerPort, type ForcedPlan } from './planner-port.js';
 import { startIn, sleep, waitFor, type Child } from './processes.js';
 import { journalPath, readJournal, summarizeJournal } from '../journal.js';
@@ -174,7 +174,6 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
   const dirtyRate = String(opts.dirtyRate ?? 50);
   const streamRate = opts.streamRate ?? (traffic === 'stream' ? '2M' : '64K');
   const settle = opts.settleBytes ?? 200_000;
-  const prefixLength = parseCidr(topo.overlay.subnet).prefixLength;
   const serverArgs = (dir: string) => ['workload', 'server', '--host', svc.ip, '--port', String(SERVICE_PORT), '--state-dir', dir, '--state-bytes', stateBytes, '--dirty-rate', dirtyRate, '--stream-rate', streamRate];
   const stateDirOf = (host: string) => join(runDir, `svc-${host}`);
   /** The service's namespace on `host`: the lab's own on its first host, a tagged sibling elsewhere. */
@@ -182,9 +181,8 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
 
   const children: Child[] = [];
   const cleanups: (() => Promise<void>)[] = [];
-  const controller = new Controller({ logger: log.child({ part: 'controller' }) });
+  let connected: { controller: Controller; overlay: OverlayController } | undefined;
   let registry: AgentRegistry | undefined;
-  let overlay: OverlayController | undefined;
   try {
     // --- the userspace datapath first: ovs-vswitchd (netdev) is this lab's network, where a real
     // host forwards in the kernel's softirq, ahead of any process. On 2 shared cores the CPU work
@@ -203,13 +201,8 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
 
     // --- the controller for this run
     progress(`controller: listening on ${ctlIp}:${topo.controller.port}`);
-    await controller.listen(`ptcp:${topo.controller.port}:${ctlIp}`);
-    overlay = new OverlayController(controller, { topology: topo, prefix: tag, log: log.child({ part: 'overlay' }) });
-    await overlay.start();
-    await Promise.all(topo.hosts.flatMap((h) => {
-      const l = hostLayout(topo, tag, h.name);
-      return [controller.waitForSwitch(l.integrationDpid, 30_000), controller.waitForSwitch(l.underlayDpid, 30_000)];
-    }));
+    connected = await connectLabController(topo, tag, ctlIp, log);
+    const { controller, overlay } = connected;
     progress(`controller: ${topo.hosts.length * 2} bridges connected and programmed`);
 
     // --- agents: the lab's own (one per host, NATS with a token), else started here
@@ -262,45 +255,19 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
 
     // --- the orchestrator over the live ports
     const baseline = opts.strategy === 'coat-baseline';
-    const flows = new LiveFlowPort({
+    const { flows, agents: agentPort, planner } = labLivePorts({
+      state,
+      topo,
       controller,
-      topology: topo,
-      arp: overlay.arp,
+      overlay,
+      registry,
+      service: svc.name,
+      netnsOf,
+      stateDirOf,
+      commandOf: (host) => [...coatArgv(), ...serverArgs(stateDirOf(host))],
+      client: { host: cli.host, netns: endpointNetns(tag, cli.name) },
       deleteThenAdd: baseline,
-      prefix: tag,
-      hostPorts: (h) => overlay!.ports.get(h),
-      servicePortName: () => endpointHostIf(tag, svcIndex),
-    });
-    const placementOf = (host: string): ServicePlacement => {
-      const h = hostOf(host);
-      return {
-        netns: netnsOf(host),
-        hostIf: endpointHostIf(tag, svcIndex),
-        bridge: h.integrationBridge,
-        ovsDb: `unix:${join(h.ovsDir, 'db.sock')}`,
-        prefixLength,
-        mtu: topo.overlay.mtu,
-        stateDir: stateDirOf(host),
-        command: [...coatArgv(), ...serverArgs(stateDirOf(host))],
-        ...(host === cli.host ? { clientNetns: endpointNetns(tag, cli.name) } : {}),
-      };
-    };
-    const agentPort = new LiveAgentPort({
-      registry,
-      placementOf: (host) => placementOf(host),
-      // TCP through a netdev bridge stalls on partial checksums (machine fact): the agent turns TX
-      // offload off inside the namespace; the bridge end is done here, in the host's namespace.
-      afterPrepareNamespace: async (host, p) => {
-        await mkdir(p.stateDir!, { recursive: true });
-        await disableTxOffload(p.hostIf, hostNetns(tag, host));
-      },
-      // Pre-copy leaves half of the slower underlay link to the service's own traffic.
-      precopyRateBitsPerSecond: (a, b) => 0.5e6 * Math.min(...[a, b].map((n) => topo.hosts.find((h) => h.name === n)?.underlay.mbit ?? 1000)),
-    });
-    const planner = new LivePlannerPort({
-      registry,
       ...(opts.plan ? { force: opts.plan } : {}),
-      bandwidthMbit: (a, b) => Math.min(...[a, b].map((n) => topo.hosts.find((h) => h.name === n)?.underlay.mbit ?? 1000)),
     });
     const orchestratorOpts: OrchestratorOptions = {
       dataDir: join(runDir, 'controller'),
@@ -486,8 +453,8 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     }
     await registry?.close().catch(() => undefined);
     await registry?.nc.close().catch(() => undefined);
-    await overlay?.close().catch(() => undefined);
-    await controller.close().catch(() => undefined);
+    await connected?.overlay.close().catch(() => undefined);
+    await connected?.controller.close().catch(() => undefined);
   }
 }
 
