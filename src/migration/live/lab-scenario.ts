@@ -378,8 +378,11 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     };
     const analysis = captured.analysis;
     const kernelDropped = captured.kernel?.dropped ?? 0;
-    const reports = outcomes.map((o) =>
+    const reports = outcomes.map((o, i) =>
       buildReport({
+        // A migration's window ends 1 s after it, or where the next one starts: a loss is counted
+        // once, in the migration it happened in (or, past its end, the next one).
+        ...(outcomes[i + 1] ? { marginMs: Math.max(0, Math.min(1000, outcomes[i + 1]!.startedAtMs - o.endedAtMs)) } : {}),
         migration: recordFromJournal(summarizeJournal(readJournal(journalPath(orchestratorOpts.dataDir, o.migrationId)).records)),
         capture: { ...analysis, file: pcapFile, kernelDropped },
         client: witness,
