@@ -22,7 +22,7 @@ import { probeBandwidth, sendImage } from '../transfer/sender.js';
 import { CommandVerifier, isCommandRequest } from './auth.js';
 import { AgentCommandError } from './errors.js';
 import { Journal } from './journal.js';
-import { dirBytes, dirtyPageRate, PAGE_SIZE, privateMemoryBytes } from './profile.js';
+import { dirBytes, dirtyPageRate, PAGE_SIZE, privateMemoryBytes, stateDirDirtyRate } from './profile.js';
 import {
   COMMAND_NAMES,
   EXECUTOR_STEPS,
@@ -465,10 +465,16 @@ export class Agent {
     const bandwidth = a.peer
       ? probeBandwidth(a.probeBytes ?? 8 * 1024 * 1024, { host: a.peer.host, port: a.peer.port, migrationId: a.migrationId, token: a.peer.token, stepName: 'probe', signal, log })
       : undefined;
+    if (a.dirtySource !== undefined && a.dirtySource !== 'memory' && a.dirtySource !== 'state-dir') throw new AgentCommandError('AGENT_BAD_ARGS', `profile: dirtySource ${JSON.stringify(a.dirtySource)} is not memory or state-dir`);
+    if (a.dirtySource === 'state-dir' && a.stateDir === undefined) throw new AgentCommandError('AGENT_BAD_ARGS', 'profile: dirtySource state-dir needs stateDir');
     if (a.stateDir !== undefined) out.stateDirBytes = await dirBytes(a.stateDir);
+    if (a.dirtySource === 'state-dir' && windowMs > 0) {
+      out.dirtyPagesPerSecond = await stateDirDirtyRate(a.stateDir!, windowMs);
+      out.dirtyMethod = 'state-compare';
+    }
     if (a.pid !== undefined) {
       out.memoryBytes = await privateMemoryBytes(a.pid);
-      if (windowMs > 0) {
+      if (windowMs > 0 && a.dirtySource !== 'state-dir') {
         out.dirtyPagesPerSecond = await dirtyPageRate(a.pid, windowMs);
         out.dirtyMethod = 'page-hash';
       }

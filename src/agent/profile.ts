@@ -13,6 +13,11 @@
  * page whose hash changed was dirtied. This counts each page once however often it was written
  * (the same as soft-dirty) and misses a page rewritten with identical bytes (which pre-copy would
  * not need to resend anyway). Cost: reading M twice; scanning stops at `maxScanBytes`.
+ *
+ * An executor that moves only the state directory (tcp-repair: the SDK's pages, not the runtime's
+ * heap) needs R of those files, not of the process: `stateDirDirtyRate` compares the files' pages
+ * at the start and end of the window. It is also far cheaper: a Node service's heap is tens of MB
+ * that the memory method reads twice, seconds of CPU that starved the service's own traffic.
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, readdir, lstat } from 'node:fs/promises';
@@ -123,4 +128,48 @@ export async function dirtyPageRate(pid: number, windowMs: number, maxScanBytes 
     if (b === undefined || !b.equals(h)) dirty++;
   }
   return (dirty * 1000) / elapsed;
+}
+
+/** Regular files under `dir` (recursively), path -> content. */
+async function readStateFiles(dir: string): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) out.set(p, await readFile(p));
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/** Pages `a` and `b` (zero-padded past their ends) that differ. Pure. */
+export function changedPages(a: Buffer, b: Buffer): number {
+  const pages = Math.ceil(Math.max(a.length, b.length) / PAGE_SIZE);
+  const zero = Buffer.alloc(PAGE_SIZE);
+  const page = (buf: Buffer, i: number) => {
+    const p = buf.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+    return p.length === PAGE_SIZE ? p : Buffer.concat([p, zero.subarray(p.length)]);
+  };
+  let n = 0;
+  for (let i = 0; i < pages; i++) if (!page(a, i).equals(page(b, i))) n++;
+  return n;
+}
+
+/** Pages of the files under `dir` dirtied per second over `windowMs` (content compare). */
+export async function stateDirDirtyRate(dir: string, windowMs: number): Promise<number> {
+  const t0 = performance.now();
+  let before: Map<string, Buffer>;
+  try {
+    before = await readStateFiles(dir);
+  } catch (e) {
+    throw new AgentCommandError('AGENT_PROFILE_FAILED', `cannot read state dir ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  await new Promise((r) => setTimeout(r, windowMs));
+  const t1 = performance.now();
+  const after = await readStateFiles(dir);
+  let dirty = 0;
+  for (const [path, content] of after) dirty += changedPages(before.get(path) ?? Buffer.alloc(0), content);
+  return (dirty * 1000) / (t1 - t0);
 }

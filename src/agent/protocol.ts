@@ -163,6 +163,11 @@ export interface ProfileArgs {
   stateDir?: string;
   /** Dirty-page window (default 1000 ms; 0 skips the dirty-rate measurement). */
   windowMs?: number;
+  /**
+   * Whose pages R counts: the process' memory (default; CRIU, Podman, hooks move it) or the files
+   * of `stateDir` (tcp-repair moves only those).
+   */
+  dirtySource?: 'memory' | 'state-dir';
   /** Measure bandwidth L to this peer agent (it must expect `migrationId` with `token`). */
   peer?: StreamEndpoint & { token: string };
   probeBytes?: number;
@@ -177,7 +182,7 @@ export interface ProfileResult {
   dirtyPagesPerSecond?: number;
   pageSize: number;
   /** How R was measured: page content hashes compared across the window (see profile.ts). */
-  dirtyMethod?: 'page-hash';
+  dirtyMethod?: 'page-hash' | 'state-compare';
   /** L: measured by a timed transfer to the peer, bits/s. */
   bandwidthBitsPerSecond?: number;
   windowMs: number;

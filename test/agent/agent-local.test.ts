@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -106,5 +106,31 @@ t.test('agent host commands', async (t) => {
     const still = await c.request('profile', { migrationId: `${tag}-m2`, pid: idle.pid!, windowMs: 500 }, { deadlineMs: 20_000 });
     t.ok(still.dirtyPagesPerSecond! < 20, `an idle process: R = ${still.dirtyPagesPerSecond!.toFixed(1)} pages/s`);
     await t.rejects(c.request('profile', { migrationId: `${tag}-m2`, pid: 999_999_999, windowMs: 10 }), AgentRemoteError, 'a missing pid is a remote failure');
+  });
+
+  await t.test('profile: R of a state dir (what tcp-repair moves), by content compare', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), `coat-${tag}-state-`));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'state.bin'), Buffer.alloc(2048 * 4096));
+    // 20 distinct pages rewritten every 50 ms: about 400 pages/s
+    let k = 0;
+    const fh = await open(join(dir, 'state.bin'), 'r+');
+    const timer = setInterval(() => {
+      for (let i = 0; i < 20; i++) void fh.write(Buffer.from([(k & 0xff) + 1]), 0, 1, ((k * 20 + i) % 2048) * 4096);
+      k++;
+    }, 50);
+    t.teardown(async () => {
+      clearInterval(timer);
+      await fh.close();
+    });
+    const r = await c.request('profile', { migrationId: `${tag}-m3`, stateDir: dir, dirtySource: 'state-dir', windowMs: 1000 }, { deadlineMs: 20_000 });
+    t.equal(r.dirtyMethod, 'state-compare');
+    t.equal(r.stateDirBytes, 2048 * 4096);
+    t.ok(r.dirtyPagesPerSecond! > 200 && r.dirtyPagesPerSecond! < 500, `R = ${Math.round(r.dirtyPagesPerSecond!)} pages/s (about 400 written)`);
+    clearInterval(timer);
+    await new Promise((res) => setTimeout(res, 100));
+    const idle = await c.request('profile', { migrationId: `${tag}-m3`, stateDir: dir, dirtySource: 'state-dir', windowMs: 300 }, { deadlineMs: 20_000 });
+    t.equal(idle.dirtyPagesPerSecond, 0, 'nothing written: R = 0');
+    await t.rejects(c.request('profile', { migrationId: `${tag}-m3`, dirtySource: 'state-dir', windowMs: 10 }), { message: /needs stateDir/ }, 'state-dir without stateDir is refused');
   });
 });
