@@ -1,6 +1,7 @@
 /**
  * The orchestrator's PlannerPort on the real agents: the source agent profiles the service (M from
- * its state dir and private memory, R by page hashing over a short window), L is the slower of the
+ * its state dir and private memory, R over a short window: of the state files for tcp-repair, else
+ * of the process memory by page hashing), L is the slower of the
  * two hosts' underlay links as the topology gives them (a probe would cost a second of wall time
  * per migration and compete with the client's traffic), and PAM + MOSE (planner.ts) decide.
  *
@@ -69,6 +70,9 @@ export class LivePlannerPort implements PlannerPort {
         migrationId: m.migrationId,
         ...(m.service.pid !== undefined ? { pid: m.service.pid } : {}),
         ...(m.service.stateDir !== undefined ? { stateDir: m.service.stateDir } : {}),
+        // tcp-repair moves the state dir's pages, not the runtime's heap: R of those files (and
+        // reading a Node heap twice cost seconds of CPU next to the running service)
+        ...(m.executor === 'tcp-repair' && m.service.stateDir !== undefined ? { dirtySource: 'state-dir' as const } : {}),
         windowMs: this.opts.profileWindowMs ?? 300,
       },
       { deadlineMs: 10_000, signal },
