@@ -4,4 +4,3 @@ export { AgentRegistry, AgentClient, type AgentInfo, type RegistryEvents, type R
 export * from './errors.js';
 export * from './protocol.js';
 export { signCommand, CommandVerifier, MAX_SKEW_MS } from './auth.js';
-export { NatsAgentPort, type AgentPortOptions } from './agent-port.js';

@@ -241,7 +241,7 @@ class MigrationRun {
           'precopy',
           async (signal) => {
             const d = await this.agents.preDump(m.source, m, round, signal);
-            const s = await this.agents.streamImage(m.source, m.destination, m, `pre-${round}`, signal);
+            const s = await this.agents.streamImage(m.source, m.destination, m, `pre-${round}`, signal, this.planRate());
             return { ...d, streamedBytes: s.bytes };
           },
           (d) => ({ bytes: d.bytes, pages: d.pages, dirtyPages: d.dirtyPages, streamedBytes: d.streamedBytes, frozenMs: d.frozenMs }),
@@ -261,7 +261,7 @@ class MigrationRun {
     });
 
     await this.dumpStep();
-    await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal), (s) => ({ bytes: s.bytes }));
+    await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal, this.planRate()), (s) => ({ bytes: s.bytes }));
     await this.step('restore', (signal) => this.agents.restore(m.destination, m, signal), (r) => ({ sockets: r.sockets, ...r.timings }));
     await this.switchStep();
     // Point of no return: from here the destination may acknowledge client bytes.
@@ -293,6 +293,12 @@ class MigrationRun {
     );
   }
 
+  /** The plan's bandwidth L in bits/s, enforced on every image stream (undefined: no limit). */
+  private planRate(): number | undefined {
+    const mbit = this.plan?.bandwidthMbit;
+    return mbit !== undefined && mbit > 0 ? mbit * 1e6 : undefined;
+  }
+
   /**
    * COAT's published procedure (background.md §1) with the same parts, for comparison: freeze
    * first, then build the destination (namespace, flows) inside the downtime, switch, ARP
@@ -305,7 +311,7 @@ class MigrationRun {
     this.plan = { ...planned, strategy: 'cold', iterations: 0 };
     await this.step('prepare', (signal) => this.agents.prepare(m.source, m, 'source', signal));
     await this.dumpStep();
-    await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal), (s) => ({ bytes: s.bytes }));
+    await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal, this.planRate()), (s) => ({ bytes: s.bytes }));
     await this.step(
       'restore',
       async (signal) => {

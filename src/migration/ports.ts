@@ -90,8 +90,12 @@ export interface AgentPort {
   release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
   /** Idempotent: at the source thaw untouched, at the destination remove what restore made. */
   abort(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void>;
-  /** Stream the image directory `stepName` from `from`'s agent straight to `to`'s agent. */
-  streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal): Promise<StreamResult>;
+  /**
+   * Stream the image directory `stepName` from `from`'s agent straight to `to`'s agent, at most at
+   * `rateBitsPerSecond` when given: the plan's bandwidth L (MOSE treats L as a resource the plan
+   * chooses; min-resources picks the smallest L that meets the downtime target).
+   */
+  streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal, rateBitsPerSecond?: number): Promise<StreamResult>;
   /** New-MAC mode: flush the stale neighbour entry for the service's IP on the client host. */
   flushNeighbour(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
 }

@@ -1,7 +1,8 @@
 /**
- * The orchestrator's AgentPort over NATS (NatsAgentPort): the whole agent side of one migration's
+ * The orchestrator's AgentPort over NATS (LiveAgentPort): the whole agent side of one migration's
  * timeline, in the orchestrator's order, against two real in-process agents, a real nats-server and
- * the test file executor; then abandoning a step through the AbortSignal.
+ * the test file executor; the plan's rate on the stream; then abandoning a step through the
+ * AbortSignal.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile, access } from 'node:fs/promises';
@@ -10,11 +11,11 @@ import { join } from 'node:path';
 import t from 'tap';
 import { newTag } from '../../lab/tag.js';
 import { Agent } from '../../src/agent/agent.js';
-import { NatsAgentPort } from '../../src/agent/agent-port.js';
 import { AgentRegistry } from '../../src/agent/client.js';
 import { AgentAbortedError } from '../../src/agent/errors.js';
 import { exec } from '../../src/exec.js';
 import { logger } from '../../src/log.js';
+import { LiveAgentPort, type ServicePlacement } from '../../src/migration/live/agent-port.js';
 import type { MigrationRef } from '../../src/migration/ports.js';
 import { digestImageDir } from '../../src/transfer/image-dir.js';
 import { startNats } from '../fixtures/nats.js';
@@ -24,7 +25,7 @@ process.env.COAT_LOG_LEVEL ??= 'silent';
 const tag = newTag();
 const secret = Buffer.from(randomBytes(32).toString('hex'));
 
-t.test('NatsAgentPort drives a migration\'s agent steps', async (t) => {
+t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   const nats = await startNats(t, { tag });
   const work = await mkdtemp(join(tmpdir(), `coat-${tag}-port-`));
   t.teardown(() => rm(work, { recursive: true, force: true }));
@@ -57,25 +58,34 @@ t.test('NatsAgentPort drives a migration\'s agent steps', async (t) => {
     executor: 'hooks',
   };
   // The destination's executor writes to its own state dir: same service, other host.
-  const port = new NatsAgentPort(reg, { clientNetnsOf: () => clientNs });
-  const dst: MigrationRef = { ...m, service: { ...m.service, stateDir: stateDst } };
+  const placementOf = (host: string): ServicePlacement => ({
+    netns: svcNs,
+    hostIf: `${tag}-sv`,
+    prefixLength: 24,
+    ...(host === hosts.dst ? { stateDir: stateDst } : {}),
+    ...(host === hosts.cli ? { clientNetns: clientNs } : {}),
+  });
+  const port = new LiveAgentPort({ registry: reg, placementOf });
   const signal = new AbortController().signal;
 
   await port.prepareNamespace(m.destination, m, signal);
   const [link] = JSON.parse((await exec('ip', ['-n', svcNs, '-j', 'link', 'show', 'dev', 'eth0'])).stdout) as { address: string }[];
   t.equal(link!.address, m.service.mac, 'destination namespace with the service MAC');
   await port.prepare(m.source, m, 'source', signal);
-  await port.prepare(m.destination, dst, 'destination', signal);
+  await port.prepare(m.destination, m, 'destination', signal);
   const pre = await port.preDump(m.source, m, 1, signal);
   t.equal(pre.bytes, 3 * 1024 * 1024);
-  port.setStreamRate(m.migrationId, 400e6);
-  const s1 = await port.streamImage(m.source, m.destination, m, 'pre-1', signal);
+  // the plan's L: 3 MiB at 100 Mbit/s takes about 250 ms (the agent's token bucket)
+  const ts = performance.now();
+  const s1 = await port.streamImage(m.source, m.destination, m, 'pre-1', signal, 100e6);
+  const streamMs = performance.now() - ts;
   t.equal(s1.bytes, 3 * 1024 * 1024);
+  t.ok(streamMs >= 200, `the stream kept to the plan's rate: ${streamMs.toFixed(0)} ms for 3 MiB at 100 Mbit/s`);
   const dump = await port.dump(m.source, m, signal);
   t.ok(dump.bytes > 3 * 1024 * 1024);
   const s2 = await port.streamImage(m.source, m.destination, m, 'dump', signal);
   t.equal(s2.sha256, (await digestImageDir(join(work, hosts.dst, 'images', m.migrationId, 'dump'))).sha256, 'the stream result carries the image sha256 that landed');
-  await port.restore(m.destination, dst, signal);
+  await port.restore(m.destination, m, signal);
   const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
   t.equal(await sha(join(stateDst, 'db')), await sha(join(stateSrc, 'db')), 'restored state equals the source state');
   await exec('ip', ['-n', clientNs, 'link', 'set', 'lo', 'up']);
@@ -85,7 +95,7 @@ t.test('NatsAgentPort drives a migration\'s agent steps', async (t) => {
   t.match((await exec('ip', ['-n', clientNs, 'neigh', 'show', 'to', '10.11.0.10'])).stdout, '02:00:00:11:00:99', 'the client host has the old entry');
   await port.flushNeighbour(m.clientHost!, m, signal);
   t.equal((await exec('ip', ['-n', clientNs, 'neigh', 'show', 'to', '10.11.0.10'])).stdout.trim(), '', 'the client host forgot the old neighbour entry');
-  await port.resume(m.destination, dst, signal);
+  await port.resume(m.destination, m, signal);
   await port.release(m.source, m, signal);
   await access(join(stateDst, 'resumed.marker'));
   await access(join(stateSrc, 'released.marker'));
@@ -98,7 +108,7 @@ t.test('NatsAgentPort drives a migration\'s agent steps', async (t) => {
   t.same((await reg.agent(hosts.dst).status()).holds, []);
 
   await t.test('the orchestrator\'s signal abandons a step', async (t) => {
-    const slow = new NatsAgentPort(reg, { executorOptions: () => ({ delayMs: { prepare: 5000 } }) });
+    const slow = new LiveAgentPort({ registry: reg, placementOf, executorOptions: { delayMs: { prepare: 5000 } } });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 200);
     const t0 = performance.now();

@@ -15,6 +15,8 @@ export type Behaviour = 'throw' | 'hang';
 export class FakeOverlay {
   /** Every port call, in order: "flows.installHold", "agents.dump@edge-a", ... */
   calls: string[] = [];
+  /** The rate limit each streamImage call was given. */
+  streamRates: (number | undefined)[] = [];
   failOn = new Map<string, Behaviour>();
   pointsAt: Side = 'source';
   staged = false;
@@ -134,7 +136,7 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
           o.running.destination = false;
         }
       }),
-    streamImage: (from, to, _m, step, s) => o.call(`agents.streamImage:${step}@${from}->${to}`, s, (): StreamResult => ({ bytes: 1000 })),
+    streamImage: (from, to, _m, step, s, rate) => o.call(`agents.streamImage:${step}@${from}->${to}`, s, (): StreamResult => (o.streamRates.push(rate), { bytes: 1000 })),
     flushNeighbour: (h, _m, s) => o.call(`agents.flushNeighbour@${h}`, s, () => undefined),
   };
 }

@@ -10,7 +10,7 @@ import { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef }
 
 const silent = pino({ level: 'silent' });
 const cold: MigrationPlan = { strategy: 'cold', iterations: 0, predicted: { downtimeMs: 50, totalMs: 80 } };
-const precopy3: MigrationPlan = { strategy: 'precopy', iterations: 3, predicted: { downtimeMs: 10, totalMs: 300 } };
+const precopy3: MigrationPlan = { strategy: 'precopy', iterations: 3, bandwidthMbit: 80, predicted: { downtimeMs: 10, totalMs: 300 } };
 
 function dataDir(t: Test): string {
   const d = mkdtempSync(join(tmpdir(), 'coat-orch-'));
@@ -98,6 +98,7 @@ t.test('pre-copy: planned rounds stream pre-N images; the stop rule ends early',
     'agents.streamImage:pre-3@edge-a->edge-b',
     'agents.streamImage:dump@edge-a->edge-b',
   ]);
+  t.same(a.o.streamRates, [80e6, 80e6, 80e6, 80e6], "every image stream is limited to the plan's bandwidth L");
   t.same(outA.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2, 3]);
   const b = setup(t, 'm-pre-stop', precopy3, { precopyStopPages: 64, dirty: [500, 40, 10] });
   const outB = await b.orch.migrate({ ref: b.o.ref, objective: 'min-downtime' });

@@ -22,8 +22,9 @@ export interface ServicePlacement {
   netns: string;
   /** Host end of its veth (its port on the integration bridge). */
   hostIf: string;
-  /** Integration bridge and the OVSDB the agent adds the port with (`ovs-vsctl --db`). */
-  bridge: string;
+  /** Integration bridge and the OVSDB the agent adds the port with (`ovs-vsctl --db`); none: the
+   * host end stays unattached (a caller that wires it itself). */
+  bridge?: string;
   ovsDb?: string;
   /** Prefix length of the overlay subnet ("/24"), and the overlay MTU. */
   prefixLength: number;
@@ -54,7 +55,7 @@ export interface LiveAgentPortOptions {
    * Pace of pre-copy image streams, bits/s (default: unpaced). Pre-copy runs while the service
    * serves its clients over the same underlay link: an image sent at the link's full rate fills
    * its queue and the service's own segments are dropped (seen in the lab as retransmissions of
-   * lost segments during pre-copy). The final image (`dump`) is sent unpaced: the service is
+   * lost segments during pre-copy). The final image (`dump`) gets only the plan's L: the service is
    * frozen then, nothing competes with it.
    */
   precopyRateBitsPerSecond?: (from: string, to: string) => number | undefined;
@@ -154,7 +155,7 @@ export class LiveAgentPort implements AgentPort {
         hostIf: p.hostIf,
         nsIf: 'eth0',
         ...(p.mtu !== undefined ? { mtu: p.mtu } : {}),
-        bridge: p.bridge,
+        ...(p.bridge !== undefined ? { bridge: p.bridge } : {}),
         ...(p.ovsDb !== undefined ? { ovsDb: p.ovsDb } : {}),
       },
       this.req(signal),
@@ -183,7 +184,7 @@ export class LiveAgentPort implements AgentPort {
     const p = host === m.source ? { ...this.placement(host, m), netns: m.service.netns } : this.placement(host, m);
     await this.undo(host, signal, () => this.opts.registry.agent(host).request(
       'netns.clear',
-      { migrationId: m.migrationId, netns: p.netns, hostIf: p.hostIf, bridge: p.bridge, ...(p.ovsDb !== undefined ? { ovsDb: p.ovsDb } : {}) },
+      { migrationId: m.migrationId, netns: p.netns, hostIf: p.hostIf, ...(p.bridge !== undefined ? { bridge: p.bridge } : {}), ...(p.ovsDb !== undefined ? { ovsDb: p.ovsDb } : {}) },
       this.req(signal),
     ));
   }
@@ -223,13 +224,27 @@ export class LiveAgentPort implements AgentPort {
     await this.undo(host, signal, () => this.step(host, m, role, 'abort', signal));
   }
 
-  async streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal): Promise<StreamResult> {
+  async streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal, planRateBitsPerSecond?: number): Promise<StreamResult> {
     // A fresh token per stream: the receiving agent accepts exactly this migration's image.
     const token = randomBytes(16).toString('hex');
     const { stream } = await this.opts.registry.agent(to).request('stream.expect', { migrationId: m.migrationId, token, ttlMs: this.opts.deadlineMs ?? 30_000 }, this.req(signal));
-    const rate = stepName.startsWith('pre-') ? this.opts.precopyRateBitsPerSecond?.(from, to) : undefined;
+    // The plan's L always; pre-copy rounds also leave room for the service's own traffic.
+    const pacing = stepName.startsWith('pre-') ? this.opts.precopyRateBitsPerSecond?.(from, to) : undefined;
+    const limits = [planRateBitsPerSecond, pacing].filter((r): r is number => r !== undefined && r > 0);
+    const rate = limits.length ? Math.min(...limits) : undefined;
     const r = await this.opts.registry.agent(from).request('stream.send', { migrationId: m.migrationId, token, peer: stream, stepName, ...(rate ? { rateBitsPerSecond: rate } : {}) }, this.req(signal));
     return { bytes: r.bytes, ...(r.imageSha256 ? { sha256: r.imageSha256 } : {}) };
+  }
+
+  /**
+   * After a migration ended (done or rolled back) and its report was written: both agents drop
+   * their hold on it (journal entry, images). Not an AgentPort step: the caller decides when the
+   * images are no longer wanted (e.g. after `coat verify`).
+   */
+  async forget(m: MigrationRef, removeImages = true, signal?: AbortSignal): Promise<void> {
+    for (const host of [m.source, m.destination]) {
+      await this.opts.registry.agent(host).request('forget', { migrationId: m.migrationId, removeImage: removeImages }, { deadlineMs: this.opts.deadlineMs ?? 30_000, ...(signal ? { signal } : {}) });
+    }
   }
 
   async flushNeighbour(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
