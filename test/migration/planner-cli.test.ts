@@ -95,7 +95,8 @@ t.test('live: the source agent profiles the running service in a real lab; L fro
   t.equal(j.inputs.from, 'edge-a');
   t.equal(j.inputs.pid, server.pid, 'the profiled process is the service in its namespace');
   t.ok(j.inputs.stateBytes >= 4e6 && j.inputs.stateBytes < 4.5e6, `M profiled: ${j.inputs.stateBytes} B (tcp-repair moves the 4 MB state dir, not the runtime's heap)`);
-  t.ok(j.inputs.dirtyPagesPerS > 0, `R profiled: ${j.inputs.dirtyPagesPerS} pages/s`);
+  // tcp-repair: R of the state dir's files, where the workload dirties 200 pages/s (loose: a 300 ms window on a loaded machine)
+  t.ok(j.inputs.dirtyPagesPerS > 50 && j.inputs.dirtyPagesPerS < 400, `R profiled: ${j.inputs.dirtyPagesPerS} pages/s (the workload dirties 200)`);
   t.equal(j.inputs.maxBandwidthMbit, 100, 'L = the slower underlay link: edge-a 100 Mbit/s, edge-b 500');
   t.ok(['cold', 'precopy'].includes(j.strategy) && j.predicted.downtimeMs > 0);
 

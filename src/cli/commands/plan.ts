@@ -141,7 +141,7 @@ export const command: Command = {
       const linkMbit = values['bandwidth-mbit'] === undefined ? undefined : parseNumber(str(values['bandwidth-mbit']), '--bandwidth-mbit', { positive: true });
       const { constants, calibrated } = await plannerConstants(executor, calibrationPath);
       if (!calibrated) io.stderr.write(`coat plan: no calibration for executor '${executor}' in ${calibrationPath}: using default constants (background.md §5)\n`);
-      const found = await profileInLab(lab, str(values.service)!, str(values.to)!, str(values.from));
+      const found = await profileInLab(lab, str(values.service)!, str(values.to)!, str(values.from), executor as ExecutorName);
       found.profile.stateBytes = movedStateBytes(executor as ExecutorName, found.profile);
       const maxBandwidthMbit = Math.min(linkMbit ?? found.linkMbit ?? Infinity, capMbit);
       if (!Number.isFinite(maxBandwidthMbit)) throw new PlanUnavailableError(`the topology gives no rate for the underlay link ${found.source} - ${str(values.to)}: pass --bandwidth-mbit`);
@@ -232,7 +232,7 @@ async function relayInNetns(netns: string, argv: string[], io: CliIO): Promise<n
  * its topology host, else by --from), connects to the lab's agents and has the source agent
  * profile it.
  */
-async function profileInLab(lab: LabState, service: string, to: string, from: string | undefined) {
+async function profileInLab(lab: LabState, service: string, to: string, from: string | undefined, executor: ExecutorName) {
   const ep = lab.endpoints.find((e) => e.name === service);
   if (!ep) throw new UsageError(`--service: no endpoint '${service}' in lab ${lab.tag} (endpoints: ${lab.endpoints.map((e) => e.name).join(', ')})`);
   const source = from ?? ep.host;
@@ -251,7 +251,7 @@ async function profileInLab(lab: LabState, service: string, to: string, from: st
   const registry = await AgentRegistry.connect({ nats: { servers: lab.nats.url, token }, secret: Buffer.from(secret, 'utf8'), name: 'coat-plan', events: false });
   try {
     await registry.waitFor(source, 10_000);
-    const profile = await profileService(registry, source, { pid: proc.pid, ...(stateDirArg ? { stateDir: stateDirArg } : {}) });
+    const profile = await profileService(registry, source, { pid: proc.pid, executor, ...(stateDirArg ? { stateDir: stateDirArg } : {}) });
     const rate = (h: string) => lab.topology.hosts.find((x) => x.name === h)?.underlay.mbit;
     const rates = [rate(source), rate(to)].filter((v): v is number => v !== undefined);
     return { source, pid: proc.pid, profile, linkMbit: rates.length > 0 ? Math.min(...rates) : undefined };

@@ -145,12 +145,15 @@ export async function processesInNetns(netnsPath: string): Promise<NetnsProcess[
 
 /**
  * MOSE's profiling for a plan outside a migration (`coat plan --service --to`): the source agent
- * measures M (the process' private memory + its state dir) and R (page hashes over `windowMs`).
+ * measures M (the process' private memory + its state dir) and R over `windowMs` (of the state
+ * dir's files for tcp-repair, else page hashes of the process memory).
  */
-export async function profileService(registry: AgentRegistry, source: string, target: { pid: number; stateDir?: string }, windowMs = 300, signal?: AbortSignal): Promise<ServiceProfile> {
+export async function profileService(registry: AgentRegistry, source: string, target: { pid: number; stateDir?: string; executor: ExecutorName }, windowMs = 300, signal?: AbortSignal): Promise<ServiceProfile> {
+  // As the orchestrator's planner does: tcp-repair moves the state dir, so R is of its files.
+  const stateDirR = target.executor === 'tcp-repair' && target.stateDir !== undefined;
   const p = await registry.agent(source).request(
     'profile',
-    { migrationId: `plan-${randomBytes(6).toString('hex')}`, pid: target.pid, ...(target.stateDir !== undefined ? { stateDir: target.stateDir } : {}), windowMs },
+    { migrationId: `plan-${randomBytes(6).toString('hex')}`, pid: target.pid, ...(target.stateDir !== undefined ? { stateDir: target.stateDir } : {}), ...(stateDirR ? { dirtySource: 'state-dir' as const } : {}), windowMs },
     { deadlineMs: 10_000 + windowMs, ...(signal ? { signal } : {}) },
   );
   return {
