@@ -54,10 +54,14 @@ export interface LiveFlowPortOptions {
   /** The controller's ARP responder: in new-MAC mode it answers with the new MAC from the announce on. */
   arp?: { set(ip: string, mac: string): void };
   /**
-   * COAT's published procedure (the `coat-baseline` strategy): flow-mods one by one confirmed by a
-   * barrier, deletes before adds, no bundle. Default false (one atomic bundle per bridge).
+   * COAT's published procedure (the orchestrator's `coat-baseline` mode): flow-mods one by one
+   * confirmed by a barrier, deletes before adds, no bundle; and the switch to the destination is
+   * the migration's last flow change (that mode has no hold to remove after it), so it goes
+   * straight to the overlay's own flows for the moved service and records the service's new host
+   * (a rollback to the source records the old one again). Default false: one atomic bundle per
+   * bridge, and the cleanup with the hold's removal.
    */
-  deleteThenAdd?: boolean;
+  coatBaseline?: boolean;
   /**
    * How long an operation that must complete (every undo, and everything from the point of no
    * return on) waits for a disconnected bridge to connect again (default 20 s; OVS retries with a
@@ -80,22 +84,26 @@ interface Tracked {
 }
 
 export class LiveFlowPort implements FlowPort {
-  private topology: Topology;
+  /**
+   * Where the endpoints run now, in a holder object: wrappers made with Object.create (the lab's
+   * fault injection) then share the one placement instead of shadowing it with their own field.
+   */
+  private readonly placement: { topology: Topology };
   private readonly tracked = new Map<string, Tracked>();
   private readonly log: Logger;
 
   constructor(private readonly opts: LiveFlowPortOptions) {
-    this.topology = opts.topology;
+    this.placement = { topology: opts.topology };
     this.log = opts.log ?? rootLogger('migration-flows');
   }
 
   /** The topology after the migrations this port finished. */
   get currentTopology(): Topology {
-    return this.topology;
+    return this.placement.topology;
   }
 
   private layout(host: string): HostLayout {
-    return hostLayout(this.topology, this.opts.prefix, host);
+    return hostLayout(this.placement.topology, this.opts.prefix, host);
   }
 
   private sw(host: string): SwitchConnection {
@@ -140,7 +148,7 @@ export class LiveFlowPort implements FlowPort {
     const have = this.tracked.get(m.migrationId);
     if (have) return have;
     const ports: Record<string, HostPorts> = {};
-    for (const h of this.topology.hosts) {
+    for (const h of this.placement.topology.hosts) {
       const p = this.opts.hostPorts(h.name);
       if (!p) throw new LiveMigrationError('LIVE_NO_PORT', `no port numbers known for host ${h.name} (has its bridge connected?)`, { host: h.name });
       ports[h.name] = { ...p, endpointPorts: { ...p.endpointPorts } };
@@ -150,7 +158,7 @@ export class LiveFlowPort implements FlowPort {
       // The source port exists; the destination port exists once prepareNamespace ran.
       ports[host]!.endpointPorts[svc] = await this.servicePort(host, svc);
     }
-    const input: MigrationFlowInput = { topology: this.topology, service: svc, source: m.source, destination: m.destination, ports, ...(m.newMac !== undefined ? { newMac: m.newMac } : {}) };
+    const input: MigrationFlowInput = { topology: this.placement.topology, service: svc, source: m.source, destination: m.destination, ports, ...(m.newMac !== undefined ? { newMac: m.newMac } : {}) };
     const current = migrationFlowMods(input, BEFORE);
     const t: Tracked = { input, state: BEFORE, current, chain: Promise.resolve() };
     this.tracked.set(m.migrationId, t);
@@ -166,10 +174,10 @@ export class LiveFlowPort implements FlowPort {
     const run = async (): Promise<SwitchResult> => {
       const next: MigrationFlowState = { ...t.state, ...change };
       const target = migrationFlowMods(t.input, next);
-      const jobs = this.topology.hosts
+      const jobs = this.placement.topology.hosts
         .map((h) => {
           const mods = transitionFlowMods(t.current[h.name]!, target[h.name]!);
-          return { host: h.name, mods: this.opts.deleteThenAdd ? [...mods.filter((x) => x.command !== OFPFC.add), ...mods.filter((x) => x.command === OFPFC.add)] : mods };
+          return { host: h.name, mods: this.opts.coatBaseline ? [...mods.filter((x) => x.command !== OFPFC.add), ...mods.filter((x) => x.command === OFPFC.add)] : mods };
         })
         .filter((j) => j.mods.length > 0);
       if (signal.aborted) throw signal.reason;
@@ -179,7 +187,7 @@ export class LiveFlowPort implements FlowPort {
       const results = await Promise.allSettled(
         jobs.map(async (j) => {
           const sw = await this.bridge(j.host, wait, signal);
-          if (this.opts.deleteThenAdd) for (const fm of j.mods) await sw.sendConfirmed([fm], { timeoutMs: this.opts.timeoutMs ?? 5000 });
+          if (this.opts.coatBaseline) for (const fm of j.mods) await sw.sendConfirmed([fm], { timeoutMs: this.opts.timeoutMs ?? 5000 });
           else {
             await sw.bundle(j.mods, { fallback: 'plain' });
             await sw.barrier({ timeoutMs: this.opts.timeoutMs ?? 5000 });
@@ -232,8 +240,7 @@ export class LiveFlowPort implements FlowPort {
     if (!t) return;
     if (t.state.live === 'destination') {
       await this.moveTo(t, m, AFTER, 'wait', signal);
-      this.topology = topologyWith(this.topology, m.service.name, m.destination, m.newMac);
-      this.opts.onTopologyChange?.(this.topology);
+      this.moved(topologyWith(this.placement.topology, m.service.name, m.destination, m.newMac));
       // Kept (with the input it had): stragglers are replayed to the destination after this.
     } else {
       await this.moveTo(t, m, { hold: false }, 'wait', signal);
@@ -247,7 +254,21 @@ export class LiveFlowPort implements FlowPort {
       throw new LiveMigrationError('LIVE_NOT_STAGED', `migration ${m.migrationId}: switch to the destination before it was staged`, { migrationId: m.migrationId });
     }
     // Forward (inside the downtime) fails fast; back (rollback) must complete.
-    return this.moveTo(t, m, { live: side }, side === 'destination' ? 'fail-fast' : 'wait', signal);
+    if (!this.opts.coatBaseline) return this.moveTo(t, m, { live: side }, side === 'destination' ? 'fail-fast' : 'wait', signal);
+    if (side === 'destination') {
+      const r = await this.moveTo(t, m, AFTER, 'fail-fast', signal);
+      this.moved(topologyWith(t.input.topology, m.service.name, m.destination, m.newMac));
+      return r;
+    }
+    const r = await this.moveTo(t, m, BEFORE, 'wait', signal);
+    if (this.placement.topology !== t.input.topology) this.moved(t.input.topology);
+    return r;
+  }
+
+  /** The service's placement changed: the next migration starts from `topology`. */
+  private moved(topology: Topology): void {
+    this.placement.topology = topology;
+    this.opts.onTopologyChange?.(topology);
   }
 
   async packetOut(m: MigrationRef, frames: readonly Buffer[], toward: Side, signal: AbortSignal): Promise<number> {

@@ -219,8 +219,8 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
       commandOf: (host) => withStateDir(found.argv, stateDirOf(host)),
       ...(client ? { client: { host: client.host, netns: endpointNetns(tag, client.name) } } : {}),
       onTopologyChange: (t) => (finalTopo = t),
-      // COAT's procedure changes flows one flow-mod at a time, deletes first.
-      deleteThenAdd: req.mode === 'coat-baseline',
+      // COAT's procedure: flow-mods one at a time, deletes first, the switch the last flow change.
+      coatBaseline: req.mode === 'coat-baseline',
     });
     const ref: MigrationRef = {
       migrationId: req.migrationId,

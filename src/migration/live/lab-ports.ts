@@ -61,8 +61,8 @@ export interface LabPortsInput {
   commandOf: (host: string) => string[];
   /** The client's host and namespace (new-MAC mode flushes the neighbour entry there). */
   client?: { host: string; netns: string };
-  /** coat-baseline: flow-mods one at a time, deletes first (LiveFlowPort). */
-  deleteThenAdd?: boolean;
+  /** The orchestrator runs the `coat-baseline` mode (LiveFlowPort `coatBaseline`). */
+  coatBaseline?: boolean;
   /** A pinned plan (LivePlannerPort `force`). */
   force?: LivePlannerPortOptions['force'];
   onTopologyChange?: (t: Topology) => void;
@@ -78,7 +78,7 @@ export function labLivePorts(i: LabPortsInput): { flows: LiveFlowPort; agents: L
     prefix: tag,
     hostPorts: (h) => i.overlay.ports.get(h),
     servicePortName: () => endpointHostIf(tag, svcIndex),
-    ...(i.deleteThenAdd ? { deleteThenAdd: true } : {}),
+    ...(i.coatBaseline ? { coatBaseline: true } : {}),
     ...(i.onTopologyChange ? { onTopologyChange: i.onTopologyChange } : {}),
   });
   const placementOf = (host: string): ServicePlacement => {
