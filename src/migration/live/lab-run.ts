@@ -4,12 +4,44 @@
  * end-to-end tests and the migration bench; `coat migrate` runs lab-backend.ts the same way.
  */
 import { fileURLToPath } from 'node:url';
+import { CoatError } from '../../errors.js';
 import { readState } from '../../../lab/state.js';
 import type { MigrationEvent, MigrationOutcome } from '../orchestrator.js';
 import type { MigrateRequest } from '../../cli/commands/migrate.js';
 import { LiveMigrationError } from './errors.js';
 import type { ScenarioOptions, ScenarioResult } from './lab-scenario.js';
 import { startIn } from './processes.js';
+
+export type ScenarioStopCode =
+  /** The client's traffic did not flow again within 20 s after a migration. */
+  | 'LIVE_TRAFFIC_STALLED'
+  /** No workload server runs where the last migration left the service. */
+  | 'LIVE_SERVICE_GONE';
+
+/**
+ * A scenario that stopped before its last migration. It still ended as a finished run does
+ * (service paused, capture stopped, one report per migration that ran): `result` holds those
+ * reports, `afterMigration` says how many ran.
+ */
+export class ScenarioStoppedError extends CoatError {
+  constructor(
+    code: ScenarioStopCode,
+    message: string,
+    readonly afterMigration: number,
+    readonly result: ScenarioResult,
+  ) {
+    super(code, message);
+  }
+}
+
+/** What lab-ctl-main prints on stdout (exit 2) for a ScenarioStoppedError. */
+export interface StoppedOutput {
+  stopped: { code: ScenarioStopCode; message: string; afterMigration: number };
+  result: ScenarioResult;
+}
+
+/** Exit code of lab-ctl-main for a job that stopped with partial results (StoppedOutput on stdout). */
+export const EXIT_STOPPED = 2;
 
 /** argv running lab-ctl-main for `job` with this same Node (from source through tsx, or from dist/). */
 function entryArgv(job: string): string[] {
@@ -56,6 +88,11 @@ async function runInCtl<T>(stateDir: string, tag: string, job: 'scenario' | 'mig
   try {
     const code = await child.exited;
     pump();
+    if (code === EXIT_STOPPED) {
+      const out = child.stdout().trim();
+      const s = JSON.parse(out.slice(out.lastIndexOf('\n') + 1)) as StoppedOutput;
+      throw new ScenarioStoppedError(s.stopped.code, s.stopped.message, s.stopped.afterMigration, s.result);
+    }
     if (code !== 0) throw new LiveMigrationError('LIVE_LAB', `${job} exited ${code}: ${child.stderr().split('\n').filter((l) => !l.startsWith('@event') && !l.startsWith('{')).slice(-15).join('\n')}`);
     const out = child.stdout().trim();
     return JSON.parse(out.slice(out.lastIndexOf('\n') + 1)) as T;

@@ -44,6 +44,8 @@ import { LivePlannerPort, type ForcedPlan } from './planner-port.js';
 import { startIn, sleep, waitFor, type Child } from './processes.js';
 import { journalPath, readJournal, summarizeJournal } from '../journal.js';
 import { buildReport, recordFromJournal, type VerificationReport, type WorkloadClientStats } from '../report.js';
+import type { RetransmissionEvent } from '../../capture/tcp-analysis.js';
+import { ScenarioStoppedError, type ScenarioStopCode } from './lab-run.js';
 
 export const FAULTS = ['kill-destination-agent', 'disconnect-switch', 'corrupt-image', 'restore-fails', 'deadline'] as const;
 export type FaultName = (typeof FAULTS)[number];
@@ -63,8 +65,9 @@ export interface ScenarioOptions {
   newMac?: string;
   /**
    * `coat` (default): hold, staged flows, one bundle per bridge, replay, the planner's strategy.
-   * `coat-baseline`: COAT's published procedure with the same parts: a new MAC per move (GARP and
-   * a neighbour flush at the client), no hold, flows added at switch time one flow-mod at a time
+   * `coat-baseline`: the orchestrator's `coat-baseline` mode, COAT's published procedure with the
+   * same parts: a new MAC per move (GARP and a neighbour flush at the client), no hold, the
+   * destination built after the freeze, flows changed at switch time one flow-mod at a time
    * (delete, then add), cold (no pre-copy), every step after the previous one.
    */
   strategy?: 'coat' | 'coat-baseline';
@@ -116,6 +119,19 @@ export interface ScenarioResult {
    * `precopy` step also streams the round): for PAM's calibration (docs/planner.md).
    */
   preDumps: PreDumpRecord[];
+  /**
+   * Where each migration's retransmissions of lost segments fell: the orchestrator step running
+   * when the capture saw the retransmission (`after` past the last step, inside the report's
+   * window). Empty lists when nothing was lost. What tells a loss in coat's hold/switch/replay
+   * from one while the service ran normally beside a migration's CPU work.
+   */
+  losses: LossPlacement[];
+}
+
+export interface LossPlacement {
+  migrationId: string;
+  /** Each lost segment's retransmission: ms from the migration's start and the step it fell in. */
+  lost: { tMs: number; step: string }[];
 }
 
 export interface PreDumpRecord {
@@ -266,7 +282,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       stateDirOf,
       commandOf: (host) => [...coatArgv(), ...serverArgs(stateDirOf(host))],
       client: { host: cli.host, netns: endpointNetns(tag, cli.name) },
-      deleteThenAdd: baseline,
+      coatBaseline: baseline,
       ...(opts.plan ? { force: opts.plan } : {}),
     });
     const orchestratorOpts: OrchestratorOptions = {
@@ -290,10 +306,17 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     const count = opts.migrations ?? 1;
     let at = firstHost;
     let mac = svc.mac;
+    // Why the run stopped before its last migration: it still ends (capture, reports) and throws
+    // a ScenarioStoppedError carrying the reports of the migrations that ran.
+    let stopped: { code: ScenarioStopCode; message: string; afterMigration: number } | undefined;
     for (let i = 0; i < count; i++) {
       const to = at === firstHost ? other.name : firstHost;
       const pid = await servicePid(stateDirOf(at));
-      if (pid === undefined) throw new LiveMigrationError('LIVE_LAB', `no workload server with state dir ${stateDirOf(at)}`);
+      if (pid === undefined) {
+        if (i === 0) throw new LiveMigrationError('LIVE_LAB', `no workload server with state dir ${stateDirOf(at)}`);
+        stopped = { code: 'LIVE_SERVICE_GONE', message: `after migration ${i}: no workload server with state dir ${stateDirOf(at)} on ${at}`, afterMigration: i };
+        break;
+      }
       const ref: MigrationRef = {
         migrationId: `m-${tag}-${i + 1}`,
         service: { name: svc.name, netns: netnsOf(at), ip: svc.ip, mac, pid, stateDir: stateDirOf(at) },
@@ -311,10 +334,10 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         children.push(a);
         agentPids.set(host, a.pid);
       };
-      const ports = baseline ? baselinePorts(flows, agentPort) : fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, restartAgent, destination: to, destAgentDir: join(runDir, `agent-${to}`), destStateDir: stateDirOf(to), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
+      const ports = fault ? withFault(fault, { flows, agents: agentPort, controller, agentPids, restartAgent, destination: to, destAgentDir: join(runDir, `agent-${to}`), destStateDir: stateDirOf(to), ref, topo, tag, orchestratorOpts }) : { flows, agents: agentPort, extra: {} };
       progress(`migration ${i + 1}/${count}: ${svc.name} ${at} -> ${to}${fault ? ` (fault: ${fault})` : ''}`);
-      const orch = new Orchestrator({ flows: ports.flows, agents: ports.agents, planner: baseline ? coldPlanner(planner) : planner }, { ...orchestratorOpts, ...ports.extra });
-      const outcome = await orch.migrate({ ref, objective });
+      const orch = new Orchestrator({ flows: ports.flows, agents: ports.agents, planner }, { ...orchestratorOpts, ...ports.extra });
+      const outcome = await orch.migrate({ ref, objective, mode: baseline ? 'coat-baseline' : 'coat' });
       outcomes.push(outcome);
       progress(`migration ${i + 1}/${count}: ${outcome.state}${outcome.failedStep ? ` at ${outcome.failedStep}: ${outcome.error?.message}` : ''} in ${(outcome.endedAtMs - outcome.startedAtMs).toFixed(0)} ms`);
       // Past resume the service runs at the destination, even when a later step failed.
@@ -322,8 +345,14 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         at = to;
         if (ref.newMac) mac = ref.newMac;
       }
-      s0 = await flowing(s0.stream.bytesVerified, s0.ping.answered, 20_000);
+      try {
+        s0 = await flowing(s0.stream.bytesVerified, s0.ping.answered, 20_000);
+      } catch (e) {
+        stopped = { code: 'LIVE_TRAFFIC_STALLED', message: `after migration ${i + 1} (${outcome.state}): the client's traffic did not resume within 20 s: ${(e as Error).message}`, afterMigration: i + 1 };
+        break;
+      }
     }
+    if (stopped) progress(`stopped: ${stopped.message}`);
 
     // --- the end: pause the service so the client reads every byte it sent, then stop everything
     const finalPid = await servicePid(stateDirOf(at));
@@ -344,13 +373,23 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     cleanups.length = 0;
     await client.stop();
     const finalJson = client.stdout().trim();
-    const raw = JSON.parse(finalJson.slice(finalJson.lastIndexOf('\n{') + 1) || 'null') as WorkloadClientStats & {
+    type RawClientStats = WorkloadClientStats & {
       stream: { bytesReceived: number; bytesVerified: number; firstBadOffset: string | null; maxGapMs: number };
       ping: NonNullable<ClientFigures['ping']>;
       resets: number;
       closed: ClientFigures['closed'];
       maxGapMs: number;
     };
+    // A client that died (a stopped run) printed no final figures: its last stats file has the same shape.
+    const rawFinal = (() => {
+      try {
+        return JSON.parse(finalJson.slice(finalJson.lastIndexOf('\n{') + 1) || 'null') as RawClientStats | null;
+      } catch {
+        return null;
+      }
+    })();
+    const raw = rawFinal ?? ((await stats()) as RawClientStats | null);
+    if (!raw) throw new LiveMigrationError('LIVE_LAB', `the workload client left no statistics (exit: ${client.stderr().slice(-300)})`);
     if (finalPid !== undefined) {
       process.kill(finalPid, 'SIGCONT');
       process.kill(finalPid, 'SIGKILL');
@@ -392,6 +431,16 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         downtimeFrom: outcomes.length > 1 ? 'capture' : 'client',
       }),
     );
+    const losses: LossPlacement[] = reports.map((rep, i) => ({
+      migrationId: rep.migrationId,
+      lost: placeLosses(rep, analysis.retransmissionEvents, svc.ip, outcomes[i]!.endedAtMs + (outcomes[i + 1] ? Math.max(0, Math.min(1000, outcomes[i + 1]!.startedAtMs - outcomes[i]!.endedAtMs)) : 1000)),
+    }));
+    for (const l of losses) {
+      if (l.lost.length === 0) continue;
+      const byStep = new Map<string, number>();
+      for (const x of l.lost) byStep.set(x.step, (byStep.get(x.step) ?? 0) + 1);
+      progress(`${l.migrationId}: lost segments retransmitted during ${[...byStep].map(([st, n]) => `${st} ${n}`).join(', ')} (first at ${l.lost[0]!.tMs} ms)`);
+    }
     const svcStream = analysis.connections.flatMap((c) => c.directions).filter((d) => d.src === `${svc.ip}:${SERVICE_PORT}`);
     const svcConns = analysis.connections.filter((c) => c.directions.some((d) => d.src.startsWith(`${svc.ip}:`)));
     const svcEvents = analysis.retransmissionEvents.filter((e) => e.src.startsWith(`${svc.ip}:`) || e.dst.startsWith(`${svc.ip}:`));
@@ -421,7 +470,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         if (band === 2 || band === 4 || band === 5) leftovers.push(`${h.name}: flow priority ${f.priority} cookie 0x${f.cookie.toString(16)} (migration band)`);
       }
     }
-    return {
+    const result: ScenarioResult = {
       tag,
       reports,
       outcomes,
@@ -439,7 +488,10 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         kernelDropped,
       },
       preDumps,
+      losses,
     };
+    if (stopped) throw new ScenarioStoppedError(stopped.code, stopped.message, stopped.afterMigration, result);
+    return result;
   } finally {
     for (const c of cleanups) await c().catch(() => undefined);
     for (const c of children.reverse()) await c.stop(2000).catch(() => undefined);
@@ -461,24 +513,24 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
   }
 }
 
-/** COAT's procedure over the same ports: no hold, nothing staged ahead, the flows changed at switch. */
-function baselinePorts(flows: LiveFlowPort, agents: LiveAgentPort): { flows: FlowPort; agents: AgentPort; extra: Partial<OrchestratorOptions> } {
-  const f: FlowPort = Object.create(flows) as FlowPort;
-  f.stageDestination = async () => undefined;
-  f.installHold = async () => undefined;
-  f.onHeldPacket = () => () => undefined;
-  f.switchTo = async (m, side, signal) => {
-    if (side === 'destination') await flows.stageDestination(m, signal);
-    return flows.switchTo(m, side, signal);
-  };
-  return { flows: f, agents, extra: {} };
-}
-
-/** Sequential steps: cold, whatever the planner would choose. */
-function coldPlanner(p: LivePlannerPort): LivePlannerPort {
-  const c = Object.create(p) as LivePlannerPort;
-  c.plan = async (m, objective, signal) => ({ ...(await p.plan(m, objective, signal)), strategy: 'cold', iterations: 0, reason: 'coat-baseline: cold, sequential (COAT)' });
-  return c;
+/**
+ * The lost segments' retransmissions on the service's connections between the migration's start
+ * and `windowEndMs` (epoch), each placed in the step that ran then (the report's steps, ms from the
+ * start; the last step that began before it when steps overlap none).
+ */
+export function placeLosses(rep: VerificationReport, events: readonly RetransmissionEvent[], serviceIp: string, windowEndMs: number): LossPlacement['lost'] {
+  const lost: LossPlacement['lost'] = [];
+  for (const e of events) {
+    if (e.spurious || !(e.src.startsWith(`${serviceIp}:`) || e.dst.startsWith(`${serviceIp}:`))) continue;
+    const atMs = e.tsUs / 1000;
+    if (atMs < rep.startedAtMs || atMs > windowEndMs) continue;
+    const tMs = +(atMs - rep.startedAtMs).toFixed(1);
+    const during = rep.steps.filter((st) => st.startMs <= tMs);
+    const inside = during.find((st) => tMs <= st.endMs);
+    const step = inside?.name ?? (tMs > Math.max(0, ...rep.steps.map((st) => st.endMs)) ? 'after' : (during.at(-1)?.name ?? 'before'));
+    lost.push({ tMs, step });
+  }
+  return lost;
 }
 
 interface FaultContext {
