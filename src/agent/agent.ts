@@ -9,8 +9,8 @@
  * migration is written to its journal before and after each step, so after a crash or restart it
  * announces exactly that, and the controller can roll back.
  */
-import { readFileSync } from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdirSync, readdirSync, readFileSync, rmSync, type Dirent } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, credsAuthenticator, JSONCodec, type ConnectionOptions, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { CoatError } from '../errors.js';
@@ -18,7 +18,7 @@ import { createExecutor, EXECUTOR_NAMES, type Executor, type ExecutorContext, ty
 import { logger as rootChild, type Logger } from '../log.js';
 import { COMPRESSIONS } from '../transfer/frames.js';
 import { ImageReceiver } from '../transfer/receiver.js';
-import { probeBandwidth, sendImage } from '../transfer/sender.js';
+import { closeIdleStreams, probeBandwidth, sendImage } from '../transfer/sender.js';
 import { CommandVerifier, isCommandRequest } from './auth.js';
 import { AgentCommandError } from './errors.js';
 import { Journal } from './journal.js';
@@ -180,6 +180,7 @@ export class Agent {
       await nc.drain().catch(() => nc.close());
     }
     await this.receiver.close();
+    closeIdleStreams(); // kept image-stream connections (sender.ts); others reconnect if they need to
   }
 
   private announcement(): AgentAnnouncement {
@@ -351,8 +352,19 @@ export class Agent {
     return { migrationId, imageDir: this.imageDir(migrationId), imageSteps: [], steps: [], updatedAt: new Date().toISOString() };
   }
 
+  /**
+   * The image step directories held for a migration. Synchronous (one small directory): it runs
+   * after every step, inside the downtime for dump and restore, where a thread-pool hop waited
+   * behind other I/O.
+   */
   private async imageSteps(migrationId: string): Promise<string[]> {
-    return (await readdir(this.imageDir(migrationId), { withFileTypes: true }).catch(() => []))
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(this.imageDir(migrationId), { withFileTypes: true });
+    } catch {
+      entries = [];
+    }
+    return entries
       .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
       .map((e) => e.name)
       .sort();
@@ -385,10 +397,12 @@ export class Agent {
     // Image steps get a fresh directory each (executor.ts contract); the others work on the image.
     const stepName = a.step === 'preDump' ? `pre-${a.round}` : producesImage ? 'dump' : a.step;
     const stepDir = producesImage ? join(imageDir, stepName) : imageDir;
-    await mkdir(imageDir, { recursive: true });
+    // Synchronous: small directory operations right before the freeze (dump), where thread-pool
+    // hops would wait behind other I/O of the agent.
+    mkdirSync(imageDir, { recursive: true });
     if (producesImage) {
-      await rm(stepDir, { recursive: true, force: true });
-      await mkdir(stepDir);
+      rmSync(stepDir, { recursive: true, force: true });
+      mkdirSync(stepDir);
     }
     const startedAt = new Date();
     await this.journal.update(a.migrationId, () => this.newHold(a.migrationId), (h) => {

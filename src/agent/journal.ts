@@ -5,7 +5,8 @@
  * exactly what it holds and the controller can roll back (abort at the source, clear at the
  * destination) or forget it.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { renameSync, writeFileSync } from 'node:fs';
+import { mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MigrationHold } from './protocol.js';
 
@@ -16,7 +17,6 @@ interface JournalFile {
 
 export class Journal {
   private data: JournalFile = { version: 1, migrations: {} };
-  private writing: Promise<void> = Promise.resolve();
   readonly path: string;
 
   constructor(readonly dir: string) {
@@ -65,14 +65,22 @@ export class Journal {
     return true;
   }
 
-  /** Serialised writes: each write sees the latest state and lands whole. */
+  /**
+   * Writes the whole journal (temp file + rename, so it lands whole). Synchronous on purpose: the
+   * journal is a few KB and is written before and after every step, including the dump, restore
+   * and resume steps inside the service's downtime; two thread-pool round trips per write
+   * (writeFile, rename) cost more there than the write itself, and a busy pool (image streams)
+   * made them wait. Being synchronous also serialises the writes: each lands whole, latest last.
+   */
   private persist(): Promise<void> {
     const text = JSON.stringify(this.data, null, 1);
-    this.writing = this.writing.then(async () => {
-      const tmp = `${this.path}.tmp`;
-      await writeFile(tmp, text);
-      await rename(tmp, this.path);
-    });
-    return this.writing;
+    const tmp = `${this.path}.tmp`;
+    try {
+      writeFileSync(tmp, text);
+      renameSync(tmp, this.path);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return Promise.resolve();
   }
 }

@@ -71,6 +71,11 @@ export class FrameSocket {
     return this.queue.find((f): f is ErrorFrame => f.type === 'ERROR');
   }
 
+  /** True once the stream failed, ended or closed: no further frame can be read. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
   /** True once the peer ended its side. */
   get peerEnded(): boolean {
     return this.ended;

@@ -3,7 +3,8 @@
  * directory (what the sender sends in its trailer, and what tests compare at both ends).
  */
 import { createHash } from 'node:crypto';
-import { lstat, open, readdir } from 'node:fs/promises';
+import { lstatSync, readdirSync, type Dirent } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TransferError } from './errors.js';
 import { CHUNK_BYTES, type ImageFile } from './frames.js';
@@ -12,24 +13,30 @@ import { ImageDigest } from './image-digest.js';
 /**
  * Regular files under `dir`, recursively, sorted by path (byte order) so both ends agree on the
  * order. Symlinks, devices and sockets are refused: an image is plain files.
+ *
+ * Synchronous inside (readdir + lstat of a handful of entries): the final dump's image is listed
+ * inside the service's downtime, where one thread-pool hop per entry waited behind other I/O.
  */
 export async function listImage(dir: string): Promise<ImageFile[]> {
   const out: ImageFile[] = [];
-  async function walk(rel: string): Promise<void> {
+  function walk(rel: string): void {
     const abs = rel ? join(dir, rel) : dir;
-    const entries = await readdir(abs, { withFileTypes: true }).catch((e: Error) => {
-      throw new TransferError('TRANSFER_IO', `cannot list ${abs}: ${e.message}`, { cause: e });
-    });
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(abs, { withFileTypes: true });
+    } catch (e) {
+      throw new TransferError('TRANSFER_IO', `cannot list ${abs}: ${(e as Error).message}`, { cause: e });
+    }
     for (const e of entries) {
       const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) await walk(r);
+      if (e.isDirectory()) walk(r);
       else if (e.isFile()) {
-        const st = await lstat(join(dir, r));
+        const st = lstatSync(join(dir, r));
         out.push({ path: r, size: st.size, mode: st.mode & 0o7777 });
       } else throw new TransferError('TRANSFER_IO', `${join(dir, r)} is not a regular file or directory; images hold plain files only`);
     }
   }
-  await walk('');
+  walk('');
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 

@@ -9,6 +9,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -16,7 +17,7 @@ import type { Logger } from '../log.js';
 import { decompressChunk } from './compression.js';
 import { TransferError } from './errors.js';
 import { FrameSocket } from './frame-socket.js';
-import { CHUNK_BYTES, encodeFrame, type ChunkFrame, type HelloFrame, type TrailerFrame } from './frames.js';
+import { CHUNK_BYTES, encodeFrame, type ChunkFrame, type Frame, type HelloFrame, type TrailerFrame } from './frames.js';
 import { ImageDigest } from './image-digest.js';
 import { imageBytes } from './image-dir.js';
 
@@ -26,6 +27,8 @@ export interface ReceiverOptions {
   log: Logger;
   /** Max silence from a sender before the stream is failed (default 15 s). */
   idleTimeoutMs?: number;
+  /** How long a connection may wait for its next stream after a DONE (default 60 s). */
+  keepAliveMs?: number;
 }
 
 export interface ReceivedImage {
@@ -86,10 +89,12 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
   private readonly expected = new Map<string, Announcement>();
   private readonly sockets = new Set<Socket>();
   private readonly idle: number;
+  private readonly keepAlive: number;
 
   constructor(private readonly opts: ReceiverOptions) {
     super();
     this.idle = opts.idleTimeoutMs ?? 15_000;
+    this.keepAlive = opts.keepAliveMs ?? 60_000;
   }
 
   /** Starts listening; resolves with the bound address (port 0 = any free port). */
@@ -141,18 +146,47 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
     if (!timingSafeEqual(a.tokenHash, tokenHash(hello.token))) throw refuse('wrong token');
   }
 
+  /**
+   * One connection: one stream per HELLO. After a DONE the sender may send the next step's HELLO
+   * on the same connection (sender.ts keeps it), so the final dump needs no connect inside the
+   * downtime; a connection idle for `keepAliveMs` between streams, or ended by the sender, is
+   * closed quietly. A failed stream closes it.
+   */
   private async handle(socket: Socket): Promise<void> {
     this.sockets.add(socket);
     socket.setNoDelay(true);
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     const fs = new FrameSocket(socket, `stream from ${peer}`);
+    let bytesBefore = 0; // read on this connection by earlier streams
+    try {
+      for (let n = 0; ; n++) {
+        let first: Frame | undefined;
+        let readError: unknown;
+        try {
+          first = await fs.next(n === 0 ? this.idle : this.keepAlive);
+        } catch (e) {
+          if (n > 0) return; // between streams: the sender went away or stayed idle
+          readError = e;
+        }
+        if (!(await this.handleStream(fs, socket, peer, n, bytesBefore, first, readError))) return;
+        bytesBefore = fs.bytesIn;
+      }
+    } finally {
+      if (!socket.writableEnded) socket.end();
+      socket.once('close', () => this.sockets.delete(socket));
+      if (socket.destroyed) this.sockets.delete(socket);
+    }
+  }
+
+  /** One stream, from its first frame; true when it ended with DONE. */
+  private async handleStream(fs: FrameSocket, socket: Socket, peer: string, streamsBefore: number, bytesBefore: number, first: Frame | undefined, readError: unknown): Promise<boolean> {
     let hello: HelloFrame | undefined;
     let tmp: string | undefined;
     const handles: FileHandle[] = [];
     let log = this.opts.log.child({ peer });
     try {
-      const first = await fs.next(this.idle);
-      if (first.type !== 'HELLO') throw new TransferError('TRANSFER_BAD_FRAME', `first frame is ${first.type}, expected HELLO (stream offset 0)`, { offset: 0 });
+      if (!first) throw readError;
+      if (first.type !== 'HELLO') throw new TransferError('TRANSFER_BAD_FRAME', `first frame is ${first.type}, expected HELLO (${streamsBefore === 0 ? 'stream offset 0' : `stream ${streamsBefore + 1} on this connection`})`, { offset: 0 });
       hello = first;
       log = log.child({ migrationId: hello.migrationId, stepName: hello.stepName, kind: hello.kind });
       this.checkAnnounced(hello);
@@ -162,13 +196,19 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         const root = this.opts.imageRoot(hello.migrationId);
         finalDir = join(root, hello.stepName);
         tmp = join(root, `.incoming-${hello.stepName}-${randomBytes(4).toString('hex')}`);
-        await mkdir(tmp, { recursive: true });
-        for (const f of hello.files) await mkdir(dirname(join(tmp, f.path)), { recursive: true });
+        if (isSmall(hello)) {
+          mkdirSync(tmp, { recursive: true });
+          for (const f of hello.files) mkdirSync(dirname(join(tmp, f.path)), { recursive: true });
+        } else {
+          await mkdir(tmp, { recursive: true });
+          for (const f of hello.files) await mkdir(dirname(join(tmp, f.path)), { recursive: true });
+        }
       }
       await fs.write(encodeFrame({ type: 'ACCEPT' }));
       const start = performance.now();
       const result = await this.receiveBody(fs, hello, tmp, handles);
       if (tmp !== undefined && finalDir !== undefined) {
+        if (result.held) writeHeld(tmp, hello.files, result.held);
         await this.replaceDir(tmp, finalDir);
         tmp = undefined;
       }
@@ -179,7 +219,7 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         ...(finalDir !== undefined ? { dir: finalDir } : {}),
         files: hello.files.length,
         bytes: result.bytes,
-        wireBytes: fs.bytesIn,
+        wireBytes: fs.bytesIn - bytesBefore,
         imageSha256: result.imageSha256,
         elapsedMs: performance.now() - start,
         peer,
@@ -187,6 +227,7 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
       await fs.write(encodeFrame({ type: 'DONE', bytes: received.bytes, imageSha256: received.imageSha256, elapsedMs: received.elapsedMs }));
       log.info({ bytes: received.bytes, elapsedMs: Math.round(received.elapsedMs), dir: finalDir }, 'stream received');
       this.emit('received', received);
+      return true;
     } catch (e) {
       let err = e instanceof TransferError ? e : new TransferError('TRANSFER_IO', (e as Error).message, { cause: e });
       // Socket-level failures are raised before anyone knows the migration: name it for the logs.
@@ -205,13 +246,12 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         fs.lingerClose();
       }
       this.emit('failed', err, { ...(hello ? { migrationId: hello.migrationId } : {}), peer });
+      return false;
     } finally {
       for (const h of handles) await h.close().catch(() => {});
-      if (!socket.writableEnded) socket.end();
-      socket.once('close', () => this.sockets.delete(socket));
-      if (socket.destroyed) this.sockets.delete(socket);
     }
   }
+
 
   /**
    * Puts a verified image in place. A step that is already there is replaced: a sender whose DONE
@@ -220,7 +260,7 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
    */
   private async replaceDir(tmp: string, finalDir: string): Promise<void> {
     try {
-      await rename(tmp, finalDir);
+      renameSync(tmp, finalDir); // one syscall; the common case, inside the downtime for a dump
       return;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -236,9 +276,11 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
    * Chunks arrive file after file, each file's chunks in offset order (the sender's only order), so
    * the image digest is computed on the fly and a file is complete when the next one starts.
    */
-  private async receiveBody(fs: FrameSocket, hello: HelloFrame, tmp: string | undefined, handles: FileHandle[]): Promise<{ bytes: number; imageSha256: string }> {
+  private async receiveBody(fs: FrameSocket, hello: HelloFrame, tmp: string | undefined, handles: FileHandle[]): Promise<{ bytes: number; imageSha256: string; held?: Buffer[][] }> {
     const mid = hello.migrationId;
     const files = hello.files;
+    // A small image is held in memory and written at the trailer (writeHeld), not file by file.
+    const held = tmp !== undefined && isSmall(hello) ? files.map((): Buffer[] => []) : undefined;
     const digest = new ImageDigest();
     let current = -1; // file being written
     let expectedOffset = 0;
@@ -266,7 +308,7 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         digest.startFile(f);
         current = i;
         expectedOffset = 0;
-        if (tmp !== undefined) {
+        if (tmp !== undefined && !held) {
           handle = await open(join(tmp, f.path), 'w', 0o600);
           handles.push(handle);
         }
@@ -298,7 +340,8 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
           throw new TransferError('TRANSFER_CHUNK_CORRUPT', `chunk of ${f.path} at offset ${offset} (${c.rawLength} bytes): sha256 ${sha.toString('hex')} != ${c.sha256.toString('hex')}`, { migrationId: mid, file: f.path, offset });
         }
         digest.addChunk(sha);
-        if (handle) await writes.push(handle, raw, offset);
+        if (held) held[current]!.push(raw);
+        else if (handle) await writes.push(handle, raw, offset);
         expectedOffset += raw.length;
         bytes += raw.length;
       } else if (frame.type === 'TRAILER') {
@@ -314,10 +357,36 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         if (!got.equals(t.imageSha256)) {
           throw new TransferError('TRANSFER_IMAGE_CORRUPT', `image sha256 ${got.toString('hex')} != trailer's ${t.imageSha256.toString('hex')}`, { migrationId: mid });
         }
-        return { bytes, imageSha256: got.toString('hex') };
+        return { bytes, imageSha256: got.toString('hex'), ...(held ? { held } : {}) };
       } else {
         throw new TransferError('TRANSFER_BAD_FRAME', `unexpected ${frame.type} frame in the image body`, { migrationId: mid });
       }
+    }
+  }
+}
+
+/**
+ * Images up to this size (the final dump after pre-copy: sockets, page deltas, a manifest; tens of
+ * KB) are held in memory and written synchronously once verified. They arrive inside the
+ * service's downtime, where open/write/close/chmod through the thread pool cost four waits per
+ * file behind whatever else the agent does. Bigger images (pre-copy rounds, cold dumps) are
+ * written as they arrive, asynchronously.
+ */
+export const SMALL_IMAGE_BYTES = 4 * 1024 * 1024;
+
+function isSmall(hello: HelloFrame): boolean {
+  return hello.kind === 'image' && imageBytes(hello.files) <= SMALL_IMAGE_BYTES;
+}
+
+/** Writes a verified small image into the temporary directory (before its rename into place). */
+function writeHeld(tmp: string, files: HelloFrame['files'], held: Buffer[][]): void {
+  for (const [i, f] of files.entries()) {
+    const path = join(tmp, f.path);
+    try {
+      writeFileSync(path, Buffer.concat(held[i] ?? []), { mode: 0o600 });
+      chmodSync(path, f.mode);
+    } catch (e) {
+      throw new TransferError('TRANSFER_IO', `cannot write ${path}: ${(e as Error).message}`, { file: f.path, cause: e });
     }
   }
 }

@@ -10,6 +10,7 @@
  * compared with the service's memory, by design of pre-copy).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -105,11 +106,30 @@ interface ChunkSource {
   chunks(): AsyncGenerator<{ fileIndex: number; offset: number; raw: Buffer }>;
 }
 
+/**
+ * Files up to this size are read whole and synchronously: a final dump's image is a few small
+ * files (sockets, page deltas, round.json) streamed inside the downtime, where open/read/close
+ * through the thread pool cost three waits per file. Bigger files (pre-copy rounds) stay
+ * asynchronous, read one chunk ahead.
+ */
+export const SYNC_READ_BYTES = 1024 * 1024;
+
 function dirSource(dir: string, files: ImageFile[]): ChunkSource {
   return {
     files,
     async *chunks() {
       for (const [fileIndex, f] of files.entries()) {
+        if (f.size <= SYNC_READ_BYTES) {
+          let whole: Buffer;
+          try {
+            whole = readFileSync(join(dir, f.path));
+          } catch (e) {
+            throw new TransferError('TRANSFER_IO', `cannot read ${join(dir, f.path)}: ${(e as Error).message}`, { cause: e });
+          }
+          if (whole.length !== f.size) throw new TransferError('TRANSFER_IO', `${f.path} changed size while being sent (${whole.length} bytes, listed ${f.size})`, { file: f.path, offset: Math.min(whole.length, f.size) });
+          for (let offset = 0; offset < f.size; offset += CHUNK_BYTES) yield { fileIndex, offset, raw: whole.subarray(offset, Math.min(f.size, offset + CHUNK_BYTES)) };
+          continue;
+        }
         const fh = await open(join(dir, f.path), 'r').catch((e: Error) => {
           throw new TransferError('TRANSFER_IO', `cannot open ${join(dir, f.path)}: ${e.message}`, { cause: e });
         });
@@ -150,14 +170,53 @@ function probeSource(bytes: number): ChunkSource {
   };
 }
 
+/**
+ * Connections whose last stream ended with DONE, one per receiver (`host:port`), kept for the next
+ * step to the same peer: the final dump then goes out on the connection the last pre-copy round
+ * used, without a connect (a round trip, and on an OVS user-space underlay a new flow's upcall)
+ * inside the downtime. The receiver reads the next HELLO on the same connection (receiver.ts).
+ * Unref'd while idle, so they never keep a process alive.
+ */
+const idleConnections = new Map<string, FrameSocket>();
+
+function takeIdle(key: string): FrameSocket | undefined {
+  const fs = idleConnections.get(key);
+  idleConnections.delete(key);
+  if (!fs) return undefined;
+  if (fs.failed || fs.peerEnded || fs.socket.destroyed) {
+    fs.socket.destroy();
+    return undefined;
+  }
+  fs.socket.ref();
+  return fs;
+}
+
+function keepIdle(key: string, fs: FrameSocket): void {
+  const old = idleConnections.get(key);
+  if (old && old !== fs) old.socket.end();
+  idleConnections.set(key, fs);
+  fs.socket.unref();
+  fs.socket.once('close', () => {
+    if (idleConnections.get(key) === fs) idleConnections.delete(key);
+  });
+}
+
+/** Closes every kept connection (an agent that stops). */
+export function closeIdleStreams(): void {
+  for (const fs of idleConnections.values()) fs.socket.end();
+  idleConnections.clear();
+}
+
 async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkSource): Promise<SendResult> {
   const idle = opts.idleTimeoutMs ?? 15_000;
   const compression = kind === 'probe' ? 'none' : (opts.compression ?? 'none');
   const log = opts.log?.child({ migrationId: opts.migrationId, peer: `${opts.host}:${opts.port}`, stepName: opts.stepName });
   if (opts.signal?.aborted) throw new TransferError('TRANSFER_ABORTED', 'aborted before connecting', { migrationId: opts.migrationId });
-  const socket = await connectTo(opts.host, opts.port, idle);
-  const fs = new FrameSocket(socket, `stream to ${opts.host}:${opts.port}`);
-  const onAbort = () => socket.destroy(new TransferError('TRANSFER_ABORTED', 'aborted', { migrationId: opts.migrationId }));
+  const key = `${opts.host}:${opts.port}`;
+  const what = `stream to ${key}`;
+  const kept = takeIdle(key);
+  let fs = kept ?? new FrameSocket(await connectTo(opts.host, opts.port, idle), what);
+  const onAbort = () => fs.socket.destroy(new TransferError('TRANSFER_ABORTED', 'aborted', { migrationId: opts.migrationId }));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   let wireBytes = 0;
   let ok = false;
@@ -166,19 +225,31 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
     await fs.write(b);
   };
   try {
-    await send(
-      encodeFrame({
-        type: 'HELLO',
-        version: PROTOCOL_VERSION,
-        kind,
-        migrationId: opts.migrationId,
-        token: opts.token,
-        stepName: opts.stepName,
-        compression,
-        files: source.files,
-      }),
-    );
-    const answer = await fs.next(idle);
+    const hello = encodeFrame({
+      type: 'HELLO',
+      version: PROTOCOL_VERSION,
+      kind,
+      migrationId: opts.migrationId,
+      token: opts.token,
+      stepName: opts.stepName,
+      compression,
+      files: source.files,
+    });
+    let answer: Frame;
+    try {
+      await send(hello);
+      answer = await fs.next(idle);
+    } catch (e) {
+      // A kept connection the receiver closed meanwhile (its keep-alive ran out, it restarted):
+      // nothing of this step was accepted on it, so say HELLO once more on a fresh connection.
+      if (!kept || opts.signal?.aborted || (e instanceof TransferError && e.remote)) throw e;
+      log?.debug({ err: (e as Error).message }, 'kept connection gone; connecting again');
+      fs.socket.destroy();
+      fs = new FrameSocket(await connectTo(opts.host, opts.port, idle), what);
+      wireBytes = 0;
+      await send(hello);
+      answer = await fs.next(idle);
+    }
     if (answer.type !== 'ACCEPT') throw remoteError(answer, opts.migrationId);
     log?.debug({ files: source.files.length, bytes: imageBytes(source.files), compression, rate: opts.rateBitsPerSecond }, 'stream accepted');
 
@@ -235,9 +306,10 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
     throw err;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
-    // After DONE the receiver closes its side too; after a failure nothing more is owed to it.
-    if (ok) socket.end();
-    else socket.destroy();
+    // After DONE the connection is kept for the next step to this peer; after a failure nothing
+    // more is owed to the receiver.
+    if (ok) keepIdle(key, fs);
+    else fs.socket.destroy();
   }
 }
 

@@ -17,8 +17,8 @@ import { TransferError } from '../../src/transfer/errors.js';
 import { FrameSocket } from '../../src/transfer/frame-socket.js';
 import { CHUNK_BYTES, encodeChunkHeader, encodeFrame, FrameDecoder, isSafeRelativePath, type Frame, type HelloFrame } from '../../src/transfer/frames.js';
 import { digestImageDir, listImage } from '../../src/transfer/image-dir.js';
-import { ImageReceiver, type ReceivedImage } from '../../src/transfer/receiver.js';
-import { sendImage } from '../../src/transfer/sender.js';
+import { ImageReceiver, SMALL_IMAGE_BYTES, type ReceivedImage } from '../../src/transfer/receiver.js';
+import { sendImage, SYNC_READ_BYTES } from '../../src/transfer/sender.js';
 import { TokenBucket } from '../../src/transfer/token-bucket.js';
 
 process.env.COAT_LOG_LEVEL ??= 'silent';
@@ -171,6 +171,49 @@ t.test('sender to receiver on loopback', async (t) => {
       t.same((await readdir(join(h.root, 'mig-1'))), ['dump'], 'nothing set aside remains');
     });
   }
+
+  // makeImage is small: it takes the in-memory receive path and whole-file reads. A final dump
+  // is small, pre-copy rounds are not: this image is big enough for the streamed paths on both ends.
+  await t.test('an image above SMALL_IMAGE_BYTES arrives whole through the streamed paths', async (t) => {
+    const h = await harness(t);
+    const src = await mkdtemp(join(tmpdir(), `coat-${tag}-src-`));
+    t.teardown(() => rm(src, { recursive: true, force: true }));
+    await makeImage(src);
+    await writeFile(join(src, 'pages', 'large.bin'), randomBytes(SMALL_IMAGE_BYTES + 3 * CHUNK_BYTES + 7));
+    const want = await digestImageDir(src);
+    t.ok(want.bytes > SMALL_IMAGE_BYTES && want.files.some((f) => f.size > SYNC_READ_BYTES), 'the image is over both thresholds');
+    h.receiver.expect('mig-1', 'right-token');
+    const r = await sendImage(src, { host: '127.0.0.1', port: h.port, migrationId: 'mig-1', token: 'right-token', stepName: 'pre-1' });
+    const got = await digestImageDir(join(h.root, 'mig-1', 'pre-1'));
+    t.equal(got.sha256, want.sha256, 'same image sha256 at both ends');
+    t.equal(r.imageSha256, want.sha256);
+    t.same(got.files, want.files, 'same paths, sizes and modes');
+    t.notOk((await leftovers(h.root)).some((p) => p.includes('.incoming')), 'no .incoming directory left');
+  });
+
+  await t.test('the next step to the same receiver goes on the kept connection; a closed one is replaced', async (t) => {
+    const h = await harness(t);
+    const connections: string[] = [];
+    h.receiver.on('received', (r: ReceivedImage) => connections.push(r.peer));
+    const src = await mkdtemp(join(tmpdir(), `coat-${tag}-src-`));
+    t.teardown(() => rm(src, { recursive: true, force: true }));
+    await makeImage(src);
+    h.receiver.expect('mig-1', 'right-token');
+    const send = (stepName: string) => sendImage(src, { host: '127.0.0.1', port: h.port, migrationId: 'mig-1', token: 'right-token', stepName });
+    const first = await send('pre-1');
+    const second = await send('dump');
+    t.equal(connections.length, 2);
+    t.equal(connections[1], connections[0], 'the dump came on the connection of the pre-copy round (same client port)');
+    t.equal(second.imageSha256, first.imageSha256);
+    t.equal((await digestImageDir(join(h.root, 'mig-1', 'dump'))).sha256, first.imageSha256, 'the second image arrived whole');
+    // The receiver side goes away (an agent restart): the kept connection is dead, a new one is made.
+    for (const s of [...(h.receiver as unknown as { sockets: Set<import('node:net').Socket> }).sockets]) s.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    const third = await send('dump');
+    t.equal(third.imageSha256, first.imageSha256);
+    t.equal(connections.length, 3);
+    t.not(connections[2], connections[0], 'a fresh connection after the kept one was closed');
+  });
 
   await t.test('wrong token and unannounced migration are refused; nothing written', async (t) => {
     const h = await harness(t);
