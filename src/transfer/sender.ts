@@ -191,14 +191,20 @@ function takeIdle(key: string): FrameSocket | undefined {
   return fs;
 }
 
+/** Connections that already drop out of the pool when they close (one listener each, not one per use). */
+const watched = new WeakSet<FrameSocket>();
+
 function keepIdle(key: string, fs: FrameSocket): void {
   const old = idleConnections.get(key);
   if (old && old !== fs) old.socket.end();
   idleConnections.set(key, fs);
   fs.socket.unref();
-  fs.socket.once('close', () => {
-    if (idleConnections.get(key) === fs) idleConnections.delete(key);
-  });
+  if (!watched.has(fs)) {
+    watched.add(fs);
+    fs.socket.once('close', () => {
+      if (idleConnections.get(key) === fs) idleConnections.delete(key);
+    });
+  }
 }
 
 /** Closes every kept connection (an agent that stops). */
