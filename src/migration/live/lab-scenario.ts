@@ -76,6 +76,16 @@ export interface ScenarioOptions {
   /** Bytes the client verifies before the first migration and after each (default 200 KB). */
   settleBytes?: number;
   /**
+   * How long the client's traffic may take to flow again (`settleBytes` more verified) after a
+   * migration before the run stops with `LIVE_TRAFFIC_STALLED` (default 20 s).
+   */
+  resumeTimeoutMs?: number;
+  /**
+   * After this migration (1-based) the service stops serving, as a hung service would: SIGSTOP by
+   * its pid. The traffic cannot resume, so the run stops there (tests of a stopped run).
+   */
+  stopServiceAfter?: number;
+  /**
    * Pin the strategy of `coat` migrations (cold, or pre-copy with N rounds) instead of MOSE's
    * choice; PAM still predicts it (benches, calibration runs: docs/planner.md).
    */
@@ -356,10 +366,19 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
         at = to;
         if (ref.newMac) mac = ref.newMac;
       }
+      if (opts.stopServiceAfter === i + 1) {
+        const hung = await servicePid(stateDirOf(at));
+        if (hung !== undefined) process.kill(hung, 'SIGSTOP');
+        progress(`service pid ${hung ?? 'none'} on ${at} stopped (SIGSTOP): it no longer serves`);
+      }
+      const resumeMs = opts.resumeTimeoutMs ?? 20_000;
       try {
-        s0 = await flowing(s0.stream.bytesVerified, s0.ping.answered, 20_000);
+        // Counted from the migration's end: bytes the client verified while the service still ran
+        // at the source (plan, prepare, pre-copy) do not show that it serves again.
+        const after = (await stats()) ?? s0;
+        s0 = await flowing(after.stream.bytesVerified, after.ping.answered, resumeMs);
       } catch (e) {
-        stopped = { code: 'LIVE_TRAFFIC_STALLED', message: `after migration ${i + 1} (${outcome.state}): the client's traffic did not resume within 20 s: ${(e as Error).message}`, afterMigration: i + 1 };
+        stopped = { code: 'LIVE_TRAFFIC_STALLED', message: `after migration ${i + 1} (${outcome.state}): the client's traffic did not resume within ${resumeMs} ms: ${(e as Error).message}`, afterMigration: i + 1 };
         break;
       }
     }
