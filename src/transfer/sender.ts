@@ -260,7 +260,12 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
     log?.debug({ files: source.files.length, bytes: imageBytes(source.files), compression, rate: opts.rateBitsPerSecond }, 'stream accepted');
 
     const start = performance.now();
-    const bucket = opts.rateBitsPerSecond ? new TokenBucket(opts.rateBitsPerSecond, CHUNK_BYTES + 64, start) : undefined;
+    // A paced stream goes out in slices of about 2 ms at its rate (at least 16 KiB): a whole
+    // 256 KiB chunk written at once leaves at line rate and sits in the bottleneck's queue (21 ms at
+    // 100 Mbit/s) in front of the service's own segments, which share the underlay link during
+    // pre-copy; the queue then overflows and drops them.
+    const slice = opts.rateBitsPerSecond ? Math.max(16 * 1024, Math.ceil((opts.rateBitsPerSecond / 8) * 0.002)) : Infinity;
+    const bucket = opts.rateBitsPerSecond ? new TokenBucket(opts.rateBitsPerSecond, Math.min(slice, CHUNK_BYTES) + 64, start) : undefined;
     const digest = new ImageDigest();
     let next = 0; // next file whose header goes into the digest
     let bytes = 0;
@@ -271,11 +276,17 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
       const data = await compressChunk(compression, c.raw);
       const head = encodeChunkHeader({ fileIndex: c.fileIndex, offset: BigInt(c.offset), rawLength: c.raw.length, sha256 }, data.length);
       if (bucket) {
-        const wait = bucket.reserve(head.length + data.length, performance.now());
-        if (wait > 0) await sleep(wait, opts.signal);
+        await send(head);
+        for (let at = 0; at < data.length; at += slice) {
+          const piece = data.subarray(at, Math.min(data.length, at + slice));
+          const wait = bucket.reserve(piece.length + (at === 0 ? head.length : 0), performance.now());
+          if (wait > 0) await sleep(wait, opts.signal);
+          await send(piece);
+        }
+      } else {
+        await send(head);
+        await send(data);
       }
-      await send(head);
-      await send(data);
       bytes += c.raw.length;
       // The receiver stops at the first failed check and says why; stop sending at once too.
       const early = fs.peerError();
