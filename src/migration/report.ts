@@ -168,7 +168,7 @@ function serviceConnections(capture: CaptureAnalysis, serviceIp?: string): Conne
 /** One line for a terminal: verdict, the figures, and why when it is not zero-loss. */
 export function reportSummaryLine(r: VerificationReport): string {
   const c = r.client;
-  return `${r.migrationId} ${r.source ?? '?'} -> ${r.destination ?? '?'}: ${r.verdict} (${r.state}${r.failedStep ? ` at ${r.failedStep}` : ''}); downtime ${r.downtimeMs} ms, total ${r.totalMs} ms, switch ${r.switchMs !== undefined ? round3(r.switchMs) : '-'} ms; predicted ${r.predicted.downtimeMs}/${r.predicted.totalMs} ms; held ${r.hold.held} replayed ${r.hold.replayed} dropped ${r.hold.dropped}; retransmissions ${c.retransmissions} (+${c.spuriousRetransmissions} spurious), resets ${c.resets}; verified ${c.bytesVerified}/${c.bytesSent} bytes${r.verdictReasons.length ? `; ${r.verdictReasons.join('; ')}` : ''}`;
+  return `${r.migrationId} ${r.source ?? '?'} -> ${r.destination ?? '?'}: ${r.verdict} (${r.state}${r.failedStep ? ` at ${r.failedStep}` : ''}); downtime ${r.downtimeMs} ms, total ${r.totalMs} ms, switch ${r.switchMs !== undefined ? round3(r.switchMs) : '-'} ms; predicted ${Math.round(r.predicted.downtimeMs)}/${Math.round(r.predicted.totalMs)} ms; held ${r.hold.held} replayed ${r.hold.replayed} dropped ${r.hold.dropped}; retransmissions ${c.retransmissions} (+${c.spuriousRetransmissions} spurious), resets ${c.resets}; verified ${c.bytesVerified}/${c.bytesSent} bytes${r.verdictReasons.length ? `; ${r.verdictReasons.join('; ')}` : ''}`;
 }
 
 /** What the report takes from a capture for one migration (pure; `coat verify` recomputes it). */

@@ -117,7 +117,7 @@ export const command: Command = {
         const base = join(reportsDir, `${rep.migrationId}.report`);
         await writeFile(`${base}.json`, JSON.stringify(rep, null, 2) + '\n');
         await writeFile(`${base}.html`, renderReportHtml(rep));
-        progress(reportSummaryLine(rep));
+        if (values.json) progress(reportSummaryLine(rep)); // else it is the result on stdout
         progress(`report: ${base}.json, ${base}.html; check: coat verify --report ${base}.json --pcap ${pcap} --service-ip ${r.serviceIp}`);
       }
       if (values.json) writeJson(io.stdout, r.reports.length === 1 ? r.reports[0] : r.reports);
