@@ -158,24 +158,39 @@ static napi_value close_js(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/*
+ * SO_DOMAIN/SO_TYPE/SO_PROTOCOL of fd (socket(7)) into *kind and a new JS object { domain, type,
+ * protocol }; NULL with a pending exception when a getsockopt fails.
+ */
+struct socket_kind { int domain, type, protocol; };
+static napi_value socket_kind_object(napi_env env, int fd, struct socket_kind *k) {
+  const struct { int opt; int *out; const char *what; } opts[] = {
+    { SO_DOMAIN, &k->domain, "getsockopt(SO_DOMAIN)" },
+    { SO_TYPE, &k->type, "getsockopt(SO_TYPE)" },
+    { SO_PROTOCOL, &k->protocol, "getsockopt(SO_PROTOCOL)" },
+  };
+  for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+    socklen_t len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, opts[i].opt, opts[i].out, &len) < 0) {
+      throw_errno(env, errno, opts[i].what);
+      return NULL;
+    }
+  }
+  napi_value r;
+  napi_create_object(env, &r);
+  set_i32(env, r, "domain", k->domain);
+  set_i32(env, r, "type", k->type);
+  set_i32(env, r, "protocol", k->protocol);
+  return r;
+}
+
 /* socketKind(fd) -> { domain, type, protocol }: SO_DOMAIN/SO_TYPE/SO_PROTOCOL (socket(7)). */
 static napi_value socket_kind_js(napi_env env, napi_callback_info info) {
   ARGS(1);
   int32_t fd;
   if (get_i32(env, argv[0], &fd)) return throw_type(env, "fd must be an integer");
-  int domain, type, protocol;
-  socklen_t len = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_DOMAIN)");
-  len = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_TYPE)");
-  len = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_PROTOCOL)");
-  napi_value r;
-  napi_create_object(env, &r);
-  set_i32(env, r, "domain", domain);
-  set_i32(env, r, "type", type);
-  set_i32(env, r, "protocol", protocol);
-  return r;
+  struct socket_kind k;
+  return socket_kind_object(env, fd, &k);
 }
 
 /*
@@ -308,23 +323,15 @@ static napi_value describe_socket_js(napi_env env, napi_callback_info info) {
   ARGS(1);
   int32_t fd;
   if (get_i32(env, argv[0], &fd)) return throw_type(env, "fd must be an integer");
-  int domain, type, protocol;
-  socklen_t len = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_DOMAIN)");
-  len = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_TYPE)");
-  len = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) < 0) return throw_errno(env, errno, "getsockopt(SO_PROTOCOL)");
-  napi_value r;
-  napi_create_object(env, &r);
-  set_i32(env, r, "domain", domain);
-  set_i32(env, r, "type", type);
-  set_i32(env, r, "protocol", protocol);
+  struct socket_kind k;
+  napi_value r = socket_kind_object(env, fd, &k);
+  if (r == NULL) return NULL;
+  int domain = k.domain, type = k.type, protocol = k.protocol;
   uint32_t state = 0;
   if ((domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM && protocol == IPPROTO_TCP) {
     struct tcp_info ti;
     memset(&ti, 0, sizeof ti);
-    len = sizeof ti;
+    socklen_t len = sizeof ti;
     if (getsockopt(fd, SOL_TCP, TCP_INFO, &ti, &len) < 0) return throw_errno(env, errno, "getsockopt(TCP_INFO)");
     state = ti.tcpi_state;
     struct sockaddr_storage local, remote;
