@@ -9,7 +9,7 @@
  * COAT_E2E_KEEP=PATH keeps the capture and the outcome (PATH.pcap, PATH.json) for a closer look.
  */
 import t from 'tap';
-import { PassThrough } from 'node:stream';
+import { runCommand, type CliRun } from '../fixtures/cli.js';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,15 +24,8 @@ import { startIn, sleep, waitFor } from '../../src/migration/live/processes.js';
 import type { MigrationOutcome } from '../../src/migration/orchestrator.js';
 import { defaultTopology } from '../../src/vxlan/topology.js';
 
-async function cli(cmd: typeof migrate, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (b: Buffer) => (stdout += b.toString()));
-  err.on('data', (b: Buffer) => (stderr += b.toString()));
-  const code = await cmd.run(argv, { stdout: out, stderr: err });
-  return { code, stdout, stderr };
+function cli(cmd: typeof migrate, argv: string[]): Promise<CliRun> {
+  return runCommand(cmd, argv);
 }
 
 t.test('coat migrate in a lab from coat lab up, then coat verify on its journal', async (t) => {

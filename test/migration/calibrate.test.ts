@@ -6,9 +6,8 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import t from 'tap';
-import { main } from '../../src/cli/main.js';
+import { runCoat, type CliRun } from '../fixtures/cli.js';
 import { calibrate, CalibrationError, leastSquares, parseRuns, type MeasuredMigration } from '../../src/migration/calibrate.js';
 import { loadCalibration, parseCalibrationFile, saveCalibration } from '../../src/migration/pam-calibration-file.js';
 import { DEFAULT_CONSTANTS, predictPam, type PamConstants } from '../../src/migration/pam.js';
@@ -247,15 +246,8 @@ t.test('calibration file: save, load, merge per executor, reject what coat did n
   await t.rejects(loadCalibration(join(dir, 'broken.json')), { code: 'CALIBRATION_BAD_FILE' });
 });
 
-async function runCli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on('data', (b: Buffer) => o.push(b));
-  err.on('data', (b: Buffer) => e.push(b));
-  const code = await main(argv, { stdout: out, stderr: err });
-  return { code, stdout: Buffer.concat(o).toString(), stderr: Buffer.concat(e).toString() };
+function runCli(argv: string[]): Promise<CliRun> {
+  return runCoat(argv);
 }
 
 t.test('coat calibrate writes the file that coat plan then uses', async (t) => {

@@ -1,22 +1,15 @@
 import t from 'tap';
+import { runCommand, type CliRun } from '../fixtures/cli.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { pino } from 'pino';
 import { command, setMigrationBackend, type MigrationBackend } from '../../src/cli/commands/migrate.js';
 import { Orchestrator } from '../../src/migration/orchestrator.js';
 import { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef } from './fakes.js';
 
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (b: Buffer) => (out += b.toString()));
-  stderr.on('data', (b: Buffer) => (err += b.toString()));
-  const code = await command.run(argv, { stdout, stderr });
-  return { code, stdout: out, stderr: err };
+function run(argv: string[]): Promise<CliRun> {
+  return runCommand(command, argv);
 }
 
 /** The real orchestrator over the fakes, as the controller would run it. */

@@ -6,25 +6,17 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import t from 'tap';
+import { runCoat, type CliRun } from '../fixtures/cli.js';
 import { labDown } from '../../lab/down.js';
 import { coatArgv, labUp } from '../../lab/up.js';
-import { main } from '../../src/cli/main.js';
 import { defaultTopology } from '../../src/vxlan/topology.js';
 import { parseSize } from '../../src/cli/commands/plan.js';
 import { plan } from '../../src/migration/planner.js';
 import { EXECUTOR_PRESETS } from '../../src/migration/pam.js';
 
-async function coat(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on('data', (b: Buffer) => o.push(b));
-  err.on('data', (b: Buffer) => e.push(b));
-  const code = await main(argv, { stdout: out, stderr: err });
-  return { code, stdout: Buffer.concat(o).toString(), stderr: Buffer.concat(e).toString() };
+function coat(argv: string[]): Promise<CliRun> {
+  return runCoat(argv);
 }
 
 // No calibration file on this path: the defaults are used, whatever the machine has in ~/.config.

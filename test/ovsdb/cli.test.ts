@@ -2,23 +2,15 @@
  * `coat ovsdb` against a real ovsdb-server, through the CLI dispatcher.
  */
 import t from 'tap';
-import { PassThrough } from 'node:stream';
+import { runCoat, type CliRun } from '../fixtures/cli.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.js';
 import { newTag } from '../../lab/tag.js';
 import { startOvs } from '../fixtures/ovs.js';
 import { formatDatum } from '../../src/cli/commands/ovsdb.js';
 
-async function coat(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  const code = await main(argv, { stdout, stderr });
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+function coat(argv: string[]): Promise<CliRun> {
+  return runCoat(argv);
 }
 
 t.test('coat ovsdb list-dbs | schema | dump | show', async (t) => {

@@ -1,21 +1,14 @@
 import t from 'tap';
+import { runCommand, type CliRun } from '../fixtures/cli.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { command } from '../../src/cli/commands/verify.js';
 import { encodePcapFileHeader, encodePcapRecord } from '../../src/capture/pcap-format.js';
 import { finishedJournal, syntheticCapture, SERVICE_IP, CLIENT_IP } from './helpers.js';
 
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (b: Buffer) => (out += b.toString()));
-  stderr.on('data', (b: Buffer) => (err += b.toString()));
-  const code = await command.run(argv, { stdout, stderr });
-  return { code, stdout: out, stderr: err };
+function run(argv: string[]): Promise<CliRun> {
+  return runCommand(command, argv);
 }
 
 t.test('build a report from journal + pcap + client stats, then re-check it', async (t) => {
