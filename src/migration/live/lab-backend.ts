@@ -33,6 +33,7 @@ import type { Topology } from '../../vxlan/topology.js';
 import { Orchestrator, type MigrationEvent, type MigrationOutcome } from '../orchestrator.js';
 import type { MigrationRef } from '../ports.js';
 import type { MigrateRequest } from '../../cli/commands/migrate.js';
+import { parseProcNetTcp, socketInode, TCP_STATE } from '../../tcp-repair/proc.js';
 import { LiveMigrationError } from './errors.js';
 import { connectLabController, labLivePorts } from './lab-ports.js';
 import { sleep, waitFor } from './processes.js';
@@ -53,11 +54,6 @@ export interface FoundService {
   stateDir: string;
 }
 
-/** /proc/net/tcp's address form of an IPv4 address (the 32-bit word in host order, little-endian here). */
-function procHexAddress(ip: string): string {
-  return Buffer.from(ip.split('.').map(Number).reverse()).toString('hex').toUpperCase();
-}
-
 /** A process listening on an address, and its network namespace ("net:[INODE]", /proc/PID/ns/net). */
 export interface Listener {
   pid: number;
@@ -70,7 +66,6 @@ export interface Listener {
  * LISTEN sockets of /proc/PID/net/tcp (state 0A), then the process holding that socket's inode.
  */
 export async function findListeningProcesses(ip: string): Promise<Listener[]> {
-  const want = procHexAddress(ip);
   const byNs = new Map<string, number[]>();
   for (const d of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(d)) continue;
@@ -80,17 +75,12 @@ export async function findListeningProcesses(ip: string): Promise<Listener[]> {
   const out: Listener[] = [];
   for (const [netns, pids] of byNs) {
     const table = await readFile(`/proc/${pids[0]}/net/tcp`, 'utf8').catch(() => '');
-    const inodes = table
-      .split('\n')
-      .slice(1)
-      .map((l) => l.trim().split(/\s+/))
-      .filter((f) => f[1]?.startsWith(`${want}:`) && f[3] === '0A')
-      .map((f) => f[9]);
-    if (inodes.length === 0) continue;
-    const links = new Set(inodes.map((i) => `socket:[${i}]`));
+    const inodes = new Set(parseProcNetTcp(table, 4).filter((e) => e.local.address === ip && e.state === TCP_STATE.LISTEN).map((e) => e.inode));
+    if (inodes.size === 0) continue;
     search: for (const pid of pids.sort((a, b) => a - b)) {
       for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
-        if (links.has(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''))) {
+        const inode = socketInode(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''));
+        if (inode !== undefined && inodes.has(inode)) {
           const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
           if (argv.at(-1) === '') argv.pop(); // cmdline ends with a NUL
           out.push({ pid, argv, netns });
