@@ -60,8 +60,7 @@ t.test('IPv6 sockets are found with their addresses, as /proc/net/tcp6 has them'
       srv.listen(0, '::1', resolve);
     });
   } catch (err) {
-    t.comment(`skipped: no IPv6 loopback here: ${(err as Error).message}`);
-    t.pass("nothing to check without IPv6");
+    t.plan(0, `skip: no IPv6 loopback here: ${(err as Error).message}`); // reported as a skip, not a pass
     return;
   }
   const port = (srv.address() as net.AddressInfo).port;
