@@ -15,7 +15,8 @@ import { listStates, readState, stateDir, type LabState } from '../../../lab/sta
 import { AgentRegistry } from '../../agent/client.js';
 import { CoatError } from '../../errors.js';
 import { exec } from '../../exec.js';
-import { movedStateBytes, processesInNetns, profileService } from '../../migration/live/planner-port.js';
+import { findLabService } from '../../migration/live/lab-backend.js';
+import { movedStateBytes, profileService } from '../../migration/live/planner-port.js';
 import { defaultCalibrationPath, plannerConstants } from '../../migration/pam-calibration-file.js';
 import { PamInputError } from '../../migration/pam.js';
 import { OBJECTIVES, plan, planFromProfile, type Objective, type Plan } from '../../migration/planner.js';
@@ -240,9 +241,9 @@ async function profileInLab(lab: LabState, service: string, to: string, from: st
   for (const [flag, h] of [['--to', to], ['--from', source]] as const) if (!hosts.includes(h)) throw new UsageError(`${flag}: no host '${h}' in lab ${lab.tag} (hosts: ${hosts.join(', ')})`);
   if (to === source) throw new UsageError(`--to ${to}: the service already runs there`);
   if (source !== ep.host) throw new PlanUnavailableError(`the service's namespace on ${source} belongs to the agent that restored it and is not visible here; plan while it runs on ${ep.host}, or offline`);
-  const procs = await processesInNetns(`/run/netns/${ep.namespace}`).catch(() => []);
-  const proc = procs.find((p) => p.argv.includes('server')) ?? procs[0];
-  if (!proc) throw new PlanUnavailableError(`no process runs in ${service}'s namespace ${ep.namespace}: start the service first (e.g. coat workload server), or plan offline`);
+  // the same lookup coat migrate uses: the process listening on the endpoint's address in its namespace
+  const proc = await findLabService(lab, service);
+  if (!proc) throw new PlanUnavailableError(`no process listens on ${ep.ip} in ${service}'s namespace ${ep.namespace}: start the service first (e.g. coat workload server), or plan offline`);
   const sd = proc.argv.indexOf('--state-dir');
   const stateDirArg = sd >= 0 ? proc.argv[sd + 1] : undefined;
   if (!lab.nats || !lab.agentSecretFile || lab.agents.length === 0) throw new PlanUnavailableError(`lab ${lab.tag} runs no agents (it was brought up with --no-agents): profiling needs them`);

@@ -9,7 +9,6 @@
  * of one configuration); the prediction is still PAM's for the pinned plan, on the profiled M and R.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, readlink, stat } from 'node:fs/promises';
 import type { AgentRegistry } from '../../agent/client.js';
 import type { ExecutorName } from '../executor.js';
 import { plannerConstants } from '../pam-calibration-file.js';
@@ -115,32 +114,6 @@ export class LivePlannerPort implements PlannerPort {
     );
     return { strategy: p.strategy, iterations: p.iterations, bandwidthMbit: p.bandwidthMbit, predicted: p.predicted, reason: p.reason };
   }
-}
-
-/** A process found in a network namespace, with its command line. */
-export interface NetnsProcess {
-  pid: number;
-  argv: string[];
-}
-
-/**
- * The processes whose network namespace is `netnsPath` (e.g. /run/netns/NAME), compared by inode
- * (/proc/PID/ns/net reads "net:[INODE]"): how a service is found from its namespace, whoever
- * started it. Zombies are left out.
- */
-export async function processesInNetns(netnsPath: string): Promise<NetnsProcess[]> {
-  const ino = (await stat(netnsPath)).ino;
-  const out: NetnsProcess[] = [];
-  for (const d of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(d)) continue;
-    const link = await readlink(`/proc/${d}/ns/net`).catch(() => '');
-    if (link !== `net:[${ino}]`) continue;
-    const st = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
-    if (/\) [ZX] /.test(st)) continue;
-    const argv = (await readFile(`/proc/${d}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
-    out.push({ pid: Number(d), argv });
-  }
-  return out.sort((a, b) => a.pid - b.pid);
 }
 
 /**
