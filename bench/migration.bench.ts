@@ -32,7 +32,7 @@ import { labUp } from '../lab/up.js';
 import type { MeasuredMigration, MeasuredRound } from '../src/migration/calibrate.js';
 import { runScenarioInLab } from '../src/migration/live/lab-run.js';
 import type { PreDumpRecord, ScenarioOptions, ScenarioResult } from '../src/migration/live/lab-scenario.js';
-import type { MigrationReport } from '../src/migration/live/report.js';
+import type { VerificationReport } from '../src/migration/report.js';
 import type { MigrationOutcome } from '../src/migration/orchestrator.js';
 import { defaultTopology } from '../src/vxlan/topology.js';
 import { percentile, type Bench, type BenchRow } from './harness.js';
@@ -56,7 +56,7 @@ function positiveNumber(args: string[], name: string, dflt: number): number {
 }
 
 /** A measured run for calibration, with what identifies it. */
-export type RecordedRun = MeasuredMigration & { label: string; migrationId: string; verdict: string; predicted: MigrationReport['predicted'] };
+export type RecordedRun = MeasuredMigration & { label: string; migrationId: string; verdict: string; predicted: VerificationReport['predicted'] };
 
 const dur = (s: { startMs: number; endMs?: number }) => (s.endMs ?? s.startMs) - s.startMs;
 const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
@@ -68,7 +68,7 @@ const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : u
  * the stream step; `restoreMs` = restore through replay (restore, switch, resume, replay: the
  * service answers again); `setupMs` = the rest of the total (profile, prepare, hold, release).
  */
-export function measuredRun(o: MigrationOutcome, rep: MigrationReport, preDumps: PreDumpRecord[], cfg: { executor: string; stateBytes: number; dirtyPagesPerS: number; bandwidthMbit: number; label: string }): RecordedRun | undefined {
+export function measuredRun(o: MigrationOutcome, rep: VerificationReport, preDumps: PreDumpRecord[], cfg: { executor: string; stateBytes: number; dirtyPagesPerS: number; bandwidthMbit: number; label: string }): RecordedRun | undefined {
   const find = (name: string) => o.steps.find((s) => s.name === name && s.ok);
   const dump = find('dump');
   const stream = find('stream');

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { measuredRun } from '../../bench/migration.bench.js';
 import { parseRuns } from '../../src/migration/calibrate.js';
-import type { MigrationReport } from '../../src/migration/live/report.js';
+import type { VerificationReport } from '../../src/migration/report.js';
 import type { MigrationOutcome } from '../../src/migration/orchestrator.js';
 
 const step = (name: string, startMs: number, endMs: number, detail?: Record<string, unknown>, round?: number) => ({ name, startMs, endMs, ok: true, ...(round !== undefined ? { round } : {}), ...(detail ? { detail } : {}) });
@@ -31,7 +31,7 @@ const outcome = {
     step('verify', 3990, 4000),
   ],
 } as unknown as MigrationOutcome;
-const report = { downtimeMs: 95, totalMs: 3000, verdict: 'zero-loss', predicted: { downtimeMs: 120, totalMs: 3500 } } as unknown as MigrationReport;
+const report = { downtimeMs: 95, totalMs: 3000, verdict: 'zero-loss', predicted: { downtimeMs: 120, totalMs: 3500 } } as unknown as VerificationReport;
 const cfg = { executor: 'tcp-repair', stateBytes: 1_048_576, dirtyPagesPerS: 5, bandwidthMbit: 1000, label: 'precopy M=1MiB' };
 
 t.test('steps and executor timings become PAM rounds', async (t) => {
