@@ -65,7 +65,7 @@ const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : u
  * One finished migration as a calibration run (docs/planner.md, "Runs file"). PAM's rounds from
  * the orchestrator's steps: pre-copy round i = the executor's preDump (its own timings) then the
  * stream; the dump round = the dump step (freeze / sockets + state / write from the executor) then
- * the stream step; `restoreMs` = restore through replay (restore, switch, resume, replay: the
+ * the stream (inside the dump step for coat: its `streamMs`; a step of its own for coat-baseline); `restoreMs` = restore through replay (restore, resume, replay; coat-baseline also its switch: the
  * service answers again); `setupMs` = the rest of the total (profile, prepare, hold, release).
  */
 export function measuredRun(o: MigrationOutcome, rep: VerificationReport, preDumps: PreDumpRecord[], cfg: { executor: string; stateBytes: number; dirtyPagesPerS: number; bandwidthMbit: number; label: string }): RecordedRun | undefined {
@@ -74,7 +74,7 @@ export function measuredRun(o: MigrationOutcome, rep: VerificationReport, preDum
   const stream = find('stream');
   const restore = find('restore');
   const replay = find('replay');
-  if (o.state !== 'done' || !dump || !stream || !restore || !replay || replay.endMs === undefined) return undefined;
+  if (o.state !== 'done' || !dump || !restore || !replay || replay.endMs === undefined) return undefined;
   const rounds: MeasuredRound[] = [];
   const precopy = o.steps.filter((s) => s.name === 'precopy' && s.ok).sort((a, b) => (a.round ?? 0) - (b.round ?? 0));
   for (const s of precopy) {
@@ -92,7 +92,10 @@ export function measuredRun(o: MigrationOutcome, rep: VerificationReport, preDum
     rounds.push(r);
   }
   const d = dump.detail ?? {};
-  const dr: MeasuredRound = { kind: 'dump', checkpointMs: dur(dump), transferMs: dur(stream) };
+  // coat streams the final image inside the dump step (its detail says how long); coat-baseline
+  // has a stream step of its own.
+  const streamMs = stream ? dur(stream) : (num(d.streamMs) ?? 0);
+  const dr: MeasuredRound = { kind: 'dump', checkpointMs: Math.max(0, dur(dump) - (stream ? 0 : streamMs)), transferMs: streamMs };
   const freeze = num(d.freeze);
   if (freeze !== undefined) dr.freezingMs = freeze;
   const sockets = num(d.sockets);
@@ -101,7 +104,7 @@ export function measuredRun(o: MigrationOutcome, rep: VerificationReport, preDum
   else if (num(d.frozenMs) !== undefined) dr.frozenMs = num(d.frozenMs)!;
   const write = num(d.write);
   if (write !== undefined) dr.memoryDumpMs = write;
-  const bytes = num(stream.detail?.bytes);
+  const bytes = stream ? num(stream.detail?.bytes) : num(d.streamedBytes);
   if (bytes !== undefined) dr.bytes = bytes;
   rounds.push(dr);
   const restoreMs = replay.endMs - restore.startMs;
@@ -226,6 +229,35 @@ function figuresOf(v: VariantResult): Figures {
 }
 
 const p50 = (v: number[]) => (v.length ? percentile(v, 50) : null);
+
+/** The steps of the downtime window and the executor's own timings inside them. */
+const WINDOW_STEPS = ['hold', 'switch', 'dump', 'stream', 'restore', 'resume', 'replay'] as const;
+
+/**
+ * Where the downtime goes: the median duration of each window step over the variant's finished
+ * migrations, with the executor's inner timings (freeze, sockets, state, write; read, handover)
+ * in brackets, and the window from the freeze's step start to the end of resume.
+ */
+export function windowBreakdown(outcomes: readonly MigrationOutcome[]): string {
+  const done = outcomes.filter((o) => o.state === 'done');
+  if (done.length === 0) return 'no finished migration';
+  const med = (v: number[]) => (v.length ? percentile(v, 50).toFixed(1) : '-');
+  const parts: string[] = [];
+  for (const name of WINDOW_STEPS) {
+    const steps = done.map((o) => o.steps.find((s) => s.name === name && s.ok)).filter((s): s is NonNullable<typeof s> => s !== undefined);
+    if (steps.length === 0) continue;
+    const inner = new Map<string, number[]>();
+    for (const s of steps) for (const [k, v] of Object.entries(s.detail ?? {})) if (['freeze', 'discover', 'sockets', 'state', 'write', 'total', 'streamMs', 'agentMs', 'read', 'spawn', 'handover'].includes(k) && typeof v === 'number') inner.set(k, [...(inner.get(k) ?? []), v]);
+    const brackets = [...inner].map(([k, v]) => `${k} ${med(v)}`).join(', ');
+    parts.push(`${name} ${med(steps.map(dur))}${brackets ? ` (${brackets})` : ''}`);
+  }
+  const windows = done.map((o) => {
+    const d = o.steps.find((s) => s.name === 'dump' && s.ok);
+    const r = o.steps.find((s) => s.name === 'resume' && s.ok);
+    return d && r?.endMs !== undefined ? r.endMs - d.startMs : undefined;
+  }).filter((x): x is number => x !== undefined);
+  return `step medians, ms: ${parts.join('; ')}; dump start to resume end ${med(windows)}`;
+}
 const p90 = (v: number[]) => (v.length ? percentile(v, 90) : null);
 
 export const bench: Bench = {
@@ -258,6 +290,7 @@ export const bench: Bench = {
         const f = figuresOf(r);
         fig.set(v, f);
         ctx.progress(`M = ${sizeMB} MiB, ${v}: ${f.done}/${f.n} done, ${f.zeroLoss} zero-loss, downtime ${f.downtime.join(' ')} ms (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+        ctx.progress(`M = ${sizeMB} MiB, ${v}: ${windowBreakdown(r.results.flatMap((x) => x.outcomes))}`);
         if (v !== 'baseline' && record) {
           const fresh: RecordedRun[] = [];
           for (const res of r.results) {

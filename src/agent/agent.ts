@@ -18,7 +18,7 @@ import { createExecutor, EXECUTOR_NAMES, type Executor, type ExecutorContext, ty
 import { logger as rootChild, type Logger } from '../log.js';
 import { COMPRESSIONS } from '../transfer/frames.js';
 import { ImageReceiver } from '../transfer/receiver.js';
-import { closeIdleStreams, probeBandwidth, sendImage } from '../transfer/sender.js';
+import { closeIdleStreams, probeBandwidth, sendImage, type SendResult } from '../transfer/sender.js';
 import { CommandVerifier, isCommandRequest } from './auth.js';
 import { AgentCommandError } from './errors.js';
 import { Journal } from './journal.js';
@@ -44,6 +44,7 @@ import {
   type ProfileResult,
   type StepTiming,
   type StreamEndpoint,
+  type StreamSendArgs,
 } from './protocol.js';
 import { clearServiceNetns, flushNeighbour, prepareServiceNetns } from './service-netns.js';
 
@@ -300,33 +301,8 @@ export class Agent {
         log.info({ ttlMs: ttl }, 'stream announced');
         return { stream: this.stream! };
       }
-      case 'stream.send': {
-        const args = a as unknown as Commands['stream.send']['args'];
-        need('migrationId', 'string');
-        need('token', 'string');
-        need('stepName', 'string');
-        need('peer', 'object');
-        if (!isSafeName(args.stepName)) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.send: stepName ${JSON.stringify(args.stepName)} is not a plain name`);
-        if (typeof args.peer.host !== 'string' || !Number.isInteger(args.peer.port)) throw new AgentCommandError('AGENT_BAD_ARGS', 'stream.send: peer needs host and port');
-        if (args.rateBitsPerSecond !== undefined && !(typeof args.rateBitsPerSecond === 'number' && args.rateBitsPerSecond > 0 && Number.isFinite(args.rateBitsPerSecond))) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.send: rateBitsPerSecond ${String(args.rateBitsPerSecond)} must be a positive number`);
-        if (args.compression !== undefined && !(COMPRESSIONS as readonly string[]).includes(args.compression)) throw new AgentCommandError('AGENT_BAD_ARGS', `stream.send: compression ${JSON.stringify(args.compression)} is not one of ${COMPRESSIONS.join(', ')}`);
-        const dir = join(this.imageDir(args.migrationId), args.stepName);
-        const t0 = Date.now();
-        const r = await sendImage(dir, {
-          host: args.peer.host,
-          port: args.peer.port,
-          migrationId: args.migrationId,
-          token: args.token,
-          stepName: args.stepName,
-          signal,
-          log,
-          ...(args.compression ? { compression: args.compression } : {}),
-          ...(args.rateBitsPerSecond ? { rateBitsPerSecond: args.rateBitsPerSecond } : {}),
-        });
-        await this.recordTiming(args.migrationId, { step: 'stream.send', stepName: args.stepName, startedAt: new Date(t0).toISOString(), durationMs: r.elapsedMs, ok: true }, false);
-        this.event(args.migrationId, 'stream.sent', { stepName: args.stepName, bytes: r.bytes, wireBytes: r.wireBytes, elapsedMs: r.elapsedMs, bitsPerSecond: r.bitsPerSecond, imageSha256: r.imageSha256 });
-        return r;
-      }
+      case 'stream.send':
+        return this.streamSend(a as unknown as Commands['stream.send']['args'], signal, log);
       case 'timings':
         need('migrationId', 'string');
         return { steps: this.journal.get(a.migrationId as string)?.steps ?? [] } satisfies Commands['timings']['result'];
@@ -346,6 +322,33 @@ export class Agent {
         return { forgotten: await this.journal.remove(id) };
       }
     }
+  }
+
+  /** Streams one of this agent's image steps to an announced receiver (`stream.send`, or a `dump` with `sendTo`). */
+  private async streamSend(args: StreamSendArgs, signal: AbortSignal, log: Logger): Promise<SendResult> {
+    const bad = (m: string) => new AgentCommandError('AGENT_BAD_ARGS', `stream.send: ${m}`);
+    if (!isSafeName(args.migrationId)) throw bad('migrationId missing');
+    if (typeof args.token !== 'string') throw bad('token missing');
+    if (typeof args.stepName !== 'string' || !isSafeName(args.stepName)) throw bad(`stepName ${JSON.stringify(args.stepName)} is not a plain name`);
+    if (typeof args.peer !== 'object' || args.peer === null || typeof args.peer.host !== 'string' || !Number.isInteger(args.peer.port)) throw bad('peer needs host and port');
+    if (args.rateBitsPerSecond !== undefined && !(typeof args.rateBitsPerSecond === 'number' && args.rateBitsPerSecond > 0 && Number.isFinite(args.rateBitsPerSecond))) throw bad(`rateBitsPerSecond ${String(args.rateBitsPerSecond)} must be a positive number`);
+    if (args.compression !== undefined && !(COMPRESSIONS as readonly string[]).includes(args.compression)) throw bad(`compression ${JSON.stringify(args.compression)} is not one of ${COMPRESSIONS.join(', ')}`);
+    const dir = join(this.imageDir(args.migrationId), args.stepName);
+    const t0 = Date.now();
+    const r = await sendImage(dir, {
+      host: args.peer.host,
+      port: args.peer.port,
+      migrationId: args.migrationId,
+      token: args.token,
+      stepName: args.stepName,
+      signal,
+      log,
+      ...(args.compression ? { compression: args.compression } : {}),
+      ...(args.rateBitsPerSecond ? { rateBitsPerSecond: args.rateBitsPerSecond } : {}),
+    });
+    await this.recordTiming(args.migrationId, { step: 'stream.send', stepName: args.stepName, startedAt: new Date(t0).toISOString(), durationMs: r.elapsedMs, ok: true }, false);
+    this.event(args.migrationId, 'stream.sent', { stepName: args.stepName, bytes: r.bytes, wireBytes: r.wireBytes, elapsedMs: r.elapsedMs, bitsPerSecond: r.bitsPerSecond, imageSha256: r.imageSha256 });
+    return r;
   }
 
   private newHold(migrationId: string): MigrationHold {
@@ -386,6 +389,7 @@ export class Agent {
     if (a.role !== 'source' && a.role !== 'destination') throw bad(`role ${JSON.stringify(a.role)} is not source|destination`);
     if (typeof a.service !== 'object' || a.service === null || typeof a.service.name !== 'string') throw bad('service missing');
     if (a.step === 'preDump' && !(Number.isInteger(a.round) && a.round! >= 1)) throw bad('preDump needs round >= 1');
+    if (a.sendTo !== undefined && (a.step !== 'dump' || typeof a.sendTo !== 'object' || a.sendTo === null)) throw bad('sendTo is for the dump step only');
 
     let executor = this.executors.get(a.migrationId);
     if (!executor || executor.name !== a.executor) {
@@ -427,6 +431,8 @@ export class Agent {
           break;
         case 'dump':
           result.dump = await executor.dump(ctx);
+          // The image leaves at once; the journal records below wait until it is on its way.
+          if (a.sendTo) result.sent = await this.streamSend({ migrationId: a.migrationId, stepName, token: a.sendTo.token, peer: a.sendTo.peer, ...(a.sendTo.rateBitsPerSecond !== undefined ? { rateBitsPerSecond: a.sendTo.rateBitsPerSecond } : {}) }, signal, log);
           break;
         case 'restore':
           result.restore = await executor.restore(ctx);

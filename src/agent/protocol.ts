@@ -143,6 +143,12 @@ export interface ExecutorStepArgs {
   step: ExecutorStep;
   /** Pre-copy round (preDump), from 1. */
   round?: number;
+  /**
+   * `dump` only: stream the image to this announced receiver as soon as it is taken, in the same
+   * command (the final image inside the downtime: no second controller round trip before it
+   * leaves). The step fails when the stream fails; the source stays frozen for the rollback.
+   */
+  sendTo?: { peer: StreamEndpoint; token: string; rateBitsPerSecond?: number };
 }
 
 export interface ExecutorStepResult {
@@ -152,6 +158,8 @@ export interface ExecutorStepResult {
   stepDir?: string;
   dump?: DumpResult;
   restore?: RestoreResult;
+  /** `dump` with `sendTo`: the stream, after the dump (durationMs covers both). */
+  sent?: SendResult;
   durationMs: number;
 }
 

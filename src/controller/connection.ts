@@ -146,6 +146,13 @@ export interface BundleOptions {
   ordered?: boolean;
   /** When the switch refuses bundles: 'plain' sends the messages one by one (logged), 'throw' fails. */
   fallback?: 'plain' | 'throw';
+  /**
+   * Sends a barrier in the same write as the commit and resolves after its reply too: the commit
+   * and its confirmation cost one round trip, not two (a barrier sent after the commit reply).
+   */
+  confirm?: boolean;
+  /** Called with performance.now() as the commit (or, after a fallback, the first message) is written. */
+  onCommit?: (atMs: number) => void;
 }
 
 const REPLY_TYPES = new Set<OfpMessage['type']>([
@@ -505,12 +512,19 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
       await discard();
       throw new BundleError(this.dpidHex, 'add', errors);
     }
+    const timeoutMs = Math.max(this.opts.requestTimeoutMs, msgs.length);
+    opts.onCommit?.(performance.now());
+    const commit = this.request<MessageOf<'bundle_control'>>(bundleControl(0, bundleId, 'commit_request', flags), { timeoutMs });
+    // Same write as the commit (writes are coalesced until the microtask): ordered behind it.
+    const confirmed = opts.confirm ? this.barrier({ timeoutMs }) : undefined;
     try {
-      await this.request<MessageOf<'bundle_control'>>(bundleControl(0, bundleId, 'commit_request', flags), { timeoutMs: Math.max(this.opts.requestTimeoutMs, msgs.length) });
+      await commit;
     } catch (err) {
+      confirmed?.catch(() => undefined);
       if (err instanceof OfpErrorReply) throw new BundleError(this.dpidHex, 'commit', [err]);
       throw err;
     }
+    await confirmed;
     return 'bundle';
   }
 
@@ -519,6 +533,7 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
       throw new ControllerError(ControllerErrorCode.Bundle, `switch ${this.dpidHex} does not support bundles (${why})`);
     }
     this.log.warn({ event: 'bundle_fallback', why, messages: msgs.length }, 'switch refuses bundles; sending flow-mods one by one (not atomic)');
+    opts.onCommit?.(performance.now());
     await this.sendConfirmed(msgs);
     return 'plain';
   }

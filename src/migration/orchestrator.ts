@@ -251,19 +251,26 @@ class MigrationRun {
       }
     }
 
-    await this.step('hold', async (signal) => {
+    const hold = await this.step('hold', async (signal) => {
       // Subscribe before the flows exist, so not even the first packet-in can be missed.
       this.unsubscribe = this.flows.onHeldPacket(m, (p) => {
         const r = this.hold.push(p.frame, this.clock.now(), { ...(p.dpid !== undefined ? { dpid: p.dpid } : {}), ...(p.inPort !== undefined ? { inPort: p.inPort } : {}) });
         if (r === 'dropped') this.log.warn({ event: 'hold-overflow', ...this.hold.stats() }, 'hold queue full: packet counted as dropped');
       });
-      await this.flows.installHold(m, signal);
-    });
-
-    await this.dumpStep();
-    await this.step('stream', (signal) => this.agents.streamImage(m.source, m.destination, m, 'dump', signal, this.planRate()), (s) => ({ bytes: s.bytes }));
+      // The final image is announced now, outside the downtime: the source's agent sends it the
+      // moment the dump is taken. The switch is in the hold's bundle: before the freeze, under
+      // the hold flows, so no packet reaches either side until the replay.
+      const [sw, t] = await Promise.all([this.flows.holdAndSwitch(m, signal), this.agents.expectImage(m.destination, m, 'dump', signal)]);
+      this.switchMs = sw.switchMs;
+      await this.announceNewMac(signal);
+      return { ticket: t, switched: sw };
+    }, (h) => ({ switchMs: h.switched.switchMs, bridges: h.switched.bridges }));
+    await this.step(
+      'dump',
+      (signal) => this.agents.dumpAndSend(m.source, m, hold.ticket, signal, this.planRate()),
+      (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings, streamedBytes: d.sent.bytes, streamMs: d.sent.ms, agentMs: d.agentMs }),
+    );
     await this.step('restore', (signal) => this.agents.restore(m.destination, m, signal), (r) => ({ sockets: r.sockets, ...r.timings }));
-    await this.switchStep();
     // Point of no return: from here the destination may acknowledge client bytes.
     await this.step('resume', (signal) => this.agents.resume(m.destination, m, signal));
     await this.step('replay', (signal) => this.replayAndRelease('destination', signal), () => this.holdDetail());
@@ -275,7 +282,7 @@ class MigrationRun {
     await this.step('dump', (signal) => this.agents.dump(m.source, m, signal), (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings }));
   }
 
-  /** One bundle per bridge + barrier; in new-MAC mode the client must learn the MAC again. */
+  /** coat-baseline's switch: one bundle per bridge + barrier, then the new-MAC announcement. */
   private async switchStep(): Promise<void> {
     const m = this.ref;
     await this.step(
@@ -283,14 +290,19 @@ class MigrationRun {
       async (signal) => {
         const r = await this.flows.switchTo(m, 'destination', signal);
         this.switchMs = r.switchMs;
-        if (m.newMac !== undefined) {
-          await this.flows.announce(m, signal);
-          if (m.clientHost !== undefined) await this.agents.flushNeighbour(m.clientHost, m, signal);
-        }
+        await this.announceNewMac(signal);
         return r;
       },
       (r) => ({ switchMs: r.switchMs, bridges: r.bridges }),
     );
+  }
+
+  /** New-MAC mode, after the flows point at the destination: the client must learn the MAC again. */
+  private async announceNewMac(signal: AbortSignal): Promise<void> {
+    const m = this.ref;
+    if (m.newMac === undefined) return;
+    await this.flows.announce(m, 'destination', signal);
+    if (m.clientHost !== undefined) await this.agents.flushNeighbour(m.clientHost, m, signal);
   }
 
   /** The plan's bandwidth L in bits/s, enforced on every image stream (undefined: no limit). */
@@ -404,6 +416,11 @@ class MigrationRun {
         switch (action) {
           case 'switch-back':
             await this.flows.switchTo(m, 'source', signal);
+            // New-MAC mode: the client learnt the new MAC at the switch; it must learn the old one.
+            if (m.newMac !== undefined) {
+              await this.flows.announce(m, 'source', signal);
+              if (m.clientHost !== undefined) await this.agents.flushNeighbour(m.clientHost, m, signal);
+            }
             return;
           case 'abort-destination':
             await this.agents.abort(m.destination, m, 'destination', signal);

@@ -44,17 +44,20 @@ export interface FlowPort {
   /** Remove what stageDestination added. Idempotent. */
   unstageDestination(m: MigrationRef, signal: AbortSignal): Promise<void>;
   /**
-   * Hold: at the overlay ingress, flows that send every packet for the service to the controller
-   * as a packet-in with the full frame (no buffer id). Resolves after the barrier reply: from then
-   * on no packet for the service is forwarded, each one reaches `onHeldPacket`.
+   * Hold and switch, in one bundle per bridge (ONF EXT-230 on 1.3): at the overlay ingress, flows
+   * that send every packet for the service to the controller as a packet-in with the full frame
+   * (no buffer id), and under them the service's flows flipped from the source to the staged
+   * destination. Resolves after each bridge confirmed its commit: from then on no packet for the
+   * service is forwarded, each one reaches `onHeldPacket`, and once the hold is removed they go to
+   * the destination. Nothing reaches the destination before that, so the flip costs no downtime.
    */
-  installHold(m: MigrationRef, signal: AbortSignal): Promise<void>;
+  holdAndSwitch(m: MigrationRef, signal: AbortSignal): Promise<SwitchResult>;
   /** Delete the hold flows; resolves after the barrier reply. Idempotent. */
   removeHold(m: MigrationRef, signal: AbortSignal): Promise<void>;
   /**
    * Point the service's flows at `side` on every bridge: one OpenFlow bundle per bridge
    * (ONF EXT-230 on 1.3) flipping staged and live priorities, committed, then a barrier.
-   * `switchTo('source')` is the rollback and must be idempotent.
+   * coat-baseline's switch; `switchTo('source')` is every rollback's and must be idempotent.
    */
   switchTo(m: MigrationRef, side: Side, signal: AbortSignal): Promise<SwitchResult>;
   /**
@@ -65,8 +68,11 @@ export interface FlowPort {
   packetOut(m: MigrationRef, frames: readonly Buffer[], toward: Side, signal: AbortSignal): Promise<number>;
   /** Packet-ins caught by this migration's hold flows. Returns the unsubscribe function. */
   onHeldPacket(m: MigrationRef, handler: (p: HeldPacketIn) => void): () => void;
-  /** New-MAC mode: a gratuitous ARP for the service's IP with its new MAC, sent by the controller. */
-  announce(m: MigrationRef, signal: AbortSignal): Promise<void>;
+  /**
+   * New-MAC mode: a gratuitous ARP for the service's IP with its MAC on `side` (the new MAC toward
+   * the destination; its own again toward the source, the rollback), sent by the controller.
+   */
+  announce(m: MigrationRef, side: Side, signal: AbortSignal): Promise<void>;
 }
 
 export interface SwitchResult {
@@ -91,6 +97,18 @@ export interface AgentPort {
   /** Idempotent: at the source thaw untouched, at the destination remove what restore made. */
   abort(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void>;
   /**
+   * Announce at `to`'s agent the image `stepName` it is about to receive, before it exists: the
+   * final dump is announced before the hold, so the source's agent can send it the moment it is
+   * taken (`dumpAndSend`) with no round trip through the controller inside the downtime.
+   */
+  expectImage(to: string, m: MigrationRef, stepName: string, signal: AbortSignal): Promise<ImageTicket>;
+  /**
+   * The final dump at `host` (executor `dump`: the service stays frozen), then, in the same
+   * command, that agent streams it to the announced receiver at most at `rateBitsPerSecond`.
+   * A failed stream fails the call; the source is still frozen and intact for the rollback.
+   */
+  dumpAndSend(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal, rateBitsPerSecond?: number): Promise<DumpAndSendResult>;
+  /**
    * Stream the image directory `stepName` from `from`'s agent straight to `to`'s agent, at most at
    * `rateBitsPerSecond` when given: the plan's bandwidth L (MOSE treats L as a resource the plan
    * chooses; min-resources picks the smallest L that meets the downtime target).
@@ -103,6 +121,21 @@ export interface AgentPort {
 export interface StreamResult {
   bytes: number;
   sha256?: string;
+}
+
+/** An announced image: where its receiver listens and the token it accepts (one stream). */
+export interface ImageTicket {
+  to: string;
+  stepName: string;
+  token: string;
+  peer: { host: string; port: number };
+}
+
+export interface DumpAndSendResult extends DumpResult {
+  /** The stream after the dump: bytes, and its time from connect/HELLO to the receiver's DONE. */
+  sent: StreamResult & { ms: number };
+  /** Time the agent spent on the command (dump + stream + its records), ms: the rest of the step is messaging. */
+  agentMs?: number;
 }
 
 export type Objective = 'min-downtime' | 'min-resources';

@@ -124,7 +124,8 @@ export function recordFromJournal(s: JournalSummary): MigrationRecord {
   const ref = (s.request.ref ?? {}) as { executor?: string; source?: string; destination?: string; service?: { name?: string } };
   const plan = s.steps.find((x) => x.name === 'plan')?.detail as { strategy?: string; predicted?: { downtimeMs: number; totalMs: number } } | undefined;
   const replay = s.steps.find((x) => x.name === 'replay')?.detail as Partial<HoldCounts> | undefined;
-  const sw = s.steps.find((x) => x.name === 'switch')?.detail as { switchMs?: number } | undefined;
+  // coat switches in the hold's bundle; coat-baseline in a switch step of its own.
+  const sw = (s.steps.find((x) => x.name === 'switch') ?? s.steps.find((x) => x.name === 'hold'))?.detail as { switchMs?: number } | undefined;
   const hold: HoldCounts = s.hold ?? { held: replay?.held ?? 0, replayed: replay?.replayed ?? 0, dropped: replay?.dropped ?? 0 };
   const last = s.steps.reduce((m, x) => Math.max(m, x.endMs ?? x.startMs), s.startedAtMs);
   return {

@@ -3,19 +3,29 @@
  * explicit states and the only transitions between them. The orchestrator asks this module before
  * every move, so an out-of-order call is a typed error, never a half-done migration.
  *
- *   created -> plan -> prepare -> precopy* -> hold -> dump -> stream -> restore -> switch
- *           -> resume -> replay -> release -> verify -> done
+ *   created -> plan -> prepare -> precopy* -> hold -> dump -> restore -> resume -> replay
+ *           -> release -> verify -> done
+ *
+ * `hold` is also the switch: one bundle per bridge puts the hold flows in and flips the service's
+ * flows to the staged destination under them, before the freeze. The hold flows outrank every
+ * other flow for the service, so the redirect is invisible until the hold is removed, and the
+ * switch costs no downtime. The final image is streamed by the source's agent in the `dump` step
+ * itself (announced to the destination during `hold`). So `switch` and `stream` are steps of
+ * coat-baseline only, which runs COAT's sequential procedure.
  *
  * The point of no return is `resume`: until the destination takes its sockets out of repair mode
  * the source is frozen but intact (executor contract: `dump` leaves it frozen, `abort` thaws it),
- * so any failure up to and including `switch` rolls back (design.md step 8). Once the destination
- * has run it may have acknowledged client bytes the source never saw, so from `resume` on a
- * failure rolls forward: the remaining clean-up steps run best-effort and the migration ends
+ * so any failure up to and including `restore` (coat-baseline: `switch`) rolls back (design.md
+ * step 8). Once the destination has run it may have acknowledged client bytes the source never
+ * saw, so from `resume` on a failure rolls forward: the remaining clean-up steps run best-effort and the migration ends
  * `failed`, naming the step.
  */
 import { MigrationError } from './errors.js';
 
-/** The steps of one migration, in timeline order. Each is also the state while it runs. */
+/**
+ * The steps of one migration, in timeline order (coat-baseline's for the steps only it has). Each
+ * is also the state while it runs.
+ */
 export const STEP_NAMES = [
   'plan',
   'prepare',
@@ -50,9 +60,10 @@ const FORWARD: Record<MigrationState, readonly MigrationState[]> = {
   prepare: ['precopy', 'hold'],
   precopy: ['precopy', 'hold'],
   hold: ['dump'],
-  dump: ['stream'],
+  dump: ['restore'],
+  restore: ['resume'],
+  // coat-baseline only (BASELINE_FORWARD leads here).
   stream: ['restore'],
-  restore: ['switch'],
   switch: ['resume'],
   resume: ['replay'],
   replay: ['release'],
@@ -80,12 +91,15 @@ export function canRollBack(s: MigrationState): boolean {
 /**
  * `coat`: the timeline above. `coat-baseline`: COAT's published Stop&Copy procedure with the same
  * parts, for comparison in one run (background.md §1): no hold and no replay, the destination is
- * built after the freeze, so the path is prepare -> dump ... resume -> release.
+ * built after the freeze, every step waits for the one before, so the path is
+ * prepare -> dump -> stream -> restore -> switch -> resume -> release.
  */
 export type MigrationMode = 'coat' | 'coat-baseline';
 
 const BASELINE_FORWARD: Partial<Record<MigrationState, readonly MigrationState[]>> = {
   prepare: ['dump'],
+  dump: ['stream'],
+  restore: ['switch'],
   resume: ['release'],
 };
 
@@ -156,7 +170,8 @@ export type UndoAction = (typeof UNDO_ACTIONS)[number];
 export function undoPlan(started: Iterable<StepName>): UndoAction[] {
   const s = new Set(started);
   const actions = new Set<UndoAction>();
-  if (s.has('switch')) actions.add('switch-back');
+  // coat's hold bundle flips the flows too; coat-baseline has a switch step of its own.
+  if (s.has('switch') || s.has('hold')) actions.add('switch-back');
   if (s.has('prepare')) {
     actions.add('abort-destination');
     // The source executor was prepared too (pre-copy tracking, or a frozen service after dump).

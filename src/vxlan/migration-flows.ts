@@ -199,14 +199,16 @@ export function deliveryPort(input: MigrationFlowInput, side: Side): { host: str
  * goes out of: every other local endpoint port on every host (the overlay does not flood, so the
  * controller delivers it where a neighbour cache may hold the old MAC).
  */
-export function announcement(input: MigrationFlowInput): { frame: Buffer; targets: { host: string; port: number }[] } {
+export function announcement(input: MigrationFlowInput, side: 'source' | 'destination' = 'destination'): { frame: Buffer; targets: { host: string; port: number }[] } {
   const e = serviceEndpoint(input);
   if (input.newMac === undefined) throw new MigrationFlowError('an announcement needs a new MAC (--new-mac)');
+  // Toward the source (a rollback): the service's own MAC again, undoing the earlier announcement.
+  const mac = side === 'destination' ? input.newMac : e.mac;
   const targets: { host: string; port: number }[] = [];
   for (const o of input.topology.endpoints) {
     if (o.name === e.name) continue;
     const port = input.ports[o.host]?.endpointPorts[o.name];
     if (port !== undefined) targets.push({ host: o.host, port });
   }
-  return { frame: encodeGratuitousArpFrame(input.newMac, e.ip), targets };
+  return { frame: encodeGratuitousArpFrame(mac, e.ip), targets };
 }

@@ -27,6 +27,12 @@ export interface ServerOptions {
 }
 
 const TICK_MS = 10;
+/**
+ * The stream writes every millisecond: the client's largest gap between data segments is the
+ * report's downtime, and a coarser tick puts its own floor under it (at 10 ms, a stream with no
+ * migration at all already shows 10 ms gaps).
+ */
+const STREAM_TICK_MS = 1;
 /** Userspace backlog per stream connection before the writer waits for 'drain'. */
 const STREAM_HIGH_WATER = 256 * 1024;
 
@@ -71,8 +77,13 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     let offset = written;
     let blocked = false;
     let credit = 0;
+    let lastTick = performance.now();
     const timer = setInterval(() => {
-      credit = opts.streamRate > 0 ? Math.min(credit + (opts.streamRate * TICK_MS) / 1000, opts.streamRate) : 64 * 1024;
+      // Credit follows the clock (a 1 ms interval fires late), capped at 10 ms worth so a stall
+      // (the freeze of a migration) is not followed by a burst.
+      const now = performance.now();
+      credit = opts.streamRate > 0 ? Math.min(credit + (opts.streamRate * (now - lastTick)) / 1000, opts.streamRate / 100) : 64 * 1024;
+      lastTick = now;
       while (!blocked && credit >= 1 && sock.writable) {
         const n = Math.min(Math.floor(credit), 64 * 1024);
         const chunk = streamBytes(offset, n, opts.recordSize);
@@ -83,7 +94,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
           sock.once('drain', () => (blocked = false));
         }
       }
-    }, TICK_MS);
+    }, STREAM_TICK_MS);
     timers.add(timer);
     sock.on('data', () => {}); // the client sends nothing on a stream connection
     sock.on('error', (e) => emit({ event: 'connection-error', kind: 'stream', code: (e as NodeJS.ErrnoException).code }));

@@ -81,10 +81,18 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   const streamMs = performance.now() - ts;
   t.equal(s1.bytes, 3 * 1024 * 1024);
   t.ok(streamMs >= 200, `the stream kept to the plan's rate: ${streamMs.toFixed(0)} ms for 3 MiB at 100 Mbit/s`);
-  const dump = await port.dump(m.source, m, signal);
+  // coat's order: the final image is announced before the freeze, the dump command streams it.
+  const ticket = await port.expectImage(m.destination, m, 'dump', signal);
+  const forged = { ...ticket, token: 'not-the-announced-token' };
+  await t.rejects(port.dumpAndSend(m.source, m, forged, signal), { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'TRANSFER_REFUSED' }, 'a stream the receiver did not announce is refused, and the dump command fails with it');
+  await t.rejects(
+    reg.agent(hosts.src).request('executor.step', { migrationId: m.migrationId, executor: 'hooks', service: m.service, role: 'source', step: 'restore', sendTo: { peer: ticket.peer, token: ticket.token } }, { deadlineMs: 5000 }),
+    { code: 'AGENT_REFUSED', message: /sendTo is for the dump step only/ },
+  );
+  const dump = await port.dumpAndSend(m.source, m, ticket, signal);
   t.ok(dump.bytes > 3 * 1024 * 1024);
-  const s2 = await port.streamImage(m.source, m.destination, m, 'dump', signal);
-  t.equal(s2.sha256, (await digestImageDir(join(work, hosts.dst, 'images', m.migrationId, 'dump'))).sha256, 'the stream result carries the image sha256 that landed');
+  t.ok(dump.sent.bytes > 3 * 1024 * 1024 && dump.sent.ms > 0, `the dump was streamed in the same command: ${dump.sent.bytes} bytes in ${dump.sent.ms.toFixed(1)} ms`);
+  t.equal(dump.sent.sha256, (await digestImageDir(join(work, hosts.dst, 'images', m.migrationId, 'dump'))).sha256, 'the stream result carries the image sha256 that landed');
   await port.restore(m.destination, m, signal);
   const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
   t.equal(await sha(join(stateDst, 'db')), await sha(join(stateSrc, 'db')), 'restored state equals the source state');

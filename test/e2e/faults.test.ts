@@ -1,7 +1,7 @@
 /**
  * Rollback in the lab (issue 10): one real fault per step, injected into the first migration
  * (lab-scenario.ts `withFault`): the destination agent is killed, the destination bridge's
- * OpenFlow connection is cut at the switch, the streamed image is corrupted on the destination's
+ * OpenFlow connection is cut as the flows switch (coat: the hold bundle), the streamed image is corrupted on the destination's
  * disk, the destination's restore command does not exist, the restore step's deadline is too short.
  * Each must end with the migration rolled back, the service running at the source with its client's
  * connection alive and every byte verified, and nothing of the migration left on the bridges.

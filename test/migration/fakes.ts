@@ -8,12 +8,12 @@
  * Any port method can be made to fail (or hang) through `failOn`.
  */
 import type { DumpResult, RestoreResult } from '../../src/migration/executor.js';
-import type { AgentPort, Clock, FlowPort, HeldPacketIn, MigrationPlan, MigrationRef, PlannerPort, Side, StreamResult, SwitchResult } from '../../src/migration/ports.js';
+import type { AgentPort, Clock, DumpAndSendResult, FlowPort, HeldPacketIn, ImageTicket, MigrationPlan, MigrationRef, PlannerPort, Side, StreamResult, SwitchResult } from '../../src/migration/ports.js';
 
 export type Behaviour = 'throw' | 'hang';
 
 export class FakeOverlay {
-  /** Every port call, in order: "flows.installHold", "agents.dump@edge-a", ... */
+  /** Every port call, in order: "flows.holdAndSwitch", "agents.dumpAndSend@edge-a->edge-b", ... */
   calls: string[] = [];
   /** The rate limit each streamImage call was given. */
   streamRates: (number | undefined)[] = [];
@@ -34,7 +34,7 @@ export class FakeOverlay {
   sent: number[] = [];
   /** Frames that reached a side whose service was not running: that is loss. */
   lost: number[] = [];
-  /** Frames the client sends when a given call first starts: "agents.dump@edge-a" -> 3. */
+  /** Frames the client sends when a given call first starts: "agents.dumpAndSend@edge-a->edge-b" -> 3. */
   trafficOn = new Map<string, number>();
   /** The signal each call got (the last one per name). */
   signals = new Map<string, AbortSignal>();
@@ -76,7 +76,12 @@ export function fakeFlows(o: FakeOverlay, opts: { stragglerOnRemove?: number; re
   return {
     stageDestination: (_m, s) => o.call('flows.stageDestination', s, () => void (o.staged = true)),
     unstageDestination: (_m, s) => o.call('flows.unstageDestination', s, () => void (o.staged = false)),
-    installHold: (_m, s) => o.call('flows.installHold', s, () => void (o.holding = true)),
+    holdAndSwitch: (_m, s) =>
+      o.call('flows.holdAndSwitch', s, (): SwitchResult => {
+        o.holding = true;
+        o.pointsAt = 'destination';
+        return { switchMs: 0.4, bridges: 3 };
+      }),
     removeHold: (_m, s) =>
       o.call('flows.removeHold', s, () => {
         // Packet-ins the switch sent before it applied the delete arrive before the barrier reply.
@@ -102,7 +107,7 @@ export function fakeFlows(o: FakeOverlay, opts: { stragglerOnRemove?: number; re
         if (o.held === handler) o.held = undefined;
       };
     },
-    announce: (_m, s) => o.call('flows.announce', s, () => undefined),
+    announce: (_m, side, s) => o.call(side === 'destination' ? 'flows.announce' : 'flows.announce:source', s, () => undefined),
   };
 }
 
@@ -118,6 +123,14 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
         o.frozen = true;
         o.running.source = false;
         return dump(10);
+      }),
+    expectImage: (to, _m, step, s) => o.call(`agents.expectImage:${step}@${to}`, s, (): ImageTicket => ({ to, stepName: step, token: 't', peer: { host: '192.0.2.1', port: 1 } })),
+    dumpAndSend: (h, _m, ticket, s, rate) =>
+      o.call(`agents.dumpAndSend@${h}->${ticket.to}`, s, (): DumpAndSendResult => {
+        o.frozen = true;
+        o.running.source = false;
+        o.streamRates.push(rate);
+        return { ...dump(10), sent: { bytes: 1000, ms: 1 } };
       }),
     restore: (h, _m, s) =>
       o.call(`agents.restore@${h}`, s, (): RestoreResult => {

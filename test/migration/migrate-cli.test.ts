@@ -35,7 +35,8 @@ t.test('progress per step on stderr, the outcome on stdout', async (t) => {
   const r = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-1']);
   t.equal(r.code, 0);
   t.match(r.stderr, /^\+0 ms plan \.\.\.\n\+0 ms plan ok\n\+0 ms prepare \.\.\./);
-  t.match(r.stderr, /switch ok\n.*resume \.\.\./);
+  t.match(r.stderr, /hold ok\n.*dump \.\.\./);
+  t.notMatch(r.stderr, /switch/, 'coat switches in the hold bundle: no switch step');
   t.match(r.stdout, /migration cli-1 done in/);
   t.match(r.stdout, /hold: held 0, replayed 0, dropped 0/);
   const b = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-1b', '--baseline']);
@@ -54,7 +55,7 @@ t.test('a failure prints which step failed and why, and what was undone; exit 1'
   const r = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-2']);
   t.equal(r.code, 1);
   t.match(r.stderr, /restore FAILED: INJECTED: injected failure in agents\.restore@edge-b/);
-  t.match(r.stderr, /rolling back \(abort-destination, thaw-source, replay-to-source, remove-hold, unstage-destination, clear-destination\)/);
+  t.match(r.stderr, /rolling back \(switch-back, abort-destination, thaw-source, replay-to-source, remove-hold, unstage-destination, clear-destination\)/);
   t.match(r.stderr, /undo thaw-source ok/);
   t.match(r.stdout, /migration cli-2 rolled-back after/);
   t.match(r.stdout, /failed step: restore\n {2}why: INJECTED: injected failure in agents\.restore@edge-b/);

@@ -42,11 +42,9 @@ function setup(t: Test, id: string, plan: MigrationPlan, opts: Partial<Orchestra
 /** Client traffic at the moments that matter: before, during the hold, during the replay. */
 function withTraffic(o: FakeOverlay): void {
   o.trafficOn.set('planner.plan', 2);
-  o.trafficOn.set('flows.installHold', 1); // sent as the hold goes in: still forwarded to the source
-  o.trafficOn.set('agents.dump@edge-a', 3);
-  o.trafficOn.set('agents.streamImage:dump@edge-a->edge-b', 2);
+  o.trafficOn.set('flows.holdAndSwitch', 1); // sent as the hold goes in: still forwarded to the source
+  o.trafficOn.set('agents.dumpAndSend@edge-a->edge-b', 5);
   o.trafficOn.set('agents.restore@edge-b', 2);
-  o.trafficOn.set('flows.switchTo:destination', 1);
   o.trafficOn.set('agents.resume@edge-b', 1);
   o.trafficOn.set('flows.packetOut:destination', 1); // arrives during the replay: queues behind it
 }
@@ -67,17 +65,19 @@ t.test('cold migration: every frame reaches the running service once, in order; 
   t.ok(o.released, 'source released');
   t.notOk(o.namespaces.has('edge-a'), 'source namespace cleared');
   t.equal(out.switchMs, 0.4);
-  // Hold before freeze, switch before resume, replay before removing the hold, release last.
+  // Hold, then the switch under it, before the freeze; replay before removing the hold, release last.
   const at = (c: string): number => o.calls.indexOf(c);
-  t.ok(at('flows.onHeldPacket') < at('flows.installHold'), 'subscribed before the hold flows exist');
-  t.ok(at('flows.installHold') < at('agents.dump@edge-a'));
-  t.ok(at('flows.switchTo:destination') < at('agents.resume@edge-b'));
+  t.ok(at('flows.onHeldPacket') < at('flows.holdAndSwitch'), 'subscribed before the hold flows exist');
+  t.ok(at('agents.expectImage:dump@edge-b') < at('agents.dumpAndSend@edge-a->edge-b'), 'the final image is announced before the dump');
+  t.ok(at('flows.holdAndSwitch') < at('agents.dumpAndSend@edge-a->edge-b'), 'held and switched before the freeze');
+  t.notOk(o.calls.includes('flows.switchTo:destination'), 'no switch of its own: it is in the hold bundle');
+  t.notOk(o.calls.some((c) => c.startsWith('agents.streamImage:dump')), 'no second request for the final stream');
   t.ok(at('agents.resume@edge-b') < at('flows.packetOut:destination'));
   t.ok(at('flows.packetOut:destination') < at('flows.removeHold'));
   t.ok(at('flows.removeHold') < at('agents.release@edge-a'));
   t.notOk(o.calls.some((c) => c.startsWith('agents.preDump')), 'cold: no pre-copy');
   const steps = events.filter((e) => e.type === 'step-end').map((e) => (e as { step: string }).step);
-  t.same(steps, ['plan', 'prepare', 'hold', 'dump', 'stream', 'restore', 'switch', 'resume', 'replay', 'release', 'verify']);
+  t.same(steps, ['plan', 'prepare', 'hold', 'dump', 'restore', 'resume', 'replay', 'release', 'verify']);
   const summary = summarizeJournal(readJournal(journalPath(dir, 'm-cold')).records);
   t.equal(summary.state, 'done');
   t.same(summary.steps.map((s) => s.name), steps);
@@ -89,14 +89,14 @@ t.test('pre-copy: planned rounds stream pre-N images; the stop rule ends early',
   const a = setup(t, 'm-pre', precopy3);
   const outA = await a.orch.migrate({ ref: a.o.ref, objective: 'min-downtime' });
   t.equal(outA.state, 'done');
-  t.same(a.o.calls.filter((c) => c.startsWith('agents.preDump') || c.startsWith('agents.streamImage')), [
+  t.same(a.o.calls.filter((c) => c.startsWith('agents.preDump') || c.startsWith('agents.streamImage') || c.startsWith('agents.dumpAndSend')), [
     'agents.preDump:1@edge-a',
     'agents.streamImage:pre-1@edge-a->edge-b',
     'agents.preDump:2@edge-a',
     'agents.streamImage:pre-2@edge-a->edge-b',
     'agents.preDump:3@edge-a',
     'agents.streamImage:pre-3@edge-a->edge-b',
-    'agents.streamImage:dump@edge-a->edge-b',
+    'agents.dumpAndSend@edge-a->edge-b',
   ]);
   t.same(a.o.streamRates, [80e6, 80e6, 80e6, 80e6], "every image stream is limited to the plan's bandwidth L");
   t.same(outA.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2, 3]);
@@ -111,9 +111,21 @@ t.test('new-MAC mode: gratuitous ARP and neighbour flush on the client host, aft
   const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
   t.equal(out.state, 'done');
   const at = (c: string): number => o.calls.indexOf(c);
-  t.ok(at('flows.switchTo:destination') < at('flows.announce'));
+  t.ok(at('flows.holdAndSwitch') < at('flows.announce'));
   t.ok(at('flows.announce') < at('agents.flushNeighbour@client'));
-  t.ok(at('agents.flushNeighbour@client') < at('agents.resume@edge-b'));
+  t.ok(at('agents.flushNeighbour@client') < at('agents.dumpAndSend@edge-a->edge-b'));
+});
+
+t.test('new-MAC mode: a rollback after the switch announces the old MAC again and flushes the client', async (t) => {
+  const { o, orch } = setup(t, 'm-mac-back', cold, { newMac: '02:00:00:00:00:99' });
+  o.failOn.set('agents.restore@edge-b', 'throw');
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'rolled-back');
+  const after = o.calls.slice(o.calls.indexOf('agents.restore@edge-b'));
+  const at = (c: string): number => after.indexOf(c);
+  t.ok(at('flows.switchTo:source') >= 0 && at('flows.switchTo:source') < at('flows.announce:source'), 'flows back first, then the old MAC announced');
+  t.ok(at('flows.announce:source') < at('agents.flushNeighbour@client'), "then the client's stale (new-MAC) entry flushed");
+  t.ok(at('agents.flushNeighbour@client') < at('flows.removeHold'), 'all before the hold is lifted');
 });
 
 // One failure per step before resume: the service keeps running at the source with every frame.
@@ -121,11 +133,9 @@ const failures: [string, string, string[]][] = [
   ['plan', 'planner.plan', []],
   ['prepare', 'flows.stageDestination', ['abort-destination', 'thaw-source', 'unstage-destination', 'clear-destination']],
   ['precopy', 'agents.preDump:2@edge-a', ['abort-destination', 'thaw-source', 'unstage-destination', 'clear-destination']],
-  ['hold', 'flows.installHold', ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
-  ['dump', 'agents.dump@edge-a', ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
-  ['stream', 'agents.streamImage:dump@edge-a->edge-b', ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
-  ['restore', 'agents.restore@edge-b', ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
-  ['switch', 'flows.switchTo:destination', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+  ['hold', 'flows.holdAndSwitch', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+  ['dump', 'agents.dumpAndSend@edge-a->edge-b', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+  ['restore', 'agents.restore@edge-b', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
 ];
 for (const [step, call, undo] of failures) {
   t.test(`failure at ${step} rolls back: source runs, held frames replayed to it, destination cleared`, async (t) => {
@@ -177,9 +187,9 @@ t.test('a step past its deadline is aborted and rolled back (MIGRATION_DEADLINE)
 
 t.test('the whole-migration deadline bounds every step before resume', async (t) => {
   const { o, orch, clock } = setup(t, 'm-total', cold, { deadlineMs: 1000, stepTimeoutMs: 60_000 });
-  o.failOn.set('agents.dump@edge-a', 'hang');
+  o.failOn.set('agents.dumpAndSend@edge-a->edge-b', 'hang');
   const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
-  while (!o.calls.includes('agents.dump@edge-a')) await new Promise((r) => setImmediate(r));
+  while (!o.calls.includes('agents.dumpAndSend@edge-a->edge-b')) await new Promise((r) => setImmediate(r));
   clock.advance(1000);
   const out = await running;
   t.equal(out.state, 'rolled-back');
@@ -220,7 +230,7 @@ t.test('a failing undo action does not stop the others; the migration ends faile
 
 t.test('hold overflow is counted as dropped, never silent; refused packet-outs too', async (t) => {
   const { o, orch } = setup(t, 'm-overflow', cold, { holdLimits: { maxPackets: 3 }, refuse: 1 });
-  o.trafficOn.set('agents.dump@edge-a', 5);
+  o.trafficOn.set('agents.dumpAndSend@edge-a->edge-b', 5);
   const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
   t.equal(out.state, 'done');
   t.equal(out.hold.held, 5);
@@ -284,7 +294,7 @@ t.test('crash after resume: recovery rolls forward and ends failed (MIGRATION_IN
   const dir = dataDir(t);
   const first = setup(t, 'm-crash-fwd', cold, { dir });
   first.o.failOn.set('flows.packetOut:destination', 'hang');
-  first.o.trafficOn.set('agents.dump@edge-a', 2);
+  first.o.trafficOn.set('agents.dumpAndSend@edge-a->edge-b', 2);
   void first.orch.migrate({ ref: first.o.ref, objective: 'min-resources' });
   while (!first.o.calls.includes('flows.packetOut:destination')) await new Promise((r) => setImmediate(r));
   const second = setup(t, 'm-crash-fwd', cold, { dir });
@@ -334,8 +344,8 @@ t.test('crash inside the downtime window with the unsynced step starts lost: rec
 
 t.test('a port that throws synchronously fails its step and leaves no timer behind', async (t) => {
   const { o, orch, clock } = setup(t, 'm-sync-throw', cold);
-  const flows = (orch as unknown as { ports: { flows: { installHold: unknown } } }).ports.flows;
-  flows.installHold = () => {
+  const flows = (orch as unknown as { ports: { flows: { holdAndSwitch: unknown } } }).ports.flows;
+  flows.holdAndSwitch = () => {
     throw new Error('not connected');
   };
   const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });

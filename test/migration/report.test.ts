@@ -32,7 +32,7 @@ t.test('a finished migration with clean witnesses is zero-loss; the design field
     client: { bytesSent: 640, bytesReceived: 60_000, bytesVerified: 60_000, retransmissions: 0, resets: 0, maxGapMs: 12.5 },
     hold: { held: 4, replayed: 4, dropped: 0 },
   });
-  t.same(r.steps.map((s) => s.name), ['plan', 'prepare', 'precopy-1', 'precopy-2', 'hold', 'dump', 'stream', 'restore', 'switch', 'resume', 'replay', 'release', 'verify']);
+  t.same(r.steps.map((s) => s.name), ['plan', 'prepare', 'precopy-1', 'precopy-2', 'hold', 'dump', 'restore', 'resume', 'replay', 'release', 'verify']);
   t.ok(r.steps.every((s, i) => s.startMs >= 0 && s.endMs >= s.startMs && (i === 0 || s.startMs >= r.steps[i - 1]!.endMs)));
   t.equal(r.totalMs, rec.endedAtMs - rec.startedAtMs);
   t.ok(r.totalMs > 0);
@@ -127,7 +127,7 @@ t.test('ReportVerifier: the verify step writes the report and its page, and the 
   const dir = mkdtempSync(join(tmpdir(), 'coat-verifier-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const o = new FakeOverlay(testRef('rv-1'));
-  o.trafficOn.set('agents.dump@edge-a', 2);
+  o.trafficOn.set('agents.dumpAndSend@edge-a->edge-b', 2);
   const clock = new ManualClock();
   let written = '';
   const verifier = new ReportVerifier({

@@ -16,7 +16,7 @@ import {
 import { MigrationError } from '../../src/migration/errors.js';
 
 t.test('the happy path of the timeline is legal, state by state', async (t) => {
-  const cold: MigrationState[] = ['created', 'plan', 'prepare', 'hold', 'dump', 'stream', 'restore', 'switch', 'resume', 'replay', 'release', 'verify', 'done'];
+  const cold: MigrationState[] = ['created', 'plan', 'prepare', 'hold', 'dump', 'restore', 'resume', 'replay', 'release', 'verify', 'done'];
   const precopy: MigrationState[] = ['created', 'plan', 'prepare', 'precopy', 'precopy', 'precopy', 'hold', 'dump'];
   for (const path of [cold, precopy]) {
     let s = path[0]!;
@@ -29,8 +29,10 @@ t.test('skipping a step, going back, or leaving a terminal state is a typed erro
   const bad: [MigrationState, MigrationState][] = [
     ['created', 'hold'],
     ['plan', 'dump'],
-    ['hold', 'switch'], // freeze before switching: never switch while the source runs
-    ['restore', 'resume'], // the switch comes before resume
+    ['hold', 'switch'], // coat: the hold bundle is the switch
+    ['dump', 'stream'], // coat: the dump step streams the image itself
+    ['restore', 'switch'], // coat switched before the freeze
+    ['prepare', 'dump'], // coat never freezes without the hold
     ['switch', 'replay'],
     ['dump', 'hold'],
     ['done', 'plan'],
@@ -96,8 +98,9 @@ t.test('undoPlan: what rollback does depends on what started, in a fixed safe or
   t.same(undoPlan([]), []);
   t.same(undoPlan(['plan']), []);
   t.same(undoPlan(['plan', 'prepare']), ['abort-destination', 'thaw-source', 'unstage-destination', 'clear-destination']);
-  t.same(undoPlan(['plan', 'prepare', 'precopy', 'hold']), ['abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']);
-  t.same(undoPlan(['plan', 'prepare', 'hold', 'dump', 'stream', 'restore', 'switch']), [
+  t.same(undoPlan(['plan', 'prepare', 'precopy', 'hold']), ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination'], "the hold's bundle flipped the flows too");
+  t.same(undoPlan(['plan', 'prepare', 'dump', 'stream', 'restore']), ['abort-destination', 'thaw-source', 'unstage-destination', 'clear-destination'], 'coat-baseline before its switch: no flows to flip back');
+  t.same(undoPlan(['plan', 'prepare', 'hold', 'dump', 'restore']), [
     'switch-back',
     'abort-destination',
     'thaw-source',
@@ -116,7 +119,7 @@ t.test('undoPlan: what rollback does depends on what started, in a fixed safe or
   t.ok(at('replay-to-source') < at('remove-hold'));
 });
 
-t.test('after a crash, hold implies the unsynced window steps up to switch', async (t) => {
+t.test('after a crash, hold implies the unsynced window steps up to restore', async (t) => {
   const { assumeStartedAfterCrash, UNSYNCED_WINDOW_STEPS } = await import('../../src/migration/state-machine.js');
   t.same(assumeStartedAfterCrash(['plan', 'prepare']), ['plan', 'prepare']);
   t.same(assumeStartedAfterCrash(['plan', 'prepare', 'hold']), ['plan', 'prepare', 'hold', 'dump', 'stream', 'restore', 'switch']);

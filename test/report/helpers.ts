@@ -21,7 +21,7 @@ export async function finishedJournal(t: { teardown(fn: () => void): void }, id:
     clock.advance(5);
     return tick(name, signal, body);
   }) as typeof o.call;
-  o.trafficOn.set('agents.dump@edge-a', 4);
+  o.trafficOn.set('agents.dumpAndSend@edge-a->edge-b', 4);
   if (failAt) o.failOn.set(failAt, 'throw');
   const orch = new Orchestrator(
     { flows: fakeFlows(o), agents: fakeAgents(o), planner: fakePlanner(o, { strategy: 'precopy', iterations: 2, predicted: { downtimeMs: 40, totalMs: 400 } }), clock },

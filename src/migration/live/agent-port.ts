@@ -11,9 +11,9 @@
 import { randomBytes } from 'node:crypto';
 import type { AgentRegistry } from '../../agent/client.js';
 import type { RequestOptions } from '../../agent/client.js';
-import type { ExecutorStep, Role } from '../../agent/protocol.js';
+import type { ExecutorStep, ExecutorStepArgs, Role } from '../../agent/protocol.js';
 import type { DumpResult, ExecutorOptions, RestoreResult, ServiceSpec } from '../executor.js';
-import type { AgentPort, MigrationRef, Side, StreamResult } from '../ports.js';
+import type { AgentPort, DumpAndSendResult, ImageTicket, MigrationRef, Side, StreamResult } from '../ports.js';
 import { LiveMigrationError } from './errors.js';
 
 /** Where and how the service lives on one host. */
@@ -97,12 +97,12 @@ export class LiveAgentPort implements AgentPort {
     };
   }
 
-  private async step(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number) {
+  private async step(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number, sendTo?: ExecutorStepArgs['sendTo']) {
     // Only steps that build something the undo removes are waited for.
     const tracked = step === 'prepare' || step === 'restore' || step === 'dump';
     const sentAtMs = Date.now();
     try {
-      return await this.sendStep(host, m, role, step, signal, round);
+      return await this.sendStep(host, m, role, step, signal, round, sendTo);
     } catch (e) {
       if (tracked && (e as { code?: string }).code === 'AGENT_ABORTED') this.abandoned.set(`${host}/${m.migrationId}`, { step, sentAtMs });
       throw e;
@@ -127,7 +127,7 @@ export class LiveAgentPort implements AgentPort {
     this.abandoned.delete(key);
   }
 
-  private async sendStep(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number) {
+  private async sendStep(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number, sendTo?: ExecutorStepArgs['sendTo']) {
     return this.opts.registry.agent(host).request(
       'executor.step',
       {
@@ -138,6 +138,7 @@ export class LiveAgentPort implements AgentPort {
         role,
         step,
         ...(round !== undefined ? { round } : {}),
+        ...(sendTo !== undefined ? { sendTo } : {}),
       },
       this.req(signal),
     );
@@ -205,6 +206,13 @@ export class LiveAgentPort implements AgentPort {
     return r.dump;
   }
 
+  async dumpAndSend(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal, rateBitsPerSecond?: number): Promise<DumpAndSendResult> {
+    const sendTo = { peer: ticket.peer, token: ticket.token, ...(rateBitsPerSecond !== undefined && rateBitsPerSecond > 0 ? { rateBitsPerSecond } : {}) };
+    const r = await this.step(host, m, 'source', 'dump', signal, undefined, sendTo);
+    if (!r.dump || !r.sent) throw new LiveMigrationError('LIVE_LAB', `${host}: dump returned no ${r.dump ? 'stream' : 'dump'} result`, { host });
+    return { ...r.dump, sent: { bytes: r.sent.bytes, sha256: r.sent.imageSha256, ms: r.sent.elapsedMs }, agentMs: r.durationMs };
+  }
+
   async restore(host: string, m: MigrationRef, signal: AbortSignal): Promise<RestoreResult> {
     const r = await this.step(host, m, 'destination', 'restore', signal);
     if (!r.restore) throw new LiveMigrationError('LIVE_LAB', `${host}: restore returned no restore result`, { host });
@@ -224,10 +232,15 @@ export class LiveAgentPort implements AgentPort {
     await this.undo(host, signal, () => this.step(host, m, role, 'abort', signal));
   }
 
-  async streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal, planRateBitsPerSecond?: number): Promise<StreamResult> {
+  async expectImage(to: string, m: MigrationRef, stepName: string, signal: AbortSignal): Promise<ImageTicket> {
     // A fresh token per stream: the receiving agent accepts exactly this migration's image.
     const token = randomBytes(16).toString('hex');
     const { stream } = await this.opts.registry.agent(to).request('stream.expect', { migrationId: m.migrationId, token, ttlMs: this.opts.deadlineMs ?? 30_000 }, this.req(signal));
+    return { to, stepName, token, peer: stream };
+  }
+
+  async streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal, planRateBitsPerSecond?: number): Promise<StreamResult> {
+    const { token, peer: stream } = await this.expectImage(to, m, stepName, signal);
     // The plan's L always; pre-copy rounds also leave room for the service's own traffic.
     const pacing = stepName.startsWith('pre-') ? this.opts.precopyRateBitsPerSecond?.(from, to) : undefined;
     const limits = [planRateBitsPerSecond, pacing].filter((r): r is number => r !== undefined && r > 0);

@@ -600,14 +600,20 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
         return c.agents.restore(host, m, signal);
       };
       break;
-    case 'disconnect-switch':
+    case 'disconnect-switch': {
+      // The destination's bridge drops its OpenFlow connection as the flows move to it (coat: the
+      // hold bundle, which is the switch; coat-baseline: its switch step).
+      const cut = () => c.controller.switches.get(hostLayout(c.topo, c.tag, c.destination).integrationDpid)?.close({ code: 'OFC_LOCAL', message: 'fault injection: switch disconnected' });
+      flows.holdAndSwitch = async (m, signal) => {
+        cut();
+        return c.flows.holdAndSwitch(m, signal);
+      };
       flows.switchTo = async (m, side, signal) => {
-        if (side === 'destination') {
-          c.controller.switches.get(hostLayout(c.topo, c.tag, c.destination).integrationDpid)?.close({ code: 'OFC_LOCAL', message: 'fault injection: switch disconnected' });
-        }
+        if (side === 'destination') cut();
         return c.flows.switchTo(m, side, signal);
       };
       break;
+    }
     case 'corrupt-image':
       agents.restore = async (host, m, signal) => {
         // The final image (the `dump` step): pre-copy rounds are applied in the background as they
