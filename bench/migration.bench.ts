@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- migration [--runs N] [--sizes 1,10,50] [--mbit L] [--dirty-rate R] [--rounds I]
  *                             [--variants precopy,cold,baseline] [--per-lab N] [--stream-rate B/s]
+ *                             [--stream-tick-ms N]
  *                             [--record FILE]`
  *
  * Issue 10's benchmark: N migrations back and forth per state size M, in the lab (edge-a, edge-b,
@@ -134,6 +135,7 @@ interface VariantOptions {
   dirtyRate: number;
   rounds: number;
   streamRate: string;
+  streamTickMs: number;
   progress: (l: string) => void;
 }
 
@@ -188,6 +190,7 @@ async function runInLab(variant: Variant, sizeMB: number, o: VariantOptions): Pr
       stateBytes: `${sizeMB}M`, // the workload's M suffix is binary (MiB)
       dirtyRate: o.dirtyRate,
       streamRate: o.streamRate,
+      streamTickMs: o.streamTickMs,
       ...(variant === 'baseline' ? { strategy: 'coat-baseline' as const } : { strategy: 'coat' as const, plan: variant === 'cold' ? { strategy: 'cold' as const } : { strategy: 'precopy' as const, iterations: o.rounds } }),
     };
     return await runScenarioInLab(req, { progress: (l) => o.progress(`    ${l}`), timeoutMs: 120_000 + o.runs * (20_000 + sizeMB * 1000) });
@@ -274,10 +277,13 @@ export const bench: Bench = {
     const rounds = Math.round(positiveNumber(ctx.args, '--rounds', 1));
     const perLab = Math.round(positiveNumber(ctx.args, '--per-lab', 1));
     const streamRate = flag(ctx.args, '--stream-rate') ?? '2M';
+    // The service's stream writes every ms: the downtime is the client's largest gap between data
+    // segments, and the workload's default 10 ms tick would put a 10 ms floor under it.
+    const streamTickMs = Math.round(positiveNumber(ctx.args, '--stream-tick-ms', 1));
     const variants = (flag(ctx.args, '--variants') ?? VARIANTS.join(',')).split(',') as Variant[];
     for (const v of variants) if (!VARIANTS.includes(v)) throw new Error(`--variants: '${v}' is not one of ${VARIANTS.join(', ')}`);
     const record = flag(ctx.args, '--record');
-    ctx.progress(`underlay: edge-a and edge-b links shaped with tbf at ${mbit} Mbit/s both ways; R = ${dirtyRate} pages/s; ${runs} migrations per variant and size, ${perLab} per fresh lab; stream ${streamRate}B/s`);
+    ctx.progress(`underlay: edge-a and edge-b links shaped with tbf at ${mbit} Mbit/s both ways; R = ${dirtyRate} pages/s; ${runs} migrations per variant and size, ${perLab} per fresh lab; stream ${streamRate}B/s written every ${streamTickMs} ms`);
 
     let recorded = 0;
     const rows: BenchRow[] = [];
@@ -286,7 +292,7 @@ export const bench: Bench = {
       for (const v of variants) {
         ctx.progress(`M = ${sizeMB} MiB, ${v}: lab up, ${runs} migrations`);
         const t0 = Date.now();
-        const r = await runVariant(v, sizeMB, { runs, perLab, mbit, dirtyRate, rounds, streamRate, progress: ctx.progress });
+        const r = await runVariant(v, sizeMB, { runs, perLab, mbit, dirtyRate, rounds, streamRate, streamTickMs, progress: ctx.progress });
         const f = figuresOf(r);
         fig.set(v, f);
         ctx.progress(`M = ${sizeMB} MiB, ${v}: ${f.done}/${f.n} done, ${f.zeroLoss} zero-loss, downtime ${f.downtime.join(' ')} ms (${((Date.now() - t0) / 1000).toFixed(0)} s)`);

@@ -21,18 +21,18 @@ export interface ServerOptions {
   dirtyRate: number;
   /** Stream rate per connection, bytes per second; 0: as fast as the socket takes it. */
   streamRate: number;
+  /**
+   * How often the stream writes, ms (default 10). The client's largest gap between data segments
+   * is the report's downtime, and the tick puts its own floor under it: at 10 ms a stream with no
+   * migration already shows 10 ms gaps. The migration bench writes every 1 ms to measure below it.
+   */
+  streamTickMs?: number;
   recordSize: number;
   /** Event lines (JSON) go here; stdout by default. */
   events?: (e: Record<string, unknown>) => void;
 }
 
 const TICK_MS = 10;
-/**
- * The stream writes every millisecond: the client's largest gap between data segments is the
- * report's downtime, and a coarser tick puts its own floor under it (at 10 ms, a stream with no
- * migration at all already shows 10 ms gaps).
- */
-const STREAM_TICK_MS = 1;
 /** Userspace backlog per stream connection before the writer waits for 'drain'. */
 const STREAM_HIGH_WATER = 256 * 1024;
 
@@ -79,8 +79,8 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     let credit = 0;
     let lastTick = performance.now();
     const timer = setInterval(() => {
-      // Credit follows the clock (a 1 ms interval fires late), capped at 10 ms worth so a stall
-      // (the freeze of a migration) is not followed by a burst.
+      // Credit follows the clock (intervals fire late), capped at 10 ms worth so a stall (the
+      // freeze of a migration) is not followed by a burst.
       const now = performance.now();
       credit = opts.streamRate > 0 ? Math.min(credit + (opts.streamRate * (now - lastTick)) / 1000, opts.streamRate / 100) : 64 * 1024;
       lastTick = now;
@@ -94,7 +94,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
           sock.once('drain', () => (blocked = false));
         }
       }
-    }, STREAM_TICK_MS);
+    }, opts.streamTickMs ?? TICK_MS);
     timers.add(timer);
     sock.on('data', () => {}); // the client sends nothing on a stream connection
     sock.on('error', (e) => emit({ event: 'connection-error', kind: 'stream', code: (e as NodeJS.ErrnoException).code }));

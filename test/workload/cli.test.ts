@@ -30,6 +30,9 @@ t.test('help and usage errors', async (t) => {
   t.equal(await main(['workload', 'server', '--state-dir', '/tmp/x', '--state-bytes', '12Q'], d.io), 64, 'bad size');
   const e = io();
   t.equal(await main(['workload', 'dance'], e.io), 64, 'unknown verb');
+  const f = io();
+  t.equal(await main(['workload', 'server', '--state-dir', '/tmp/x', '--stream-tick-ms', '0'], f.io), 64, 'a tick of 0 ms');
+  t.match(f.err(), /--stream-tick-ms: 0 is not a whole number of ms in 1\.\.1000/);
 });
 
 t.test('a short run prints verified statistics as JSON', async (t) => {
@@ -42,6 +45,7 @@ t.test('a short run prints verified statistics as JSON', async (t) => {
   t.equal(await client.exited, 0, 'client exits 0 when everything verified');
   const stats = JSON.parse(client.stdout()) as { stream: { bytesVerified: number; firstBadOffset: string | null }; ping: { answered: number; rttMs: number[] }; bytesVerified: number; bytesReceived: number };
   t.ok(stats.stream.bytesVerified > 500_000, `${stats.stream.bytesVerified} stream bytes verified in 1 s at 2 MB/s`);
+  t.ok(stats.stream.bytesVerified < 2.5 * 1024 * 1024, 'and not faster than the rate (the credit follows the clock)');
   t.equal(stats.stream.firstBadOffset, null);
   t.ok(stats.ping.answered >= 50 && stats.ping.rttMs.length === stats.ping.answered, `${stats.ping.answered} pings with an RTT each`);
   t.equal(stats.bytesVerified, stats.bytesReceived);

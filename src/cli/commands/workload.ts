@@ -18,6 +18,7 @@ server (runs until SIGTERM; prints one JSON event per line):
   --state-bytes M        state size in bytes, e.g. 8388608 or 8M (default 1M)
   --dirty-rate R         pages dirtied per second (default 100)
   --stream-rate B        stream bytes per second per connection, 0 = unlimited (default 1M)
+  --stream-tick-ms N     the stream writes every N ms, 1..1000 (default 10)
   --record-size N        stream record size in bytes (default 256, min ${MIN_RECORD_SIZE})
 
 client (prints statistics JSON on exit; --json is accepted and implied):
@@ -36,6 +37,13 @@ function size(v: unknown, name: string, dflt: number): number {
   return Number(m[1]) * mult;
 }
 
+function tickMs(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError(`--stream-tick-ms: ${String(v)} is not a whole number of ms in 1..1000`);
+  return n;
+}
+
 export const command: Command = {
   summary: 'demo workload: coat-aware TCP server with M bytes of state dirtied at R pages/s, verifying client',
   async run(argv: string[], io: CliIO): Promise<number> {
@@ -47,6 +55,7 @@ export const command: Command = {
       'state-bytes': { type: 'string' },
       'dirty-rate': { type: 'string' },
       'stream-rate': { type: 'string' },
+      'stream-tick-ms': { type: 'string' },
       'record-size': { type: 'string' },
       'ping-rate': { type: 'string' },
       'read-rate': { type: 'string' },
@@ -75,6 +84,7 @@ export const command: Command = {
         stateBytes: size(values['state-bytes'], 'state-bytes', 1024 ** 2),
         dirtyRate: size(values['dirty-rate'], 'dirty-rate', 100),
         streamRate: size(values['stream-rate'], 'stream-rate', 1024 ** 2),
+        streamTickMs: tickMs(values['stream-tick-ms']),
         events: (e) => io.stdout.write(JSON.stringify(e) + '\n'),
       });
       await new Promise<void>((resolve) => {

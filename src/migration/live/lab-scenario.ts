@@ -62,6 +62,8 @@ export interface ScenarioOptions {
   stateBytes?: string;
   dirtyRate?: number;
   streamRate?: string;
+  /** How often the service's stream writes, ms (workload default 10; the migration bench uses 1). */
+  streamTickMs?: number;
   newMac?: string;
   /**
    * `coat` (default): hold, staged flows, one bundle per bridge, replay, the planner's strategy.
@@ -200,7 +202,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
   const dirtyRate = String(opts.dirtyRate ?? 50);
   const streamRate = opts.streamRate ?? (traffic === 'stream' ? '2M' : '64K');
   const settle = opts.settleBytes ?? 200_000;
-  const serverArgs = (dir: string) => ['workload', 'server', '--host', svc.ip, '--port', String(SERVICE_PORT), '--state-dir', dir, '--state-bytes', stateBytes, '--dirty-rate', dirtyRate, '--stream-rate', streamRate];
+  const serverArgs = (dir: string) => ['workload', 'server', '--host', svc.ip, '--port', String(SERVICE_PORT), '--state-dir', dir, '--state-bytes', stateBytes, '--dirty-rate', dirtyRate, '--stream-rate', streamRate, ...(opts.streamTickMs !== undefined ? ['--stream-tick-ms', String(opts.streamTickMs)] : [])];
   const stateDirOf = (host: string) => join(runDir, `svc-${host}`);
   /** The service's namespace on `host`: the lab's own on its first host, a tagged sibling elsewhere. */
   const netnsOf = (host: string) => (host === firstHost ? endpointNetns(tag, svc.name) : `${endpointNetns(tag, svc.name)}-${topo.hosts.findIndex((h) => h.name === host)}`);
