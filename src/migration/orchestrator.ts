@@ -220,7 +220,7 @@ class MigrationRun {
     }
   }
 
-  /** The timeline of design.md: staged destination, pre-copy, hold, switch, resume, replay. */
+  /** The timeline of design.md: staged destination, pre-copy, hold + switch, dump + stream, restore, resume, replay. */
   private async coatSteps(objective: Objective): Promise<void> {
     const m = this.ref;
     const plan = await this.step('plan', (signal) => this.ports.planner.plan(m, objective, signal), (p) => ({ ...p }));
