@@ -56,8 +56,9 @@ const HELP = `usage: coat migrate --service NAME --to HOST [--executor E] [--obj
        coat migrate status [--data-dir DIR] [--json]
 
 Live-migrates a service: plan, prepare, pre-copy, hold (with the switch under it), dump (the
-image streamed as it is taken), restore, resume, replay, release, verify (docs/migration.md). A failure before resume rolls back: the source keeps
-running and its clients keep their connections. Progress goes to stderr, one line per step.
+image streamed as it is taken), restore, resume, replay, release, verify (docs/migration.md).
+A failure before resume rolls back: the source keeps running and its clients keep their
+connections. Progress goes to stderr, one line per step.
 
   --service NAME     the service endpoint from the topology
   --to HOST          destination host
