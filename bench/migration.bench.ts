@@ -277,8 +277,8 @@ export const bench: Bench = {
     const rounds = Math.round(positiveNumber(ctx.args, '--rounds', 1));
     const perLab = Math.round(positiveNumber(ctx.args, '--per-lab', 1));
     const streamRate = flag(ctx.args, '--stream-rate') ?? '2M';
-    // The service's stream writes every ms: the downtime is the client's largest gap between data
-    // segments, and the workload's default 10 ms tick would put a 10 ms floor under it.
+    // The service's stream writes every ms (the workload's default): the downtime is the client's
+    // largest gap between data segments, and a coarser tick puts its own floor under it.
     const streamTickMs = Math.round(positiveNumber(ctx.args, '--stream-tick-ms', 1));
     const variants = (flag(ctx.args, '--variants') ?? VARIANTS.join(',')).split(',') as Variant[];
     for (const v of variants) if (!VARIANTS.includes(v)) throw new Error(`--variants: '${v}' is not one of ${VARIANTS.join(', ')}`);

@@ -269,7 +269,9 @@ export class TcpRepairExecutor implements Executor {
         const sock = RepairSocket.take(run.pid, s.fd);
         run.sockets.push(sock);
         sock.pause();
-        images.push(sock.save(origins.get(key(s.local, s.remote)) ?? ZERO_ORIGIN));
+        const img = sock.save(origins.get(key(s.local, s.remote)) ?? ZERO_ORIGIN);
+        sock.silence(img); // from here only the destination sends this connection's new bytes
+        images.push(img);
       }
       timings.sockets = performance.now() - tSockets;
       const tState = performance.now();

@@ -64,6 +64,8 @@ export interface NativeAddon {
   tcpSocket(netnsPath: string | null, family: 4 | 6): number;
   repairOn(fd: number): void;
   repairOff(fd: number, windowProbe?: boolean): void;
+  /** TCP_REPAIR_WINDOW (repair mode only). */
+  setWindow(fd: number, w: { sndWl1: number; sndWnd: number; maxWindow: number; rcvWnd: number; rcvWup: number }): void;
   save(fd: number): NativeSocketState;
   restore(fd: number, state: NativeRestoreState): void;
   /** Writes without waiting (grows SO_SNDBUF when refused); returns the bytes the kernel took. */

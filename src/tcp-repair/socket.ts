@@ -7,10 +7,11 @@
  *
  *   pause -> save (source):
  *     const s = RepairSocket.take(pid, fd);   // pidfd_open + pidfd_getfd: our reference to its socket
- *     s.pause();                              // TCP_REPAIR on: from now on the socket sends nothing
+ *     s.pause();                              // TCP_REPAIR on: no FIN/RST, queues hold still
  *     const img = s.save(origin);             // sequence numbers, options, window, both queues
+ *     s.silence();                            // send window 0: its timers send no new data
  *     ... later: s.closeSilently()            // release: no FIN, no RST (tcp_disconnect in repair)
- *     ...    or: s.unpause(); s.close()       // abort: the source carries on untouched
+ *     ...    or: s.unpause(); s.close()       // abort: window back, the source carries on untouched
  *
  *   restore -> resume (destination):
  *     const s = RepairSocket.restore(img, { netns });  // built in repair mode, nothing sent
@@ -60,6 +61,8 @@ export class RepairSocket {
   #repair: boolean;
   #unsent: Uint8Array | null = null;
   #restoredFrom: SocketImage | null = null;
+  /** The window `silence()` replaced, given back by `unpause()`. */
+  #silencedWindow: NonNullable<SocketImage['window']> | null = null;
 
   private constructor(fd: number, repair: boolean) {
     this.#fd = fd;
@@ -150,7 +153,10 @@ export class RepairSocket {
     return this.#repair;
   }
 
-  /** TCP_REPAIR on: the socket stops sending anything, including FIN and RST on close. */
+  /**
+   * TCP_REPAIR on: the application's calls no longer reach the wire and close sends no FIN or RST.
+   * The kernel's timers still transmit (see `silence`).
+   */
   pause(): void {
     const fd = this.#live();
     try {
@@ -161,10 +167,39 @@ export class RepairSocket {
     this.#repair = true;
   }
 
+  /**
+   * After `save()`, at the source: a send window of zero (TCP_REPAIR_WINDOW), so nothing not yet
+   * sent leaves any more. Repair mode alone does not stop it: seen in the lab, a tail loss probe
+   * sent never-sent bytes 7 ms after the save, and the destination then sent the same bytes again
+   * (a retransmission the client could not D-SACK, as it only partly overlapped). What is left is
+   * a retransmission of bytes the peer already has (the retransmit timer, or a loss probe with
+   * nothing new to send), which the peer acknowledges as a duplicate. `unpause()` gives the window
+   * back. Without a saved window (a kernel without TCP_REPAIR_WINDOW), nothing is done.
+   */
+  silence(img: SocketImage): void {
+    const fd = this.#live();
+    if (!this.#repair) throw new TcpRepairError('TCPR_STATE', 'silence() is for a paused socket');
+    if (!img.window || this.#silencedWindow) return;
+    try {
+      native().setWindow(fd, { ...img.window, sndWnd: 0 });
+    } catch (err) {
+      throw fromErrno(err, 'TCP_REPAIR_WINDOW (send window 0)');
+    }
+    this.#silencedWindow = img.window;
+  }
+
   /** TCP_REPAIR off on a paused (not restored) socket: the abort path at the source. */
   unpause(): void {
     const fd = this.#live();
     if (!this.#repair) return;
+    if (this.#silencedWindow) {
+      try {
+        native().setWindow(fd, this.#silencedWindow);
+      } catch (err) {
+        throw fromErrno(err, 'TCP_REPAIR_WINDOW (window given back)');
+      }
+      this.#silencedWindow = null;
+    }
     try {
       native().repairOff(fd, true);
     } catch (err) {

@@ -22,9 +22,9 @@ export interface ServerOptions {
   /** Stream rate per connection, bytes per second; 0: as fast as the socket takes it. */
   streamRate: number;
   /**
-   * How often the stream writes, ms (default 10). The client's largest gap between data segments
+   * How often the stream writes, ms (default 1). The client's largest gap between data segments
    * is the report's downtime, and the tick puts its own floor under it: at 10 ms a stream with no
-   * migration already shows 10 ms gaps. The migration bench writes every 1 ms to measure below it.
+   * migration already shows 10 ms gaps.
    */
   streamTickMs?: number;
   recordSize: number;
@@ -94,7 +94,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
           sock.once('drain', () => (blocked = false));
         }
       }
-    }, opts.streamTickMs ?? TICK_MS);
+    }, opts.streamTickMs ?? 1);
     timers.add(timer);
     sock.on('data', () => {}); // the client sends nothing on a stream connection
     sock.on('error', (e) => emit({ event: 'connection-error', kind: 'stream', code: (e as NodeJS.ErrnoException).code }));

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import net from 'node:net';
-import { RepairSocket, decodeSocketImage, encodeSocketImage, restoreBuffers, streamOffsets } from '../../src/tcp-repair/index.js';
+import { RepairSocket, decodeSocketImage, encodeSocketImage, restoreBuffers, streamOffsets, type SocketImage } from '../../src/tcp-repair/index.js';
 
 interface HandleLike {
   fd: number;
@@ -86,3 +86,30 @@ t.test('restoreBuffers: both saved queues fit with room for skb overhead, never 
   t.same(restoreBuffers(img(4608, 2304, 1_000_000, 50_000)), { sndbuf: 2_065_536, rcvbuf: 165_536 }, 'small image buffers: twice each queue plus 64 KiB');
   t.same(restoreBuffers(img(4_000_000, 6_000_000, 1_000_000, 50_000)), { sndbuf: 4_000_000, rcvbuf: 6_000_000 }, 'larger image buffers are kept');
 });
+
+t.test('silence: a zero send window while the source is saved; unpause gives it back (rollback)', async (t) => {
+  const { client, server } = await pair(t);
+  let atClient = '';
+  client.on('data', (d: Buffer) => (atClient += d.toString()));
+  server.write('before ');
+  await new Promise((r) => setTimeout(r, 100));
+  const h = RepairSocket.take(process.pid, handle(server).fd);
+  t.throws(() => h.silence({ ...dummyImage(), window: { sndWl1: 0, sndWnd: 1, maxWindow: 1, rcvWnd: 1, rcvWup: 0 } }), { code: 'TCPR_STATE' }, 'silence before pause is refused');
+  h.pause();
+  const img = h.save();
+  t.ok(img.window && img.window.sndWnd > 0, `the saved window is open: ${img.window?.sndWnd}`);
+  h.silence(img);
+  t.equal(h.save().window?.sndWnd, 0, 'the kernel now holds a send window of 0: nothing new leaves');
+  h.unpause();
+  h.pause();
+  t.ok((h.save().window?.sndWnd ?? 0) > 0, 'unpause gave the window back');
+  h.unpause();
+  h.close();
+  server.write('after');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(atClient, 'before after', 'the thawed source sends again, nothing lost or doubled');
+});
+
+function dummyImage(): SocketImage {
+  return { family: 4 as const, state: 1, local: { address: '127.0.0.1', port: 1 }, remote: { address: '127.0.0.1', port: 2 }, sendSeq: 0, recvSeq: 0, mss: 1460, options: 0, sndWscale: 0, rcvWscale: 0, timestamp: 0, window: null, sndbuf: 0, rcvbuf: 0, streamWritten: 0n, streamRead: 0n, sendQueue: new Uint8Array(0), unsentLength: 0, recvQueue: new Uint8Array(0) };
+}

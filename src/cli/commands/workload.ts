@@ -18,7 +18,7 @@ server (runs until SIGTERM; prints one JSON event per line):
   --state-bytes M        state size in bytes, e.g. 8388608 or 8M (default 1M)
   --dirty-rate R         pages dirtied per second (default 100)
   --stream-rate B        stream bytes per second per connection, 0 = unlimited (default 1M)
-  --stream-tick-ms N     the stream writes every N ms, 1..1000 (default 10)
+  --stream-tick-ms N     the stream writes every N ms, 1..1000 (default 1)
   --record-size N        stream record size in bytes (default 256, min ${MIN_RECORD_SIZE})
 
 client (prints statistics JSON on exit; --json is accepted and implied):

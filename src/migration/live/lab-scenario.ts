@@ -62,7 +62,7 @@ export interface ScenarioOptions {
   stateBytes?: string;
   dirtyRate?: number;
   streamRate?: string;
-  /** How often the service's stream writes, ms (workload default 10; the migration bench uses 1). */
+  /** How often the service's stream writes, ms (the workload's default: 1). */
   streamTickMs?: number;
   newMac?: string;
   /**

@@ -251,6 +251,28 @@ static napi_value repair_on_js(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/*
+ * setWindow(fd, { sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup }): TCP_REPAIR_WINDOW on a socket in
+ * repair mode. Repair mode alone does not silence a socket: its timers still transmit (a tail loss
+ * probe or the pacing timer sends never-sent data, the retransmit timer resends), so a saved
+ * source is quiesced by a send window of zero (no new data leaves) and given its window back when
+ * a rollback thaws it. CRIU locks the connection with netfilter rules instead.
+ */
+static napi_value set_window_js(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t fd;
+  if (get_i32(env, argv[0], &fd)) return throw_type(env, "fd must be an integer");
+  uint32_t snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup;
+  napi_value w = argv[1];
+  if (get_u32_prop(env, w, "sndWl1", &snd_wl1) || get_u32_prop(env, w, "sndWnd", &snd_wnd) ||
+      get_u32_prop(env, w, "maxWindow", &max_window) || get_u32_prop(env, w, "rcvWnd", &rcv_wnd) ||
+      get_u32_prop(env, w, "rcvWup", &rcv_wup))
+    return throw_type(env, "window needs sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup (unsigned 32-bit)");
+  struct tcp_repair_window win = { .snd_wl1 = snd_wl1, .snd_wnd = snd_wnd, .max_window = max_window, .rcv_wnd = rcv_wnd, .rcv_wup = rcv_wup };
+  if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &win, sizeof win) < 0) return throw_errno(env, errno, "setsockopt(TCP_REPAIR_WINDOW)");
+  return undefined(env);
+}
+
 static napi_value repair_off_js(napi_env env, napi_callback_info info) {
   ARGS(2);
   int32_t fd;
@@ -601,6 +623,12 @@ static napi_value restore_js(napi_env env, napi_callback_info info) {
       return throw_errno(env, errno, "setsockopt(IP_FREEBIND)");
   }
   if (bind(fd, (struct sockaddr *)&local, llen) < 0) return throw_errno(env, errno, "bind");
+  /* The send MSS is computed at connect (tcp_connect_init -> tcp_sync_mss), before
+     TCP_REPAIR_OPTIONS can be given (ESTABLISHED only), from the clamp it has then: the default
+     536, which left the restored connection sending 524-byte segments (seen in the lab). A user
+     MSS set now is the clamp connect uses (tp->rx_opt.user_mss). The kernel takes at most
+     MAX_TCP_WINDOW (32767) there; loopback's 65483 is left to the default. */
+  if (mss && mss <= 32767 && set_int(fd, SOL_TCP, TCP_MAXSEG, (int)mss) < 0) return throw_errno(env, errno, "setsockopt(TCP_MAXSEG)");
   if (connect(fd, (struct sockaddr *)&remote, rlen) < 0) return throw_errno(env, errno, "connect");
 
   struct tcp_repair_opt opts[4];
@@ -810,6 +838,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("tcpSocket", tcp_socket_js);
   EXPORT("repairOn", repair_on_js);
   EXPORT("repairOff", repair_off_js);
+  EXPORT("setWindow", set_window_js);
   EXPORT("save", save_js);
   EXPORT("restore", restore_js);
   EXPORT("sendUnsent", send_unsent_js);
