@@ -250,7 +250,7 @@ export function windowBreakdown(outcomes: readonly MigrationOutcome[]): string {
     const steps = done.map((o) => o.steps.find((s) => s.name === name && s.ok)).filter((s): s is NonNullable<typeof s> => s !== undefined);
     if (steps.length === 0) continue;
     const inner = new Map<string, number[]>();
-    for (const s of steps) for (const [k, v] of Object.entries(s.detail ?? {})) if (['freeze', 'discover', 'sockets', 'state', 'write', 'total', 'streamMs', 'agentMs', 'read', 'spawn', 'handover'].includes(k) && typeof v === 'number') inner.set(k, [...(inner.get(k) ?? []), v]);
+    for (const s of steps) for (const [k, v] of Object.entries(s.detail ?? {})) if (['freeze', 'discover', 'sockets', 'state', 'write', 'total', 'streamSetupMs', 'streamMs', 'agentMs', 'read', 'spawn', 'handover'].includes(k) && typeof v === 'number') inner.set(k, [...(inner.get(k) ?? []), v]);
     const brackets = [...inner].map(([k, v]) => `${k} ${med(v)}`).join(', ');
     parts.push(`${name} ${med(steps.map(dur))}${brackets ? ` (${brackets})` : ''}`);
   }

@@ -434,6 +434,9 @@ export class Agent {
           // The image leaves at once; the journal records below wait until it is on its way.
           if (a.sendTo) result.sent = await this.streamSend({ migrationId: a.migrationId, stepName, token: a.sendTo.token, peer: a.sendTo.peer, ...(a.sendTo.rateBitsPerSecond !== undefined ? { rateBitsPerSecond: a.sendTo.rateBitsPerSecond } : {}) }, signal, log);
           break;
+        case 'settle':
+          await executor.settle?.(ctx);
+          break;
         case 'restore':
           result.restore = await executor.restore(ctx);
           break;

@@ -37,8 +37,8 @@ export const subjects = {
   eventsAll: 'coat.migration.*.events',
 } as const;
 
-export type ExecutorStep = 'prepare' | 'preDump' | 'dump' | 'restore' | 'resume' | 'release' | 'abort';
-export const EXECUTOR_STEPS: readonly ExecutorStep[] = ['prepare', 'preDump', 'dump', 'restore', 'resume', 'release', 'abort'];
+export type ExecutorStep = 'prepare' | 'preDump' | 'settle' | 'dump' | 'restore' | 'resume' | 'release' | 'abort';
+export const EXECUTOR_STEPS: readonly ExecutorStep[] = ['prepare', 'preDump', 'settle', 'dump', 'restore', 'resume', 'release', 'abort'];
 export type Role = 'source' | 'destination';
 
 /** Where an agent receives image streams (its underlay address). */

@@ -306,6 +306,10 @@ export class TcpRepairExecutor implements Executor {
     }
   }
 
+  async settle(ctx: ExecutorContext): Promise<void> {
+    await this.prepared.get(ctx.migrationId)?.applier.settle();
+  }
+
   async restore(ctx: ExecutorContext): Promise<RestoreResult> {
     const t0 = performance.now();
     const timings: Record<string, number> = {};

@@ -96,6 +96,12 @@ export interface Executor {
   preDump(ctx: ExecutorContext, round: number): Promise<DumpResult>;
   /** Freeze and write the final image; the source stays frozen with sockets in repair mode. */
   dump(ctx: ExecutorContext): Promise<DumpResult>;
+  /**
+   * Destination, optional: returns once what the pre-copy rounds sent so far is in place (an
+   * executor that prepares the state in the background, as tcp-repair does, finishes that work
+   * here, outside the downtime, instead of in `restore`).
+   */
+  settle?(ctx: ExecutorContext): Promise<void>;
   /** Recreate the service from ctx.imageDir; its sockets stay in repair mode. */
   restore(ctx: ExecutorContext): Promise<RestoreResult>;
   /** Take restored sockets out of repair mode; the service runs at the destination. */

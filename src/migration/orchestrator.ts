@@ -242,9 +242,12 @@ class MigrationRun {
           async (signal) => {
             const d = await this.agents.preDump(m.source, m, round, signal);
             const s = await this.agents.streamImage(m.source, m.destination, m, `pre-${round}`, signal, this.planRate());
-            return { ...d, streamedBytes: s.bytes };
+            // The round is put in place at the destination now, not by restore inside the downtime.
+            const t0 = this.clock.now();
+            await this.agents.settle(m.destination, m, signal);
+            return { ...d, streamedBytes: s.bytes, settleMs: this.clock.now() - t0 };
           },
-          (d) => ({ bytes: d.bytes, pages: d.pages, dirtyPages: d.dirtyPages, streamedBytes: d.streamedBytes, frozenMs: d.frozenMs }),
+          (d) => ({ bytes: d.bytes, pages: d.pages, dirtyPages: d.dirtyPages, streamedBytes: d.streamedBytes, frozenMs: d.frozenMs, settleMs: d.settleMs }),
           round,
         );
         if (this.opts.precopyStopPages !== undefined && r.dirtyPages !== undefined && r.dirtyPages <= this.opts.precopyStopPages) break;
@@ -268,7 +271,7 @@ class MigrationRun {
     await this.step(
       'dump',
       (signal) => this.agents.dumpAndSend(m.source, m, hold.ticket, signal, this.planRate()),
-      (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings, streamedBytes: d.sent.bytes, streamMs: d.sent.ms, agentMs: d.agentMs }),
+      (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings, streamedBytes: d.sent.bytes, streamMs: d.sent.ms, streamSetupMs: d.sent.setupMs, agentMs: d.agentMs }),
     );
     await this.step('restore', (signal) => this.agents.restore(m.destination, m, signal), (r) => ({ sockets: r.sockets, ...r.timings }));
     // Point of no return: from here the destination may acknowledge client bytes.

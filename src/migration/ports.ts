@@ -91,6 +91,8 @@ export interface AgentPort {
   prepare(host: string, m: MigrationRef, role: Side, signal: AbortSignal): Promise<void>;
   preDump(host: string, m: MigrationRef, round: number, signal: AbortSignal): Promise<DumpResult>;
   dump(host: string, m: MigrationRef, signal: AbortSignal): Promise<DumpResult>;
+  /** After a pre-copy round reached `host` (the destination): its executor puts it in place now. */
+  settle(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
   restore(host: string, m: MigrationRef, signal: AbortSignal): Promise<RestoreResult>;
   resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
   release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
@@ -133,7 +135,7 @@ export interface ImageTicket {
 
 export interface DumpAndSendResult extends DumpResult {
   /** The stream after the dump: bytes, and its time from connect/HELLO to the receiver's DONE. */
-  sent: StreamResult & { ms: number };
+  sent: StreamResult & { ms: number; setupMs?: number };
   /** Time the agent spent on the command (dump + stream + its records), ms: the rest of the step is messaging. */
   agentMs?: number;
 }

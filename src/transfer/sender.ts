@@ -55,6 +55,8 @@ export interface SendResult {
   bitsPerSecond: number;
   /** The receiver's own figure: ACCEPT to verified rename, ms. */
   receiverElapsedMs: number;
+  /** Before the first chunk: listing the image, the connection (or the kept one), HELLO to ACCEPT, ms. */
+  setupMs?: number;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -213,7 +215,7 @@ export function closeIdleStreams(): void {
   idleConnections.clear();
 }
 
-async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkSource): Promise<SendResult> {
+async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkSource, calledAt = performance.now()): Promise<SendResult> {
   const idle = opts.idleTimeoutMs ?? 15_000;
   const compression = kind === 'probe' ? 'none' : (opts.compression ?? 'none');
   const log = opts.log?.child({ migrationId: opts.migrationId, peer: `${opts.host}:${opts.port}`, stepName: opts.stepName });
@@ -311,6 +313,7 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
       elapsedMs,
       bitsPerSecond: elapsedMs > 0 ? (wireBytes * 8 * 1000) / elapsedMs : Infinity,
       receiverElapsedMs: verdict.elapsedMs,
+      setupMs: start - calledAt,
     };
     log?.info({ bytes, wireBytes, elapsedMs: Math.round(elapsedMs), mbitPerSecond: +(result.bitsPerSecond / 1e6).toFixed(2) }, 'stream sent');
     ok = true;
@@ -332,8 +335,9 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
 
 /** Streams every file under `dir` to the receiver; resolves once the receiver verified and renamed it. */
 export async function sendImage(dir: string, opts: SendOptions): Promise<SendResult> {
+  const calledAt = performance.now();
   const files = await listImage(dir);
-  return stream(opts, 'image', dirSource(dir, files));
+  return stream(opts, 'image', dirSource(dir, files), calledAt);
 }
 
 /**

@@ -81,6 +81,8 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   const streamMs = performance.now() - ts;
   t.equal(s1.bytes, 3 * 1024 * 1024);
   t.ok(streamMs >= 200, `the stream kept to the plan's rate: ${streamMs.toFixed(0)} ms for 3 MiB at 100 Mbit/s`);
+  await port.settle(m.destination, m, signal); // an executor without background work: nothing to do
+  t.ok((await reg.agent(hosts.dst).request('timings', { migrationId: m.migrationId }, { deadlineMs: 5000 })).steps.some((x) => x.step === 'settle' && x.ok), 'the destination ran and recorded the settle step');
   // coat's order: the final image is announced before the freeze, the dump command streams it.
   const ticket = await port.expectImage(m.destination, m, 'dump', signal);
   const forged = { ...ticket, token: 'not-the-announced-token' };

@@ -92,3 +92,29 @@ t.test('pre-copy rounds arriving in the image directory are applied in order bef
   t.same(await readFile(join(stateDir, 'a.bin')), applyDeltas([r1[0]!, r2[0]!, dump]), 'final state = every round in order');
   t.same((await readdir(stateDir)).sort(), ['a.bin'], 'no temp file, and no file the dump did not name');
 });
+
+t.test('settle applies a round that just landed before it returns, watched or not', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-applier-settle-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const imageDir = join(dir, 'image');
+  const stateDir = join(dir, 'state');
+  await mkdir(imageDir);
+  await mkdir(stateDir);
+  const applier = new StateApplier(imageDir, stateDir, log);
+  await applier.start();
+  t.teardown(() => applier.stop());
+  // A large round renamed in (as the receiver lands it), then settle at once: no waiting for the
+  // directory watch to notice.
+  const r1 = [delta('a.bin', 2048, [...Array(2048).keys()], 5)];
+  const tmp = join(dir, '.incoming-pre-1');
+  await mkdir(join(tmp, 'state'), { recursive: true });
+  await writeFile(join(tmp, 'state', 'a.bin.pages'), encodePageDelta(r1[0]!));
+  await writeFile(join(tmp, 'round.json'), JSON.stringify({ kind: 'pre', round: 1, files: ['a.bin'] }));
+  await rename(tmp, join(imageDir, 'pre-1'));
+  await applier.settle();
+  t.same(applier.applied, [1], 'the round is applied when settle returns');
+  const want = applyDeltas(r1);
+  t.same((await readFile(join(stateDir, 'a.bin' + TMP_SUFFIX))).subarray(0, want.length), want, '8 MiB of pages in the temp file');
+  await applier.settle();
+  t.same(applier.applied, [1], 'settling again applies nothing twice');
+});

@@ -118,6 +118,7 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
     clearNamespace: (h, _m, s) => o.call(`agents.clearNamespace@${h}`, s, () => void o.namespaces.delete(h)),
     prepare: (h, _m, role, s) => o.call(`agents.prepare:${role}@${h}`, s, () => undefined),
     preDump: (h, _m, round, s) => o.call(`agents.preDump:${round}@${h}`, s, () => dump(100, dirtyPages[round - 1])),
+    settle: (h, _m, s) => o.call(`agents.settle@${h}`, s, () => undefined),
     dump: (h, _m, s) =>
       o.call(`agents.dump@${h}`, s, () => {
         o.frozen = true;

@@ -99,6 +99,10 @@ t.test('pre-copy: planned rounds stream pre-N images; the stop rule ends early',
     'agents.dumpAndSend@edge-a->edge-b',
   ]);
   t.same(a.o.streamRates, [80e6, 80e6, 80e6, 80e6], "every image stream is limited to the plan's bandwidth L");
+  const rounds = a.o.calls.filter((c) => /^agents\.(preDump|streamImage|settle)/.test(c));
+  t.same(rounds.slice(0, 3), ['agents.preDump:1@edge-a', 'agents.streamImage:pre-1@edge-a->edge-b', 'agents.settle@edge-b'], 'each round is settled at the destination after its stream');
+  t.equal(rounds.filter((c) => c === 'agents.settle@edge-b').length, 3);
+  t.ok(a.o.calls.lastIndexOf('agents.settle@edge-b') < a.o.calls.indexOf('flows.holdAndSwitch'), 'all before the hold');
   t.same(outA.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2, 3]);
   const b = setup(t, 'm-pre-stop', precopy3, { precopyStopPages: 64, dirty: [500, 40, 10] });
   const outB = await b.orch.migrate({ ref: b.o.ref, objective: 'min-downtime' });

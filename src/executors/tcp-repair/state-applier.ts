@@ -65,6 +65,16 @@ export class StateApplier {
     this.schedule(); // rounds that arrived before the watch
   }
 
+  /**
+   * Applies every complete round not applied yet, now, and returns when done: the orchestrator
+   * asks for it after each pre-copy round (executor `settle`), so a large round that landed just
+   * before the freeze is not applied by restore, inside the downtime (seen at 50 MiB: 174 ms).
+   */
+  async settle(): Promise<void> {
+    this.schedule();
+    await this.chain;
+  }
+
   /** Stops following imageDir and waits for the round being applied. */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -206,11 +206,15 @@ export class LiveAgentPort implements AgentPort {
     return r.dump;
   }
 
+  async settle(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
+    await this.step(host, m, 'destination', 'settle', signal);
+  }
+
   async dumpAndSend(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal, rateBitsPerSecond?: number): Promise<DumpAndSendResult> {
     const sendTo = { peer: ticket.peer, token: ticket.token, ...(rateBitsPerSecond !== undefined && rateBitsPerSecond > 0 ? { rateBitsPerSecond } : {}) };
     const r = await this.step(host, m, 'source', 'dump', signal, undefined, sendTo);
     if (!r.dump || !r.sent) throw new LiveMigrationError('LIVE_LAB', `${host}: dump returned no ${r.dump ? 'stream' : 'dump'} result`, { host });
-    return { ...r.dump, sent: { bytes: r.sent.bytes, sha256: r.sent.imageSha256, ms: r.sent.elapsedMs }, agentMs: r.durationMs };
+    return { ...r.dump, sent: { bytes: r.sent.bytes, sha256: r.sent.imageSha256, ms: r.sent.elapsedMs, ...(r.sent.setupMs !== undefined ? { setupMs: r.sent.setupMs } : {}) }, agentMs: r.durationMs };
   }
 
   async restore(host: string, m: MigrationRef, signal: AbortSignal): Promise<RestoreResult> {
