@@ -623,12 +623,6 @@ static napi_value restore_js(napi_env env, napi_callback_info info) {
       return throw_errno(env, errno, "setsockopt(IP_FREEBIND)");
   }
   if (bind(fd, (struct sockaddr *)&local, llen) < 0) return throw_errno(env, errno, "bind");
-  /* The send MSS is computed at connect (tcp_connect_init -> tcp_sync_mss), before
-     TCP_REPAIR_OPTIONS can be given (ESTABLISHED only), from the clamp it has then: the default
-     536, which left the restored connection sending 524-byte segments (seen in the lab). A user
-     MSS set now is the clamp connect uses (tp->rx_opt.user_mss). The kernel takes at most
-     MAX_TCP_WINDOW (32767) there; loopback's 65483 is left to the default. */
-  if (mss && mss <= 32767 && set_int(fd, SOL_TCP, TCP_MAXSEG, (int)mss) < 0) return throw_errno(env, errno, "setsockopt(TCP_MAXSEG)");
   if (connect(fd, (struct sockaddr *)&remote, rlen) < 0) return throw_errno(env, errno, "connect");
 
   struct tcp_repair_opt opts[4];
