@@ -10,7 +10,9 @@
  *                               full one (cold dump or pre-dump round 0)  delta, Lambda   ([1, m])
  *   engine checkpoint           a1a2 * (beta + frozen + memory)        a1a2 (through the origin)
  *   transfer                    netFixed + V / (L * eff)               netFixed, 1/eff   ([1, V/L])
- *   restore                     a3a4 * (psi + omega M)                 psi', omega' with a3a4 = 1
+ *   restore                     a3a4 * (psi + omega M), or omega V_n   psi', omega' with a3a4 = 1
+ *                               (the final image) where restore does
+ *                               not read the whole state
  *                                                                      (only the products are
  *                                                                      identifiable from the total)
  *   setup (coat's, T_mig only)  setupMs + setupMsPerByte * M            setupMs, setupMsPerByte
@@ -27,7 +29,8 @@
  * downtime is what the client saw, which may be shorter than the frozen window the steps add up
  * to: then it is below 1). The quantile is 1 - (1 - `quantile`) / 2 (`quantile` default 0.95:
  * 0.975), so that by the union bound downtime and total hold together in at least `quantile` of
- * the runs the model was fitted on. `totalMarginMs` is left at 0 (an operator's extra margin).
+ * the runs the model was fitted on, in every configuration (M, R, L, I): the quantile is taken
+ * per configuration and the largest one kept. `totalMarginMs` is left at 0 (an operator's extra margin).
  *
  * Pure: records in, constants out. Reading and writing the calibration file is pam-calibration-file.ts.
  */
@@ -211,6 +214,27 @@ function quantileOf(values: number[], q: number): number {
   return sorted[idx]!;
 }
 
+/** The configuration a run measured: the planner's inputs (M, R, L, I). */
+function configurationKey(r: MeasuredMigration): string {
+  return `${r.stateBytes}/${r.dirtyPagesPerS}/${r.bandwidthMbit}/${r.preDumpRounds}`;
+}
+
+/**
+ * The largest, over configurations, of the q-quantile of `ratio` within each configuration. One
+ * quantile over all runs would let the configurations the fit suits least fall below q (a model fits
+ * some sizes better than others), while the bound is promised per configuration.
+ */
+function worstConfigurationQuantile(runs: readonly MeasuredMigration[], ratio: (r: MeasuredMigration) => number, q: number): number {
+  const groups = new Map<string, number[]>();
+  for (const r of runs) {
+    const key = configurationKey(r);
+    const list = groups.get(key) ?? [];
+    list.push(ratio(r));
+    groups.set(key, list);
+  }
+  return Math.max(...[...groups.values()].map((g) => quantileOf(g, q)));
+}
+
 /** Fits intercept + slope where the feature varies, else the intercept (mean) with the slope fixed. */
 function fitLine(name: string, pts: { f: number; y: number }[], fixedSlope: number, notes: string[]): { a: number; b: number; fit: StepFit } | undefined {
   if (pts.length === 0) return undefined;
@@ -347,8 +371,16 @@ export function calibrate(runsIn: readonly MeasuredMigration[], opts: CalibrateO
     if (fx.b > 0) c.linkEfficiency = Math.min(1, 1 / fx.b);
     steps.transfer = fx.fit;
   }
-  // Restore: a3a4 (psi + omega M) with the product folded into psi and omega.
-  const rest = runs.filter((r) => r.restoreMs !== undefined).map((r) => ({ f: r.stateBytes, y: r.restoreMs! }));
+  // Restore: a3a4 (psi + omega M) with the product folded into psi and omega; against the final
+  // image's volume V_n instead of M where restore does not read the whole state (pam.ts).
+  const restoredBytes = (r: MeasuredMigration): number | undefined => {
+    if (c.restoreReadsWholeState) return r.stateBytes;
+    const last = roundsOf(r).at(-1);
+    return last?.bytes ?? (r.preDumpRounds === 0 ? c.rho * c.tau1 * r.stateBytes : undefined);
+  };
+  const rest = runs
+    .map((r) => ({ f: restoredBytes(r), y: r.restoreMs }))
+    .filter((p): p is { f: number; y: number } => p.f !== undefined && p.y !== undefined);
   const a34 = c.alpha3 * c.alpha4;
   const fr = fitLine('restore', rest, a34 * c.omega, notes);
   if (fr) {
@@ -374,9 +406,9 @@ export function calibrate(runsIn: readonly MeasuredMigration[], opts: CalibrateO
   c.totalMarginMs = 0;
   c.downtimeFactor = 1;
   const predict = (k: PamConstants, r: MeasuredMigration) => predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, k, fits);
-  c.safetyFactor = Math.max(1, quantileOf(runs.map((r) => r.totalMs / predict(c, r).totalMs), qEach));
+  c.safetyFactor = Math.max(1, worstConfigurationQuantile(runs, (r) => r.totalMs / predict(c, r).totalMs, qEach));
   // Recomputed with the factor, not divided: a longer round also dirties more pages.
-  c.downtimeFactor = quantileOf(runs.map((r) => r.downtimeMs / predict(c, r).downtimeMs), qEach);
+  c.downtimeFactor = worstConfigurationQuantile(runs, (r) => r.downtimeMs / predict(c, r).downtimeMs, qEach);
   if (c.downtimeFactor < 1) notes.push(`downtimeFactor ${c.downtimeFactor.toFixed(3)} < 1: the measured downtimes are shorter than the frozen windows the steps add up to`);
   const after = runs.map((r) => {
     const p = predict(c, r);

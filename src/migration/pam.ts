@@ -41,6 +41,11 @@
  * - The dirtied set of a round is max(R * running time, N_d) pages, capped at M / sigma: N_d is the
  *   paper's fit of what a dump writes even when little was dirtied (stack, vDSO, heap metadata), and no
  *   round can carry more pages than the state has. The cap keeps predictions finite when R * sigma > L.
+ * - `restoreReadsWholeState` (default true, PAM): restore takes psi + omega M, as CRIU's does (a
+ *   restore reads every page of the image, the pre-dumps' parents included). An executor that
+ *   applies each pre-copy round at the destination as it arrives (coat's `settle`, tcp-repair) only
+ *   applies the final image while frozen: false makes restore psi + omega V_n (the final round's
+ *   volume; V_0 ~ M for cold, so cold is unchanged).
  * - `netFixedMs` (default 0) and `linkEfficiency` (default 1) are coat's: a per-round stream setup
  *   cost and the share of L the image stream achieves; `coat calibrate` fits both.
  * - `setupMs` + `setupMsPerByte` M (default 0) are coat's: a migration in coat also profiles the
@@ -151,6 +156,11 @@ export interface PamConstants {
   /** coat: count T^d_mem in T_i (i >= 1) and T_down (see the module comment). */
   countDumpMemoryTime: boolean;
   /**
+   * coat: restore reads the whole state M (PAM, CRIU) rather than only the final image V_n (an
+   * executor that settles each pre-copy round at the destination). See the module comment.
+   */
+  restoreReadsWholeState: boolean;
+  /**
    * coat: factor (>= 1) on every round's time and the setup so that predictions upper-bound
    * measurements (MOSE needs upper bounds; least squares fits the mean). `coat calibrate` sets it to
    * a quantile of measured / predicted total (see calibrate.ts). Dimensionless, 1 by default.
@@ -187,6 +197,7 @@ export const DEFAULT_CONSTANTS: Readonly<PamConstants> = Object.freeze({
   totalMarginMs: 0,
   downtimeFactor: 1,
   countDumpMemoryTime: true,
+  restoreReadsWholeState: true,
   safetyFactor: 1,
 });
 
@@ -310,7 +321,8 @@ export function predictPam(input: PamInput, constants: Partial<PamConstants> = {
   const dumpFrozen = c.phiD + c.Gamma * fits.xi(rHat) * M;
   const dumpMemory = c.countDumpMemoryTime ? c.delta + c.Lambda * fits.eta(rHat) * M : 0;
   const dumpMinPages = M <= 1e5 ? fits.muD(rHat) : fits.muD(rHat) + fits.nuD(rHat) * M;
-  const restoreMs = a34 * (c.psi + c.omega * M);
+  /** Restore of the final image of `bytes`: all of M when restore reads the whole state. */
+  const restoreMs = (bytes: number) => a34 * (c.psi + c.omega * (c.restoreReadsWholeState ? M : bytes));
 
   /** Pages dirtied while the previous round ran unfrozen, at least N_d, at most the whole state. */
   const dirtiedPages = (prev: RoundPrediction) => {
@@ -325,7 +337,8 @@ export function predictPam(input: PamInput, constants: Partial<PamConstants> = {
     const bytes = c.rho * c.tau1 * M;
     const checkpointMs = a12 * (c.beta + frozenMs + memoryMs);
     const t = transferMs(bytes, 0);
-    rounds.push({ index: 0, kind: 'dump-full', bytes, pages: statePages, frozenMs, memoryMs, checkpointMs, transferMs: t, restoreMs, totalMs: checkpointMs + t + restoreMs });
+    const restore = restoreMs(bytes);
+    rounds.push({ index: 0, kind: 'dump-full', bytes, pages: statePages, frozenMs, memoryMs, checkpointMs, transferMs: t, restoreMs: restore, totalMs: checkpointMs + t + restore });
   } else {
     const frozen0 = c.phiP + c.Gamma * c.zeta * M;
     const memory0 = c.delta + c.Lambda * M;
@@ -339,7 +352,7 @@ export function predictPam(input: PamInput, constants: Partial<PamConstants> = {
       const checkpointMs = a12 * (c.beta + dumpFrozen + dumpMemory);
       const t = transferMs(bytes, i);
       const isDump = i === n;
-      const restore = isDump ? restoreMs : 0;
+      const restore = isDump ? restoreMs(bytes) : 0;
       rounds.push({
         index: i,
         kind: isDump ? 'dump-incremental' : 'pre-dump-incremental',
@@ -398,8 +411,11 @@ export const EXECUTOR_PRESETS: Record<string, Partial<PamConstants>> = {
   podman: {},
   /** CRIU driven directly: no container-engine layer on top of CRIU's own times. */
   criu: { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1 },
-  /** The built-in executor freezes and saves sockets itself; CRIU-level times are the closest start. */
-  'tcp-repair': { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1 },
+  /**
+   * The built-in executor freezes and saves sockets itself; CRIU-level times are the closest start.
+   * It settles each pre-copy round at the destination, so its restore applies the final image only.
+   */
+  'tcp-repair': { alpha1: 1, alpha2: 1, alpha3: 1, alpha4: 1, restoreReadsWholeState: false },
   /** User hooks: unknown until calibrated; start from Podman's (the slowest, so predictions bound). */
   hooks: {},
 };

@@ -180,6 +180,56 @@ t.test('a client that sees half the frozen window: downtimeFactor below 1, still
   t.ok(bounded / runs.length >= 0.95, `downtime bounded in ${bounded}/${runs.length}`);
 });
 
+t.test('every configuration is bounded, not only the runs taken together', async (t) => {
+  // Three configurations fitted well (ratio ~1) and a fourth whose totals scatter by 30 %: one
+  // quantile over all 40 runs would sit inside the well-fitted runs and leave the scattered one's
+  // slowest runs unbounded.
+  const rand = rng(21);
+  const configs = [
+    { M: 2e6, I: 0 },
+    { M: 2e6, I: 1 },
+    { M: 40e6, I: 0 },
+    { M: 40e6, I: 1 },
+  ];
+  const runs: MeasuredMigration[] = [];
+  configs.forEach(({ M, I }, ci) => {
+    for (let k = 0; k < 10; k++) {
+      const p = predictPam({ stateBytes: M, dirtyPagesPerS: 100, bandwidthMbit: 500, preDumpRounds: I }, TRUTH);
+      const spread = ci === 3 ? 0.3 : 0.01;
+      const f = 1 + spread * rand();
+      runs.push({ executor: 'podman', stateBytes: M, dirtyPagesPerS: 100, bandwidthMbit: 500, preDumpRounds: I, downtimeMs: p.downtimeMs * f, totalMs: p.totalMs * f, restoreMs: p.rounds[I]!.restoreMs, setupMs: p.setupMs });
+    }
+  });
+  const res = calibrate(runs, { executor: 'podman', base: TRUTH });
+  t.equal(res.upperBoundShare, 1, 'every run of every configuration bounded (10 per configuration: the 0.975 quantile is the largest)');
+  const scattered = runs.slice(30);
+  for (const r of scattered) {
+    const p = predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, res.constants);
+    t.ok(p.totalMs >= r.totalMs && p.downtimeMs >= r.downtimeMs, `scattered run bounded: ${p.totalMs.toFixed(0)} >= ${r.totalMs.toFixed(0)}`);
+  }
+});
+
+t.test('an executor that settles pre-copy rounds at the destination: restore is fitted on the final image, not on M', async (t) => {
+  // tcp-repair's preset: restore reads the final image V_n only. Restore times made that way.
+  const truth = { psi: 20, omega: 4e-6 };
+  const runs: MeasuredMigration[] = [];
+  for (const M of [1 << 20, 10 << 20, 50 << 20]) {
+    for (const I of [0, 1]) {
+      const finalBytes = I === 0 ? M : 30_000 + M / 1000;
+      const p = predictPam({ stateBytes: M, dirtyPagesPerS: 5, bandwidthMbit: 1000, preDumpRounds: I }, { restoreReadsWholeState: false });
+      const rounds = p.rounds.map((r, i) => ({ kind: (i === I ? 'dump' : 'pre-dump') as 'dump' | 'pre-dump', bytes: i === I ? finalBytes : r.bytes }));
+      runs.push({ executor: 'tcp-repair', stateBytes: M, dirtyPagesPerS: 5, bandwidthMbit: 1000, preDumpRounds: I, downtimeMs: 50, totalMs: 1000, restoreMs: truth.psi + truth.omega * finalBytes, rounds });
+    }
+  }
+  const res = calibrate(runs, { executor: 'tcp-repair' });
+  t.equal(res.constants.restoreReadsWholeState, false, 'the preset is kept in the calibrated constants');
+  t.ok(near(res.constants.psi, truth.psi, 1e-6) && near(res.constants.omega, truth.omega, 1e-6), `psi ${res.constants.psi}, omega ${res.constants.omega}`);
+  t.ok(res.steps.restore!.rmseMs < 1e-6, 'an exact fit');
+  // Read as PAM reads it (against M), the same runs fit badly: pre-copy restores do not grow with M.
+  const asPam = calibrate(runs, { executor: 'tcp-repair', base: { restoreReadsWholeState: true } });
+  t.ok(asPam.steps.restore!.rmseMs > 10, `against M the rmse is ${asPam.steps.restore!.rmseMs.toFixed(1)} ms`);
+});
+
 t.test('a feature that does not vary keeps its slope and says so', async (t) => {
   const runs = syntheticRuns(48, 5, 0).filter((r) => r.stateBytes === 10e6);
   const res = calibrate(runs);

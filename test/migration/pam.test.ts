@@ -125,6 +125,20 @@ t.test('per-round bandwidth: later rounds use their own L (short arrays repeat t
   t.ok(faster.rounds[2]!.transferMs < same.rounds[2]!.transferMs);
 });
 
+t.test('restoreReadsWholeState=false: a pre-copy restore costs the final image, a cold one is unchanged', async (t) => {
+  const M = 100e6;
+  const pre = predictPam(at(M, 100, 1000, 2));
+  const settled = predictPam(at(M, 100, 1000, 2), { restoreReadsWholeState: false });
+  const dump = settled.rounds.at(-1)!;
+  t.equal(dump.restoreMs, DEFAULT_CONSTANTS.alpha3 * DEFAULT_CONSTANTS.alpha4 * (DEFAULT_CONSTANTS.psi + DEFAULT_CONSTANTS.omega * dump.bytes));
+  t.ok(dump.bytes < M / 10 && settled.downtimeMs < pre.downtimeMs, `downtime ${settled.downtimeMs.toFixed(1)} < ${pre.downtimeMs.toFixed(1)} ms`);
+  const cold = predictPam(at(M, 100, 1000, 0));
+  const coldSettled = predictPam(at(M, 100, 1000, 0), { restoreReadsWholeState: false, tau1: 1 });
+  const coldPam = predictPam(at(M, 100, 1000, 0), { tau1: 1 });
+  t.equal(coldSettled.downtimeMs, coldPam.downtimeMs, 'cold: V_0 = M with rho = tau1 = 1');
+  t.ok(cold.downtimeMs > 0);
+});
+
 t.test('countDumpMemoryTime=false gives the formula as printed in background.md', async (t) => {
   const M = 30 * MB;
   const on = predictPam(at(M, 2000, 100, 1));
