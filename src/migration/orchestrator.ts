@@ -59,8 +59,13 @@ export interface OrchestratorOptions {
   stepTimeouts?: Partial<Record<StepName, number>>;
   /** Time limit of the whole migration up to `resume` (after it, no deadline can undo anything). */
   deadlineMs?: number;
-  /** p.haul's pre-copy stop rule: stop early when a round leaves this few dirty pages. */
+  /**
+   * p.haul's pre-copy stop rule (phaul/iters.py: phaul_iter_min_size, phaul_iter_grow_max), besides
+   * the plan's I: stop early when a round writes at most this many dirty pages (default 64)...
+   */
   precopyStopPages?: number;
+  /** ...or more than (1 + this) times the previous round's pages: the dirty set grows (default 0.1). */
+  precopyStopGrowth?: number;
   log?: Logger;
   /** Progress for the CLI, one event per step boundary. */
   onEvent?: (e: MigrationEvent) => void;
@@ -153,6 +158,19 @@ function refFromRequest(s: JournalSummary): MigrationRef {
   return ref;
 }
 
+/**
+ * Why pre-copy should stop after a round that wrote `dirty` pages (p.haul's rule), or undefined to
+ * go on. Rounds whose executor does not count dirty pages never stop early.
+ */
+export function precopyStopReason(dirty: number | undefined, previous: number | undefined, opts: Pick<OrchestratorOptions, 'precopyStopPages' | 'precopyStopGrowth'>): string | undefined {
+  if (dirty === undefined) return undefined;
+  const minPages = opts.precopyStopPages ?? 64;
+  const maxGrowth = opts.precopyStopGrowth ?? 0.1;
+  if (dirty <= minPages) return `${dirty} dirty pages <= ${minPages}: the rest fits the final dump`;
+  if (previous !== undefined && dirty > previous * (1 + maxGrowth)) return `the dirty set grew from ${previous} to ${dirty} pages (> ${Math.round(maxGrowth * 100)} %): more rounds would not converge`;
+  return undefined;
+}
+
 /** One migration's mutable run; lives as long as the migration. */
 class MigrationRun {
   private state: MigrationState = 'created';
@@ -236,6 +254,7 @@ class MigrationRun {
     });
 
     if (plan.strategy === 'precopy') {
+      let previousDirty: number | undefined;
       for (let round = 1; round <= plan.iterations; round++) {
         const r = await this.step(
           'precopy',
@@ -250,7 +269,12 @@ class MigrationRun {
           (d) => ({ bytes: d.bytes, pages: d.pages, dirtyPages: d.dirtyPages, streamedBytes: d.streamedBytes, frozenMs: d.frozenMs, settleMs: d.settleMs }),
           round,
         );
-        if (this.opts.precopyStopPages !== undefined && r.dirtyPages !== undefined && r.dirtyPages <= this.opts.precopyStopPages) break;
+        const stop = precopyStopReason(r.dirtyPages, previousDirty, this.opts);
+        if (stop !== undefined) {
+          if (round < plan.iterations) this.log.info({ event: 'precopy-stop', round, planned: plan.iterations, dirtyPages: r.dirtyPages, previousDirtyPages: previousDirty, reason: stop }, `pre-copy stops after round ${round}: ${stop}`);
+          break;
+        }
+        previousDirty = r.dirtyPages;
       }
     }
 

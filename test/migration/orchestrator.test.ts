@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { Orchestrator, type MigrationEvent, type OrchestratorOptions } from '../../src/migration/orchestrator.js';
+import { Orchestrator, precopyStopReason, type MigrationEvent, type OrchestratorOptions } from '../../src/migration/orchestrator.js';
 import { journalPath, readJournal, summarizeJournal, unfinishedMigrations } from '../../src/migration/journal.js';
 import type { MigrationPlan } from '../../src/migration/ports.js';
 import { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef } from './fakes.js';
@@ -108,6 +108,23 @@ t.test('pre-copy: planned rounds stream pre-N images; the stop rule ends early',
   const outB = await b.orch.migrate({ ref: b.o.ref, objective: 'min-downtime' });
   t.equal(outB.state, 'done');
   t.same(outB.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2], 'round 2 left 40 <= 64 dirty pages');
+  const c = setup(t, 'm-pre-grow', precopy3, { dirty: [500, 560, 300] });
+  const outC = await c.orch.migrate({ ref: c.o.ref, objective: 'min-downtime' });
+  t.equal(outC.state, 'done');
+  t.same(outC.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2], 'round 2 grew the dirty set by 12 % (> 10 %): stop, by default');
+  t.ok(c.o.calls.includes('agents.dumpAndSend@edge-a->edge-b'), 'then the final dump');
+});
+
+t.test("p.haul's stop rule: small rounds and growing dirty sets stop; undefined counts never do", async (t) => {
+  t.equal(precopyStopReason(undefined, 10, {}), undefined);
+  t.match(precopyStopReason(64, undefined, {}), /64 dirty pages <= 64/);
+  t.equal(precopyStopReason(65, undefined, {}), undefined, 'first round, above the floor: go on');
+  t.equal(precopyStopReason(110, 100, {}), undefined, 'grew by exactly 10 %: go on');
+  t.match(precopyStopReason(111, 100, {}), /grew from 100 to 111/);
+  t.equal(precopyStopReason(90, 100, {}), undefined, 'shrinking: go on');
+  t.equal(precopyStopReason(10, undefined, { precopyStopPages: 0 }), undefined, 'floor configurable');
+  t.equal(precopyStopReason(120, 100, { precopyStopGrowth: 0.25 }), undefined, 'growth limit configurable');
+  t.match(precopyStopReason(130, 100, { precopyStopGrowth: 0.25 }), /> 25 %/);
 });
 
 t.test('new-MAC mode: gratuitous ARP and neighbour flush on the client host, after the switch', async (t) => {
