@@ -9,7 +9,9 @@
  *   memory write                delta + Lambda * m, m = eta(R^) M for an incremental dump, M for a
  *                               full one (cold dump or pre-dump round 0)  delta, Lambda   ([1, m])
  *   engine checkpoint           a1a2 * (beta + frozen + memory)        a1a2 (through the origin)
- *   transfer                    netFixed + V / (L * eff)               netFixed, 1/eff   ([1, V/L])
+ *   transfer                    netFixed + V / (L * eff), the final    netFixed, 1/eff, 1/eff_final
+ *                               dump's with eff_final when the runs    ([1, V/L pre-copy, V/L final])
+ *                               have both kinds of round
  *   restore                     a3a4 * (psi + omega M), or omega V_n   psi', omega' with a3a4 = 1
  *                               (the final image) where restore does
  *                               not read the whole state
@@ -362,14 +364,26 @@ export function calibrate(runsIn: readonly MeasuredMigration[], opts: CalibrateO
     c.tau1 = full.reduce((s, t) => s + t.round.bytes! / (c.rho * t.run.stateBytes), 0) / full.length;
   }
   // Transfer: netFixed + (V / L) / eff.  V measured where given, else the model's full-round volume.
+  // The final dump's stream (frozen service, sent at once) and the pre-copy rounds' (paced) get
+  // their own efficiency when the runs have both: netFixed + (V / L) / eff_pre or / eff_final.
   const xfer = tagged
     .filter((t) => t.round.transferMs !== undefined && (t.round.bytes !== undefined || isFull(t)))
-    .map((t) => ({ f: (t.round.bytes ?? c.rho * c.tau1 * t.run.stateBytes) / (t.run.bandwidthMbit * 125), y: t.round.transferMs! }));
-  const fx = fitLine('transfer', xfer, 1 / c.linkEfficiency, notes);
-  if (fx) {
-    c.netFixedMs = fx.a;
-    if (fx.b > 0) c.linkEfficiency = Math.min(1, 1 / fx.b);
-    steps.transfer = fx.fit;
+    .map((t) => ({ f: (t.round.bytes ?? c.rho * c.tau1 * t.run.stateBytes) / (t.run.bandwidthMbit * 125), y: t.round.transferMs!, final: t.round.kind === 'dump' }));
+  const both = xfer.some((p) => p.final) && xfer.some((p) => !p.final) ? leastSquares(xfer.map((p) => ({ x: [1, p.final ? 0 : p.f, p.final ? p.f : 0], y: p.y }))) : null;
+  const [a0, bPre, bFinal] = both?.coef ?? [];
+  if (both && a0! >= 0 && bPre! > 0 && bFinal! > 0) {
+    c.netFixedMs = a0!;
+    c.linkEfficiency = Math.min(1, 1 / bPre!);
+    c.finalLinkEfficiency = Math.min(1, 1 / bFinal!);
+    steps.transfer = { samples: xfer.length, rmseMs: both.rmse };
+  } else {
+    const fx = fitLine('transfer', xfer, 1 / c.linkEfficiency, notes);
+    if (fx) {
+      c.netFixedMs = fx.a;
+      if (fx.b > 0) c.linkEfficiency = Math.min(1, 1 / fx.b);
+      c.finalLinkEfficiency = 0;
+      steps.transfer = fx.fit;
+    }
   }
   // Restore: a3a4 (psi + omega M) with the product folded into psi and omega; against the final
   // image's volume V_n instead of M where restore does not read the whole state (pam.ts).

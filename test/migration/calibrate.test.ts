@@ -230,6 +230,23 @@ t.test('an executor that settles pre-copy rounds at the destination: restore is 
   t.ok(asPam.steps.restore!.rmseMs > 10, `against M the rmse is ${asPam.steps.restore!.rmseMs.toFixed(1)} ms`);
 });
 
+t.test("the final dump's stream gets its own efficiency when the runs have both kinds of round", async (t) => {
+  // Pre-copy rounds paced (efficiency 0.33), the frozen final dump sent at once (0.72): as measured here.
+  const truth: PamConstants = { ...TRUTH, linkEfficiency: 0.33, finalLinkEfficiency: 0.72 };
+  const runs = syntheticRuns(48, 1, 0).map((r) => {
+    const p = predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, truth);
+    return { ...r, rounds: r.rounds!.map((round, i) => ({ ...round, transferMs: p.rounds[i]!.transferMs, bytes: p.rounds[i]!.bytes })) };
+  });
+  const c = calibrate(runs, { executor: 'podman' }).constants;
+  t.ok(near(c.linkEfficiency, 0.33, 1e-6), `pre-copy rounds ${c.linkEfficiency}`);
+  t.ok(near(c.finalLinkEfficiency, 0.72, 1e-6), `final dump ${c.finalLinkEfficiency}`);
+  t.ok(near(c.netFixedMs, TRUTH.netFixedMs, 1e-6), `fixed cost ${c.netFixedMs}`);
+  // Cold runs only: one kind of round, one efficiency, and the final one follows it (0).
+  const cold = calibrate(runs.filter((r) => r.preDumpRounds === 0), { executor: 'podman' }).constants;
+  t.ok(near(cold.linkEfficiency, 0.72, 1e-6), `cold-only runs fit the one efficiency they show: ${cold.linkEfficiency}`);
+  t.equal(cold.finalLinkEfficiency, 0);
+});
+
 t.test('a feature that does not vary keeps its slope and says so', async (t) => {
   const runs = syntheticRuns(48, 5, 0).filter((r) => r.stateBytes === 10e6);
   const res = calibrate(runs);

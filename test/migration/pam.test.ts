@@ -139,6 +139,20 @@ t.test('restoreReadsWholeState=false: a pre-copy restore costs the final image, 
   t.ok(cold.downtimeMs > 0);
 });
 
+t.test("finalLinkEfficiency: the final dump's transfer only; 0 means the same as linkEfficiency", async (t) => {
+  const M = 100e6;
+  const same = predictPam(at(M, 100, 1000, 2), { linkEfficiency: 0.5 });
+  const zero = predictPam(at(M, 100, 1000, 2), { linkEfficiency: 0.5, finalLinkEfficiency: 0 });
+  t.same(zero, same, '0: unchanged');
+  const fast = predictPam(at(M, 100, 1000, 2), { linkEfficiency: 0.5, finalLinkEfficiency: 1 });
+  t.equal(fast.rounds[0]!.transferMs, same.rounds[0]!.transferMs, 'pre-copy round 0 unchanged');
+  t.equal(fast.rounds[1]!.transferMs, same.rounds[1]!.transferMs, 'pre-copy round 1 unchanged');
+  t.ok(Math.abs(fast.rounds[2]!.transferMs - same.rounds[2]!.transferMs / 2) < 1e-9, 'the final dump at twice the share: half the time (netFixed 0)');
+  const cold = predictPam(at(M, 100, 1000, 0), { linkEfficiency: 0.5, finalLinkEfficiency: 1 });
+  t.ok(Math.abs(cold.rounds[0]!.transferMs - cold.rounds[0]!.bytes / (1000 * 125)) < 1e-9, "cold's one round is the final dump");
+  t.throws(() => predictPam(at(M, 100, 1000, 0), { finalLinkEfficiency: -1 }), PamInputError);
+});
+
 t.test('countDumpMemoryTime=false gives the formula as printed in background.md', async (t) => {
   const M = 30 * MB;
   const on = predictPam(at(M, 2000, 100, 1));

@@ -79,7 +79,7 @@ export const command: Command = {
         `  freezing beta ${c.beta.toFixed(2)} ms; dump frozen ${c.phiD.toFixed(2)} ms + Gamma ${c.Gamma.toExponential(3)} ms/B x xi(R^) M`,
         `  pre-dump frozen ${c.phiP.toFixed(2)} ms (zeta ${c.zeta.toFixed(3)}); memory ${c.delta.toFixed(2)} ms + ${c.Lambda.toExponential(3)} ms/B`,
         `  engine factor a1a2 ${(c.alpha1 * c.alpha2).toFixed(3)}; restore ${c.psi.toFixed(2)} ms + ${c.omega.toExponential(3)} ms/B (a3a4 ${(c.alpha3 * c.alpha4).toFixed(3)})`,
-        `  transfer ${c.netFixedMs.toFixed(2)} ms + V / (L x ${c.linkEfficiency.toFixed(3)}); tau1 ${c.tau1.toFixed(3)}; R range ${c.rMin}..${c.rMax} pages/s`,
+        `  transfer ${c.netFixedMs.toFixed(2)} ms + V / (L x ${c.linkEfficiency.toFixed(3)})${c.finalLinkEfficiency > 0 ? `, final dump V / (L x ${c.finalLinkEfficiency.toFixed(3)})` : ''}; tau1 ${c.tau1.toFixed(3)}; R range ${c.rMin}..${c.rMax} pages/s`,
         `  setup (coat's, T_mig only) ${c.setupMs.toFixed(1)} ms + ${c.setupMsPerByte.toExponential(3)} ms/B x M`,
         `  safety factor ${c.safetyFactor.toFixed(3)} on every round and the setup (total quantile); downtime factor ${c.downtimeFactor.toFixed(3)} (downtime quantile)`,
         `  the model upper-bounds ${(result.upperBoundShare * 100).toFixed(1)} % of these runs`,
