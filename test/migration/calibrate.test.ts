@@ -209,6 +209,30 @@ t.test('every configuration is bounded, not only the runs taken together', async
   }
 });
 
+t.test('the downtime factor keeps the promise jointly: q of each configuration bounded, one outlier of twenty not lifting the rest', async (t) => {
+  const make = (n: number, outlier: boolean): MeasuredMigration[] =>
+    Array.from({ length: n }, (_, k) => {
+      const p = predictPam({ stateBytes: 2e6, dirtyPagesPerS: 100, bandwidthMbit: 500, preDumpRounds: 1 }, TRUTH);
+      const f = k === 0 ? (outlier ? 2 : 1.19) : 1 + 0.01 * k;
+      return { executor: 'podman', stateBytes: 2e6, dirtyPagesPerS: 100, bandwidthMbit: 500, preDumpRounds: 1, downtimeMs: p.downtimeMs * f, totalMs: p.totalMs, restoreMs: p.rounds[1]!.restoreMs, setupMs: p.setupMs };
+    });
+  // Runs 1..19 at 1.01..1.19 times the model, run 0 at 1.19 (clean) or at 2 (outlier).
+  const clean = calibrate(make(20, false), { executor: 'podman', base: TRUTH }).constants.downtimeFactor;
+  const twenty = calibrate(make(20, true), { executor: 'podman', base: TRUTH });
+  t.ok(near(twenty.constants.downtimeFactor, clean, 1e-9), `20 runs, one at 2x: the factor is the 19th ratio, as without the outlier: ${twenty.constants.downtimeFactor} vs ${clean}`);
+  t.equal(twenty.upperBoundShare, 19 / 20, '19 of 20 bounded: the share promised, no more');
+  const ten = calibrate(make(10, true), { executor: 'podman', base: TRUTH });
+  t.ok(near(ten.constants.downtimeFactor / clean, 2 / 1.19, 1e-9), `10 runs: 95 % of 10 needs all 10, the outlier included: ${ten.constants.downtimeFactor / clean}`);
+  // A run whose total is not bounded cannot count toward the share, however short its downtime.
+  const runs = make(20, false).map((r, k) => (k === 19 ? { ...r, totalMs: r.totalMs * 3, downtimeMs: r.downtimeMs / 2 } : r));
+  const joint = calibrate(runs, { executor: 'podman', base: TRUTH, quantile: 0.95 });
+  const both = runs.filter((r) => {
+    const p = predictPam({ stateBytes: r.stateBytes, dirtyPagesPerS: r.dirtyPagesPerS, bandwidthMbit: r.bandwidthMbit, preDumpRounds: r.preDumpRounds }, joint.constants);
+    return p.downtimeMs >= r.downtimeMs && p.totalMs >= r.totalMs;
+  }).length;
+  t.ok(both >= 19, `downtime and total together bounded in ${both}/20`);
+});
+
 t.test('an executor that settles pre-copy rounds at the destination: restore is fitted on the final image, not on M', async (t) => {
   // tcp-repair's preset: restore reads the final image V_n only. Restore times made that way.
   const truth = { psi: 20, omega: 4e-6 };
