@@ -136,6 +136,7 @@ interface VariantOptions {
   rounds: number;
   streamRate: string;
   streamTickMs: number;
+  realtimeControl: boolean;
   progress: (l: string) => void;
 }
 
@@ -191,6 +192,7 @@ async function runInLab(variant: Variant, sizeMB: number, o: VariantOptions): Pr
       dirtyRate: o.dirtyRate,
       streamRate: o.streamRate,
       streamTickMs: o.streamTickMs,
+      realtimeControl: o.realtimeControl,
       ...(variant === 'baseline' ? { strategy: 'coat-baseline' as const } : { strategy: 'coat' as const, plan: variant === 'cold' ? { strategy: 'cold' as const } : { strategy: 'precopy' as const, iterations: o.rounds } }),
     };
     return await runScenarioInLab(req, { progress: (l) => o.progress(`    ${l}`), timeoutMs: 120_000 + o.runs * (20_000 + sizeMB * 1000) });
@@ -283,7 +285,9 @@ export const bench: Bench = {
     const variants = (flag(ctx.args, '--variants') ?? VARIANTS.join(',')).split(',') as Variant[];
     for (const v of variants) if (!VARIANTS.includes(v)) throw new Error(`--variants: '${v}' is not one of ${VARIANTS.join(', ')}`);
     const record = flag(ctx.args, '--record');
-    ctx.progress(`underlay: edge-a and edge-b links shaped with tbf at ${mbit} Mbit/s both ways; R = ${dirtyRate} pages/s; ${runs} migrations per variant and size, ${perLab} per fresh lab; stream ${streamRate}B/s written every ${streamTickMs} ms`);
+    // Off by default: it shortens the switch but lengthens the client's gap (docs/migration.md).
+    const realtimeControl = ctx.args.includes('--realtime-control');
+    ctx.progress(`underlay: edge-a and edge-b links shaped with tbf at ${mbit} Mbit/s both ways; R = ${dirtyRate} pages/s; ${runs} migrations per variant and size, ${perLab} per fresh lab; stream ${streamRate}B/s written every ${streamTickMs} ms${realtimeControl ? '; control plane at SCHED_RR 1' : ''}`);
 
     let recorded = 0;
     const rows: BenchRow[] = [];
@@ -292,7 +296,7 @@ export const bench: Bench = {
       for (const v of variants) {
         ctx.progress(`M = ${sizeMB} MiB, ${v}: lab up, ${runs} migrations`);
         const t0 = Date.now();
-        const r = await runVariant(v, sizeMB, { runs, perLab, mbit, dirtyRate, rounds, streamRate, streamTickMs, progress: ctx.progress });
+        const r = await runVariant(v, sizeMB, { runs, perLab, mbit, dirtyRate, rounds, streamRate, streamTickMs, realtimeControl, progress: ctx.progress });
         const f = figuresOf(r);
         fig.set(v, f);
         ctx.progress(`M = ${sizeMB} MiB, ${v}: ${f.done}/${f.n} done, ${f.zeroLoss} zero-loss, downtime ${f.downtime.join(' ')} ms (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
