@@ -30,6 +30,7 @@
  *   T_0         = a1a2 (beta + T^p_frozen + T^p_mem) + T_net,0
  *   T_i         = a1a2 (beta + T^d_frozen [+ T^d_mem]) + T_net,i                      (1 <= i < n)
  *   T_down      = a1a2 (beta + T^d_frozen [+ T^d_mem]) + T_net,n + a3a4 (psi + omega M)
+ *                 (omega V_n instead of omega M where restore does not read the whole state)
  *   T_mig       = sum_{i<n} T_i + T_down + setupMs + setupMsPerByte * M + totalMarginMs
  *   downtime    = downtimeFactor * T_down        (what is reported as the downtime; T_mig keeps T_down)
  * (every round's time, and the setup, is finally multiplied by `safetyFactor`, 1 unless set)

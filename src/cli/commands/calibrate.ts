@@ -81,7 +81,7 @@ export const command: Command = {
         `  engine factor a1a2 ${(c.alpha1 * c.alpha2).toFixed(3)}; restore ${c.psi.toFixed(2)} ms + ${c.omega.toExponential(3)} ms/B (a3a4 ${(c.alpha3 * c.alpha4).toFixed(3)})`,
         `  transfer ${c.netFixedMs.toFixed(2)} ms + V / (L x ${c.linkEfficiency.toFixed(3)})${c.finalLinkEfficiency > 0 ? `, final dump V / (L x ${c.finalLinkEfficiency.toFixed(3)})` : ''}; tau1 ${c.tau1.toFixed(3)}; R range ${c.rMin}..${c.rMax} pages/s`,
         `  setup (coat's, T_mig only) ${c.setupMs.toFixed(1)} ms + ${c.setupMsPerByte.toExponential(3)} ms/B x M`,
-        `  safety factor ${c.safetyFactor.toFixed(3)} on every round and the setup (total quantile); downtime factor ${c.downtimeFactor.toFixed(3)} (downtime quantile)`,
+        `  safety factor ${c.safetyFactor.toFixed(3)} on every round and the setup (total quantile per configuration); downtime factor ${c.downtimeFactor.toFixed(3)} (q of each configuration bounded on both)`,
         `  the model upper-bounds ${(result.upperBoundShare * 100).toFixed(1)} % of these runs`,
         ...Object.entries(result.steps).map(([k, s]) => `  fit ${k}: ${s.samples} samples, rmse ${s.rmseMs.toFixed(2)} ms`),
         ...result.notes.map((n) => `  note: ${n}`),
