@@ -66,6 +66,8 @@ export interface OrchestratorOptions {
   precopyStopPages?: number;
   /** ...or more than (1 + this) times the previous round's pages: the dirty set grows (default 0.1). */
   precopyStopGrowth?: number;
+  /** false: run the plan's I rounds whatever they dirty (an experiment that measures a given I). Default true. */
+  precopyStopRule?: boolean;
   log?: Logger;
   /** Progress for the CLI, one event per step boundary. */
   onEvent?: (e: MigrationEvent) => void;
@@ -162,8 +164,8 @@ function refFromRequest(s: JournalSummary): MigrationRef {
  * Why pre-copy should stop after a round that wrote `dirty` pages (p.haul's rule), or undefined to
  * go on. Rounds whose executor does not count dirty pages never stop early.
  */
-export function precopyStopReason(dirty: number | undefined, previous: number | undefined, opts: Pick<OrchestratorOptions, 'precopyStopPages' | 'precopyStopGrowth'>): string | undefined {
-  if (dirty === undefined) return undefined;
+export function precopyStopReason(dirty: number | undefined, previous: number | undefined, opts: Pick<OrchestratorOptions, 'precopyStopPages' | 'precopyStopGrowth' | 'precopyStopRule'>): string | undefined {
+  if (dirty === undefined || opts.precopyStopRule === false) return undefined;
   const minPages = opts.precopyStopPages ?? 64;
   const maxGrowth = opts.precopyStopGrowth ?? 0.1;
   if (dirty <= minPages) return `${dirty} dirty pages <= ${minPages}: the rest fits the final dump`;

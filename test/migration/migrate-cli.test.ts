@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { command, setMigrationBackend, type MigrationBackend } from '../../src/cli/commands/migrate.js';
+import { command, setMigrationBackend, type MigrateRequest, type MigrationBackend } from '../../src/cli/commands/migrate.js';
 import { Orchestrator } from '../../src/migration/orchestrator.js';
 import { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef } from './fakes.js';
 
@@ -45,6 +45,33 @@ t.test('progress per step on stderr, the outcome on stdout', async (t) => {
   t.notMatch(b.stderr, /hold/, 'the baseline has no hold step');
   const s = await run(['status', '--data-dir', dir, '--json']);
   t.same((JSON.parse(s.stdout) as { migrationId: string; state: string }[]).map((m) => [m.migrationId, m.state]), [['cli-1', 'done'], ['cli-1b', 'done']]);
+});
+
+t.test('--exact-rounds runs the plan\'s pre-copy rounds without the early stop', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coat-migrate-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const requests: MigrateRequest[] = [];
+  setMigrationBackend(async () => ({
+    async migrate(req, onEvent) {
+      requests.push(req);
+      const o = new FakeOverlay(testRef(req.migrationId));
+      const orch = new Orchestrator(
+        { flows: fakeFlows(o), agents: fakeAgents(o, [500, 40, 10]), planner: fakePlanner(o, { strategy: 'precopy', iterations: 3, predicted: { downtimeMs: 5, totalMs: 50 } }), clock: new ManualClock() },
+        { dataDir: dir, log: pino({ level: 'silent' }), onEvent, ...(req.precopyStopRule === false ? { precopyStopRule: false } : {}) },
+      );
+      return orch.migrate({ ref: o.ref, objective: req.objective, mode: req.mode });
+    },
+  }));
+  t.teardown(() => setMigrationBackend(undefined));
+  const early = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-r1']);
+  t.equal(early.code, 0);
+  t.match(early.stderr, /precopy 2 ok/);
+  t.notMatch(early.stderr, /precopy 3/, 'round 2 wrote 40 <= 64 dirty pages: stop');
+  t.equal(requests[0]!.precopyStopRule, undefined);
+  const exact = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-r2', '--exact-rounds']);
+  t.equal(exact.code, 0);
+  t.match(exact.stderr, /precopy 3 ok/, 'all three planned rounds');
+  t.equal(requests[1]!.precopyStopRule, false);
 });
 
 t.test('a failure prints which step failed and why, and what was undone; exit 1', async (t) => {

@@ -113,6 +113,9 @@ t.test('pre-copy: planned rounds stream pre-N images; the stop rule ends early',
   t.equal(outC.state, 'done');
   t.same(outC.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2], 'round 2 grew the dirty set by 12 % (> 10 %): stop, by default');
   t.ok(c.o.calls.includes('agents.dumpAndSend@edge-a->edge-b'), 'then the final dump');
+  const d = setup(t, 'm-pre-exact', precopy3, { precopyStopRule: false, dirty: [500, 40, 10] });
+  const outD = await d.orch.migrate({ ref: d.o.ref, objective: 'min-downtime' });
+  t.same(outD.steps.filter((s) => s.name === 'precopy').map((s) => s.round), [1, 2, 3], 'precopyStopRule false: the plan\'s three rounds');
 });
 
 t.test("p.haul's stop rule: small rounds and growing dirty sets stop; undefined counts never do", async (t) => {
@@ -125,6 +128,7 @@ t.test("p.haul's stop rule: small rounds and growing dirty sets stop; undefined 
   t.equal(precopyStopReason(10, undefined, { precopyStopPages: 0 }), undefined, 'floor configurable');
   t.equal(precopyStopReason(120, 100, { precopyStopGrowth: 0.25 }), undefined, 'growth limit configurable');
   t.match(precopyStopReason(130, 100, { precopyStopGrowth: 0.25 }), /> 25 %/);
+  t.equal(precopyStopReason(0, 100, { precopyStopRule: false }), undefined, 'the rule off: never');
 });
 
 t.test('new-MAC mode: gratuitous ARP and neighbour flush on the client host, after the switch', async (t) => {

@@ -3,7 +3,7 @@
  * step failed and why, and what the rollback did.
  *
  *   coat migrate --service NAME --to HOST [--executor E] [--objective min-downtime|min-resources]
- *                [--new-mac MAC] [--id ID] [--json]
+ *                [--new-mac MAC] [--exact-rounds] [--id ID] [--json]
  *   coat migrate status [--data-dir DIR] [--json]      the journaled migrations and their states
  *
  * The command is a shell over the orchestrator: it talks to a MigrationBackend (the controller that
@@ -33,6 +33,8 @@ export interface MigrateRequest {
   newMac?: string;
   /** `coat-baseline`: COAT's Stop&Copy with the same parts, for comparison. */
   mode: MigrationMode;
+  /** false: pre-copy runs the plan's I rounds, without p.haul's early stop. */
+  precopyStopRule?: boolean;
 }
 
 /** What `coat migrate` needs from the controller: run one migration, reporting progress. */
@@ -51,8 +53,8 @@ export function setMigrationBackend(factory: (() => Promise<MigrationBackend>) |
   backendFactory = factory;
 }
 
-const HELP = `usage: coat migrate --service NAME --to HOST [--executor E] [--objective O] [--new-mac MAC] [--baseline] [--id ID]
-                    [--state-dir DIR] [--json]
+const HELP = `usage: coat migrate --service NAME --to HOST [--executor E] [--objective O] [--new-mac MAC] [--baseline]
+                    [--exact-rounds] [--id ID] [--state-dir DIR] [--json]
        coat migrate status [--data-dir DIR] [--json]
 
 Live-migrates a service: plan, prepare, pre-copy, hold (with the switch under it), dump (the
@@ -67,6 +69,8 @@ connections. Progress goes to stderr, one line per step.
   --new-mac MAC      COAT's behaviour: a new MAC at the destination, gratuitous ARP, neighbour flush
   --baseline         run COAT's published Stop&Copy procedure with the same parts (no hold, no
                      replay, destination built after the freeze) for comparison
+  --exact-rounds     pre-copy runs the plan's I rounds; by default it stops early by p.haul's rule
+                     (a round wrote <= 64 dirty pages, or 10 % more than the round before)
   --id ID            migration id (default: generated)
   --state-dir DIR    the lab's state directory when migrating in a lab from \`coat lab up\`
                      (default $COAT_LAB_DIR or /run/coat/labs); the service must be running
@@ -149,6 +153,7 @@ export const command: Command = {
       objective: { type: 'string' },
       'new-mac': { type: 'string' },
       baseline: { type: 'boolean' },
+      'exact-rounds': { type: 'boolean' },
       id: { type: 'string' },
       'state-dir': { type: 'string' },
     });
@@ -192,7 +197,7 @@ export const command: Command = {
     let started: number | undefined;
     try {
       const outcome = await backend.migrate(
-        { migrationId, service, to, ...(executor ? { executor: executor as ExecutorName } : {}), objective, ...(newMac ? { newMac } : {}), mode: values.baseline ? 'coat-baseline' : 'coat' },
+        { migrationId, service, to, ...(executor ? { executor: executor as ExecutorName } : {}), objective, ...(newMac ? { newMac } : {}), mode: values.baseline ? 'coat-baseline' : 'coat', ...(values['exact-rounds'] ? { precopyStopRule: false } : {}) },
         (e) => {
           if (e.type === 'step-start' && started === undefined) started = e.atMs;
           const line = formatEvent(e, started);

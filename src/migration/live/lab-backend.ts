@@ -223,7 +223,7 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
     };
     const dataDir = join(state.runDir, 'controller');
     progress(`journal: ${join(dataDir, 'migrations', `${req.migrationId}.jsonl`)} (coat verify --journal ${req.migrationId} --data-dir ${dataDir})`);
-    const orch = new Orchestrator({ flows, agents, planner }, { dataDir, log: log.child({ part: 'orchestrator' }), stepTimeoutMs: 30_000, ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
+    const orch = new Orchestrator({ flows, agents, planner }, { dataDir, log: log.child({ part: 'orchestrator' }), stepTimeoutMs: 30_000, ...(req.precopyStopRule === false ? { precopyStopRule: false } : {}), ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
     return await orch.migrate({ ref, objective: req.objective, mode: req.mode });
   } finally {
     await registry?.close().catch(() => undefined);
