@@ -291,7 +291,7 @@ class MigrationRun {
       // the hold flows, so no packet reaches either side until the replay.
       const [sw, t] = await Promise.all([this.flows.holdAndSwitch(m, signal), this.agents.expectImage(m.destination, m, 'dump', signal)]);
       this.switchMs = sw.switchMs;
-      await this.announceNewMac(signal);
+      await this.announceMac('destination', signal);
       return { ticket: t, switched: sw };
     }, (h) => ({ switchMs: h.switched.switchMs, bridges: h.switched.bridges }));
     await this.step(
@@ -319,18 +319,21 @@ class MigrationRun {
       async (signal) => {
         const r = await this.flows.switchTo(m, 'destination', signal);
         this.switchMs = r.switchMs;
-        await this.announceNewMac(signal);
+        await this.announceMac('destination', signal);
         return r;
       },
       (r) => ({ switchMs: r.switchMs, bridges: r.bridges }),
     );
   }
 
-  /** New-MAC mode, after the flows point at the destination: the client must learn the MAC again. */
-  private async announceNewMac(signal: AbortSignal): Promise<void> {
+  /**
+   * New-MAC mode, after the flows point at `side`: a gratuitous ARP with that side's MAC and a
+   * neighbour flush at the client, which must learn the MAC again. Nothing without a new MAC.
+   */
+  private async announceMac(side: Side, signal: AbortSignal): Promise<void> {
     const m = this.ref;
     if (m.newMac === undefined) return;
-    await this.flows.announce(m, 'destination', signal);
+    await this.flows.announce(m, side, signal);
     if (m.clientHost !== undefined) await this.agents.flushNeighbour(m.clientHost, m, signal);
   }
 
@@ -446,10 +449,7 @@ class MigrationRun {
           case 'switch-back':
             await this.flows.switchTo(m, 'source', signal);
             // New-MAC mode: the client learnt the new MAC at the switch; it must learn the old one.
-            if (m.newMac !== undefined) {
-              await this.flows.announce(m, 'source', signal);
-              if (m.clientHost !== undefined) await this.agents.flushNeighbour(m.clientHost, m, signal);
-            }
+            await this.announceMac('source', signal);
             return;
           case 'abort-destination':
             await this.agents.abort(m.destination, m, 'destination', signal);
