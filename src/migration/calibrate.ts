@@ -216,9 +216,14 @@ function quantileOf(values: number[], q: number): number {
   return sorted[idx]!;
 }
 
-/** The configuration a run measured: the planner's inputs (M, R, L, I). */
-function configurationKey(r: MeasuredMigration): string {
-  return `${r.stateBytes}/${r.dirtyPagesPerS}/${r.bandwidthMbit}/${r.preDumpRounds}`;
+/** The runs' values grouped by configuration: the planner's inputs (M, R, L, I). */
+function byConfiguration<T>(runs: readonly MeasuredMigration[], value: (r: MeasuredMigration) => T): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const r of runs) {
+    const key = `${r.stateBytes}/${r.dirtyPagesPerS}/${r.bandwidthMbit}/${r.preDumpRounds}`;
+    groups.set(key, [...(groups.get(key) ?? []), value(r)]);
+  }
+  return [...groups.values()];
 }
 
 /**
@@ -227,14 +232,7 @@ function configurationKey(r: MeasuredMigration): string {
  * some sizes better than others), while the bound is promised per configuration.
  */
 function worstConfigurationQuantile(runs: readonly MeasuredMigration[], ratio: (r: MeasuredMigration) => number, q: number): number {
-  const groups = new Map<string, number[]>();
-  for (const r of runs) {
-    const key = configurationKey(r);
-    const list = groups.get(key) ?? [];
-    list.push(ratio(r));
-    groups.set(key, list);
-  }
-  return Math.max(...[...groups.values()].map((g) => quantileOf(g, q)));
+  return Math.max(...byConfiguration(runs, ratio).map((g) => quantileOf(g, q)));
 }
 
 /**
@@ -246,17 +244,13 @@ function worstConfigurationQuantile(runs: readonly MeasuredMigration[], ratio: (
  * configuration does not lift every prediction of the model.
  */
 function jointDowntimeFactor(runs: readonly MeasuredMigration[], predict: (r: MeasuredMigration) => { downtimeMs: number; totalMs: number }, q: number): number {
-  const groups = new Map<string, { down: number; totalBounded: boolean }[]>();
-  for (const r of runs) {
+  const groups = byConfiguration(runs, (r) => {
     const p = predict(r);
-    const key = configurationKey(r);
-    const list = groups.get(key) ?? [];
     // The prediction's downtime at factor 1: the ratio is the factor this run needs.
-    list.push({ down: r.downtimeMs / p.downtimeMs, totalBounded: r.totalMs <= p.totalMs * (1 + 1e-12) });
-    groups.set(key, list);
-  }
+    return { down: r.downtimeMs / p.downtimeMs, totalBounded: r.totalMs <= p.totalMs * (1 + 1e-12) };
+  });
   let factor = 0;
-  for (const g of groups.values()) {
+  for (const g of groups) {
     const need = Math.max(1, Math.ceil(q * g.length - 1e-9));
     const candidates = g.filter((x) => x.totalBounded).map((x) => x.down).sort((a, b) => a - b);
     // Fewer bounded totals than needed: the share cannot be reached; bound every downtime.
