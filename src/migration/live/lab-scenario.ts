@@ -233,10 +233,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     for (const h of state.hosts) {
       const pid = Number((await readFile(join(h.ovsDir, 'ovs-vswitchd.pid'), 'utf8').catch(() => '')).trim());
       if (!(pid > 0)) continue;
-      const rt = await exec('chrt', ['--all-tasks', '--rr', '--pid', '2', String(pid)], { timeoutMs: 5000 }).then(
-        () => undefined,
-        (e: Error) => e.message,
-      );
+      const rt = await setScheduling(pid, ['--rr'], 2);
       if (rt === undefined) continue;
       try {
         setPriority(pid, -10);
@@ -282,10 +279,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     if (opts.realtimeControl === true) {
       for (const pid of [...agentPids.values(), process.pid]) {
         // --reset-on-fork: what they start (the standby service, ovs-vsctl, ...) runs as normal.
-        const refused = await exec('chrt', ['--all-tasks', '--reset-on-fork', '--rr', '--pid', '1', String(pid)], { timeoutMs: 5000 }).then(
-          () => undefined,
-          (e: Error) => e.message,
-        );
+        const refused = await setScheduling(pid, ['--reset-on-fork', '--rr'], 1);
         if (refused !== undefined) progress(`control plane pid ${pid} keeps its scheduling: ${refused}`);
         else if (pid === process.pid) realtimeSelf = true;
       }
@@ -552,7 +546,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     if (stopped) throw new ScenarioStoppedError(stopped.code, stopped.message, stopped.afterMigration, result);
     return result;
   } finally {
-    if (realtimeSelf) await exec('chrt', ['--all-tasks', '--other', '--pid', '0', String(process.pid)], { timeoutMs: 5000 }).catch(() => undefined);
+    if (realtimeSelf) await setScheduling(process.pid, ['--other'], 0);
     for (const c of cleanups) await c().catch(() => undefined);
     for (const c of children.reverse()) await c.stop(2000).catch(() => undefined);
     // the restored service is the destination agent's child: stop whatever still listens
@@ -670,6 +664,17 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
       break;
   }
   return { flows, agents, extra };
+}
+
+/**
+ * `chrt --all-tasks POLICY... --pid PRIORITY PID` (sched(7)): every thread of `pid`. Resolves with
+ * why it was refused (no CAP_SYS_NICE, RT throttling settings), undefined when it took.
+ */
+async function setScheduling(pid: number, policy: string[], priority: number): Promise<string | undefined> {
+  return exec('chrt', ['--all-tasks', ...policy, '--pid', String(priority), String(pid)], { timeoutMs: 5000 }).then(
+    () => undefined,
+    (e: Error) => e.message,
+  );
 }
 
 /** `pid` and its descendants (by /proc/PID/stat's ppid), the root first. */
