@@ -16,6 +16,9 @@ import type { DumpResult, ExecutorOptions, RestoreResult, ServiceSpec } from '..
 import type { AgentPort, DumpAndSendResult, ImageTicket, MigrationRef, Side, StreamResult } from '../ports.js';
 import { LiveMigrationError } from './errors.js';
 
+/** The step arguments only some steps take: preDump's round, dump's sendTo. */
+type StepExtra = Pick<ExecutorStepArgs, 'round' | 'sendTo'>;
+
 /** Where and how the service lives on one host. */
 export interface ServicePlacement {
   /** Namespace of the service on this host. */
@@ -97,12 +100,12 @@ export class LiveAgentPort implements AgentPort {
     };
   }
 
-  private async step(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number, sendTo?: ExecutorStepArgs['sendTo']) {
+  private async step(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, extra: StepExtra = {}) {
     // Only steps that build something the undo removes are waited for.
     const tracked = step === 'prepare' || step === 'restore' || step === 'dump';
     const sentAtMs = Date.now();
     try {
-      return await this.sendStep(host, m, role, step, signal, round, sendTo);
+      return await this.sendStep(host, m, role, step, signal, extra);
     } catch (e) {
       if (tracked && (e as { code?: string }).code === 'AGENT_ABORTED') this.abandoned.set(`${host}/${m.migrationId}`, { step, sentAtMs });
       throw e;
@@ -127,7 +130,7 @@ export class LiveAgentPort implements AgentPort {
     this.abandoned.delete(key);
   }
 
-  private async sendStep(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, round?: number, sendTo?: ExecutorStepArgs['sendTo']) {
+  private async sendStep(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, extra: StepExtra) {
     return this.opts.registry.agent(host).request(
       'executor.step',
       {
@@ -137,8 +140,7 @@ export class LiveAgentPort implements AgentPort {
         service: this.serviceFor(host, m, role),
         role,
         step,
-        ...(round !== undefined ? { round } : {}),
-        ...(sendTo !== undefined ? { sendTo } : {}),
+        ...extra,
       },
       this.req(signal),
     );
@@ -195,7 +197,7 @@ export class LiveAgentPort implements AgentPort {
   }
 
   async preDump(host: string, m: MigrationRef, round: number, signal: AbortSignal): Promise<DumpResult> {
-    const r = await this.step(host, m, 'source', 'preDump', signal, round);
+    const r = await this.step(host, m, 'source', 'preDump', signal, { round });
     if (!r.dump) throw new LiveMigrationError('LIVE_LAB', `${host}: preDump round ${round} returned no dump result`, { host });
     return r.dump;
   }
@@ -212,7 +214,7 @@ export class LiveAgentPort implements AgentPort {
 
   async dumpAndSend(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal, rateBitsPerSecond?: number): Promise<DumpAndSendResult> {
     const sendTo = { peer: ticket.peer, token: ticket.token, ...(rateBitsPerSecond !== undefined && rateBitsPerSecond > 0 ? { rateBitsPerSecond } : {}) };
-    const r = await this.step(host, m, 'source', 'dump', signal, undefined, sendTo);
+    const r = await this.step(host, m, 'source', 'dump', signal, { sendTo });
     if (!r.dump || !r.sent) throw new LiveMigrationError('LIVE_LAB', `${host}: dump returned no ${r.dump ? 'stream' : 'dump'} result`, { host });
     return { ...r.dump, sent: { bytes: r.sent.bytes, sha256: r.sent.imageSha256, ms: r.sent.elapsedMs, ...(r.sent.setupMs !== undefined ? { setupMs: r.sent.setupMs } : {}) }, agentMs: r.durationMs };
   }
