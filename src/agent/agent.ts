@@ -302,7 +302,7 @@ export class Agent {
         return { stream: this.stream! };
       }
       case 'stream.send':
-        return this.streamSend(a as unknown as Commands['stream.send']['args'], signal, log);
+        return (await this.streamSend(a as unknown as Commands['stream.send']['args'], signal, log)).sent;
       case 'timings':
         need('migrationId', 'string');
         return { steps: this.journal.get(a.migrationId as string)?.steps ?? [] } satisfies Commands['timings']['result'];
@@ -324,8 +324,12 @@ export class Agent {
     }
   }
 
-  /** Streams one of this agent's image steps to an announced receiver (`stream.send`, or a `dump` with `sendTo`). */
-  private async streamSend(args: StreamSendArgs, signal: AbortSignal, log: Logger): Promise<SendResult> {
+  /**
+   * Streams one of this agent's image steps to an announced receiver (`stream.send`, or a `dump`
+   * with `sendTo`). Its timing goes to the journal, unless `journaled` is false: the dump writes it
+   * with its own record, one journal write inside the downtime instead of two.
+   */
+  private async streamSend(args: StreamSendArgs, signal: AbortSignal, log: Logger, journaled = true): Promise<{ sent: SendResult; timing: StepTiming }> {
     const bad = (m: string) => new AgentCommandError('AGENT_BAD_ARGS', `stream.send: ${m}`);
     if (!isSafeName(args.migrationId)) throw bad('migrationId missing');
     if (typeof args.token !== 'string') throw bad('token missing');
@@ -346,9 +350,10 @@ export class Agent {
       ...(args.compression ? { compression: args.compression } : {}),
       ...(args.rateBitsPerSecond ? { rateBitsPerSecond: args.rateBitsPerSecond } : {}),
     });
-    await this.recordTiming(args.migrationId, { step: 'stream.send', stepName: args.stepName, startedAt: new Date(t0).toISOString(), durationMs: r.elapsedMs, ok: true }, false);
+    const timing: StepTiming = { step: 'stream.send', stepName: args.stepName, startedAt: new Date(t0).toISOString(), durationMs: r.elapsedMs, ok: true };
+    if (journaled) await this.recordTiming(args.migrationId, timing, false);
     this.event(args.migrationId, 'stream.sent', { stepName: args.stepName, bytes: r.bytes, wireBytes: r.wireBytes, elapsedMs: r.elapsedMs, bitsPerSecond: r.bitsPerSecond, imageSha256: r.imageSha256 });
-    return r;
+    return { sent: r, timing };
   }
 
   private newHold(migrationId: string): MigrationHold {
@@ -420,6 +425,8 @@ export class Agent {
     const ctx: ExecutorContext = { migrationId: a.migrationId, service: a.service, imageDir, stepDir, stepName, log: log.child({ step: a.step }), signal };
     const t0 = performance.now();
     let result: ExecutorStepResult;
+    /** The dump's own stream (`sendTo`): journaled with the step's record below. */
+    let streamTiming: StepTiming | undefined;
     try {
       result = { step: a.step, stepName, durationMs: 0 };
       switch (a.step) {
@@ -432,7 +439,11 @@ export class Agent {
         case 'dump':
           result.dump = await executor.dump(ctx);
           // The image leaves at once; the journal records below wait until it is on its way.
-          if (a.sendTo) result.sent = await this.streamSend({ migrationId: a.migrationId, stepName, token: a.sendTo.token, peer: a.sendTo.peer, ...(a.sendTo.rateBitsPerSecond !== undefined ? { rateBitsPerSecond: a.sendTo.rateBitsPerSecond } : {}) }, signal, log);
+          if (a.sendTo) {
+            const s = await this.streamSend({ migrationId: a.migrationId, stepName, token: a.sendTo.token, peer: a.sendTo.peer, ...(a.sendTo.rateBitsPerSecond !== undefined ? { rateBitsPerSecond: a.sendTo.rateBitsPerSecond } : {}) }, signal, log, false);
+            result.sent = s.sent;
+            streamTiming = s.timing;
+          }
           break;
         case 'settle':
           await executor.settle?.(ctx);
@@ -469,6 +480,7 @@ export class Agent {
     await this.journal.update(a.migrationId, () => this.newHold(a.migrationId), (h) => {
       delete h.inFlight;
       h.lastStep = { step: a.step, stepName, ok: true };
+      if (streamTiming) h.steps.push(streamTiming);
       h.steps.push({ step: a.step, stepName, startedAt: startedAt.toISOString(), durationMs: result.durationMs, ok: true, ...(timings ? { timings } : {}) });
       h.imageSteps = steps;
     });

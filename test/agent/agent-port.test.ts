@@ -95,6 +95,8 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   t.ok(dump.bytes > 3 * 1024 * 1024);
   t.ok(dump.sent.bytes > 3 * 1024 * 1024 && dump.sent.ms > 0, `the dump was streamed in the same command: ${dump.sent.bytes} bytes in ${dump.sent.ms.toFixed(1)} ms`);
   t.equal(dump.sent.sha256, (await digestImageDir(join(work, hosts.dst, 'images', m.migrationId, 'dump'))).sha256, 'the stream result carries the image sha256 that landed');
+  const srcSteps = (await reg.agent(hosts.src).request('timings', { migrationId: m.migrationId }, { deadlineMs: 5000 })).steps;
+  t.same(srcSteps.slice(-2).map((x) => [x.step, x.stepName, x.ok]), [['stream.send', 'dump', true], ['dump', 'dump', true]], "the dump's stream is journaled with the dump's record");
   await port.restore(m.destination, m, signal);
   const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
   t.equal(await sha(join(stateDst, 'db')), await sha(join(stateSrc, 'db')), 'restored state equals the source state');
