@@ -32,7 +32,8 @@ export interface ServerOptions {
   events?: (e: Record<string, unknown>) => void;
 }
 
-const TICK_MS = 10;
+/** How often the state is dirtied (R pages/s spread over the ticks). */
+const DIRTY_TICK_MS = 10;
 /** Userspace backlog per stream connection before the writer waits for 'drain'. */
 const STREAM_HIGH_WATER = 256 * 1024;
 
@@ -67,7 +68,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       view.setBigUint64(off + 16, now);
       view.setBigUint64(0, BigInt(cursor));
     }
-  }, TICK_MS);
+  }, DIRTY_TICK_MS);
 
   const live = new Set<net.Socket>();
   const timers = new Set<NodeJS.Timeout>();
