@@ -44,15 +44,17 @@ t.test('applying rounds into the temp file equals applyDeltas, shrinking and gro
   t.pass('60 random round histories');
 });
 
-t.test('pre-copy rounds arriving in the image directory are applied in order before restore', async (t) => {
+/**
+ * A fresh image directory and state directory, and `land`: a pre-copy step landing whole, as
+ * src/transfer/receiver.ts does it (written aside, renamed in).
+ */
+async function applierDirs(t: { teardown(fn: () => Promise<void>): void }) {
   const dir = await mkdtemp(join(tmpdir(), 'coat-applier-bg-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const imageDir = join(dir, 'image');
   const stateDir = join(dir, 'state');
   await mkdir(imageDir);
   await mkdir(stateDir);
-  await writeFile(join(stateDir, 'old.bin' + TMP_SUFFIX), 'left by an earlier migration');
-  // A step lands whole, as src/transfer/receiver.ts does it: written aside, renamed in.
   const land = async (name: string, round: number, deltas: PageDelta[]) => {
     const tmp = join(dir, `.incoming-${name}`);
     await mkdir(join(tmp, 'state'), { recursive: true });
@@ -60,6 +62,12 @@ t.test('pre-copy rounds arriving in the image directory are applied in order bef
     await writeFile(join(tmp, 'round.json'), JSON.stringify({ kind: 'pre', round, files: deltas.map((d) => d.name) }));
     await rename(tmp, join(imageDir, name));
   };
+  return { imageDir, stateDir, land };
+}
+
+t.test('pre-copy rounds arriving in the image directory are applied in order before restore', async (t) => {
+  const { imageDir, stateDir, land } = await applierDirs(t);
+  await writeFile(join(stateDir, 'old.bin' + TMP_SUFFIX), 'left by an earlier migration');
   const applier = new StateApplier(imageDir, stateDir, log);
   const r1 = [delta('a.bin', 64, [...Array(64).keys()], 1), delta('b.bin', 8, [...Array(8).keys()], 2)];
   await land('pre-1', 1, r1); // before the applier starts: picked up by the first look
@@ -94,23 +102,14 @@ t.test('pre-copy rounds arriving in the image directory are applied in order bef
 });
 
 t.test('settle applies a round that just landed before it returns, watched or not', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'coat-applier-settle-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const imageDir = join(dir, 'image');
-  const stateDir = join(dir, 'state');
-  await mkdir(imageDir);
-  await mkdir(stateDir);
+  const { imageDir, stateDir, land } = await applierDirs(t);
   const applier = new StateApplier(imageDir, stateDir, log);
   await applier.start();
   t.teardown(() => applier.stop());
   // A large round renamed in (as the receiver lands it), then settle at once: no waiting for the
   // directory watch to notice.
   const r1 = [delta('a.bin', 2048, [...Array(2048).keys()], 5)];
-  const tmp = join(dir, '.incoming-pre-1');
-  await mkdir(join(tmp, 'state'), { recursive: true });
-  await writeFile(join(tmp, 'state', 'a.bin.pages'), encodePageDelta(r1[0]!));
-  await writeFile(join(tmp, 'round.json'), JSON.stringify({ kind: 'pre', round: 1, files: ['a.bin'] }));
-  await rename(tmp, join(imageDir, 'pre-1'));
+  await land('pre-1', 1, r1);
   await applier.settle();
   t.same(applier.applied, [1], 'the round is applied when settle returns');
   const want = applyDeltas(r1);
