@@ -46,6 +46,20 @@ t.test('steps and executor timings become PAM rounds', async (t) => {
   t.same(parseRuns([r]).length, 1, 'coat calibrate reads it');
 });
 
+t.test("coat's shape: the final image streamed inside the dump step (its detail), no stream or switch step", async (t) => {
+  const coat = {
+    ...outcome,
+    steps: [
+      ...outcome.steps.filter((s) => !['dump', 'stream', 'switch'].includes(s.name)),
+      step('dump', 2710, 2790, { freeze: 5, sockets: 10, state: 20, write: 8, total: 43, frozenMs: 38, streamMs: 30, streamedBytes: 40_000 }),
+    ].sort((a, b) => a.startMs - b.startMs),
+  } as MigrationOutcome;
+  const r = measuredRun(coat, report, [{ migrationId: 'm-1', round: 1, ms: 120, frozenMs: 2, bytes: 1_000_000, pages: 244, timings: { state: 90, total: 110 } }], cfg)!;
+  t.ok(r, 'a record without a stream step');
+  t.same(r.rounds![1], { kind: 'dump', checkpointMs: 50, transferMs: 30, freezingMs: 5, frozenMs: 30, memoryDumpMs: 8, bytes: 40_000 }, "the dump step less its stream is the checkpoint; the stream is the dump's streamMs");
+  t.equal(r.restoreMs, 50, 'restore start to replay end');
+});
+
 t.test('a migration that did not finish is no calibration run', async (t) => {
   t.equal(measuredRun({ ...outcome, state: 'rolled-back' } as MigrationOutcome, report, [], cfg), undefined);
   const noReplay = { ...outcome, steps: outcome.steps.filter((s) => s.name !== 'replay') } as MigrationOutcome;
