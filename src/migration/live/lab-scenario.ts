@@ -303,7 +303,19 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
     const statsPath = join(runDir, 'client-stats.json');
     const client = startIn(endpointNetns(tag, cli.name), [...coatArgv(), 'workload', 'client', '--host', svc.ip, '--port', String(SERVICE_PORT), '--ping-rate', traffic === 'ping-pong' ? '200' : '0', '--stats-file', statsPath], { name: 'client' });
     children.push(client);
-    const stats = async () => JSON.parse(await readFile(statsPath, 'utf8').catch(() => 'null')) as (ClientFigures & { stream: { bytesVerified: number; bytesReceived: number; firstBadOffset: string | null }; ping: { answered: number } }) | null;
+    const stats = async () => JSON.parse(await readFile(statsPath, 'utf8').catch(() => 'null')) as (ClientFigures & { stream: { bytesVerified: number; bytesReceived: number; firstBadOffset: string | null }; ping: { answered: number }; durationMs: number }) | null;
+    /**
+     * The client's figures as of now: the file is rewritten every 200 ms, so the one on disk may be
+     * 200 ms old (400 KB of a 2 MB/s stream), and bytes verified before now would later look like
+     * traffic that flows again. Waits for the first rewrite after the call.
+     */
+    const freshStats = async () => {
+      const seen = (await stats())?.durationMs ?? -1;
+      return waitFor('a fresh client stats file', async () => {
+        const s = await stats();
+        return s && s.durationMs > seen ? s : undefined;
+      }, 5_000);
+    };
     const flowing = async (sinceVerified: number, sincePings: number, timeoutMs: number) =>
       waitFor('client traffic', async () => {
         const s = await stats();
@@ -398,7 +410,7 @@ export async function runLabScenario(opts: ScenarioOptions): Promise<ScenarioRes
       try {
         // Counted from the migration's end: bytes the client verified while the service still ran
         // at the source (plan, prepare, pre-copy) do not show that it serves again.
-        const after = (await stats()) ?? s0;
+        const after = await freshStats();
         s0 = await flowing(after.stream.bytesVerified, after.ping.answered, resumeMs);
       } catch (e) {
         stopped = { code: 'LIVE_TRAFFIC_STALLED', message: `after migration ${i + 1} (${outcome.state}): the client's traffic did not resume within ${resumeMs} ms: ${(e as Error).message}`, afterMigration: i + 1 };
