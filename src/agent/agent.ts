@@ -21,6 +21,7 @@ import { ImageReceiver } from '../transfer/receiver.js';
 import { closeIdleStreams, probeBandwidth, sendImage, type SendResult } from '../transfer/sender.js';
 import { CommandVerifier, isCommandRequest } from './auth.js';
 import { AgentCommandError } from './errors.js';
+import { ImageArrivals } from './image-arrivals.js';
 import { Journal } from './journal.js';
 import { dirBytes, dirtyPageRate, PAGE_SIZE, privateMemoryBytes, stateDirDirtyRate } from './profile.js';
 import {
@@ -114,6 +115,11 @@ export class Agent {
   private readonly verifier: CommandVerifier;
   private readonly receiver: ImageReceiver;
   private readonly executors = new Map<string, Executor>();
+  private readonly arrivals: ImageArrivals;
+  /** Restores running now, by migration: an abort waits for its migration's before undoing it. */
+  private readonly restoring = new Map<string, Promise<unknown>>();
+  /** Migrations aborted here as destination: a restore on arrival for them never starts (until forget). */
+  private readonly abortedHere = new Set<string>();
   private nc: NatsConnection | undefined;
   private subs: Subscription[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
@@ -134,6 +140,7 @@ export class Agent {
       void this.recordTiming(r.migrationId, { step: 'stream.receive', stepName: r.stepName, startedAt: new Date(Date.now() - r.elapsedMs).toISOString(), durationMs: r.elapsedMs, ok: true }, r.kind === 'image');
       this.event(r.migrationId, 'stream.received', { stepName: r.stepName, kind: r.kind, bytes: r.bytes, imageSha256: r.imageSha256, elapsedMs: r.elapsedMs, peer: r.peer });
     });
+    this.arrivals = new ImageArrivals(this.receiver, (id) => this.imageDir(id));
     this.receiver.on('failed', (err, ctx) => {
       if (ctx.migrationId && isSafeName(ctx.migrationId) && this.receiver.isExpected(ctx.migrationId)) {
         this.event(ctx.migrationId, 'stream.failed', { code: err.code, message: err.message, peer: ctx.peer });
@@ -317,6 +324,8 @@ export class Agent {
         need('migrationId', 'string');
         const id = a.migrationId as string;
         this.executors.delete(id);
+        this.abortedHere.delete(id);
+        this.arrivals.cancel(id, new AgentCommandError('AGENT_CANCELLED', `migration ${id} forgotten while a restore waited for its image`));
         this.receiver.forget(id);
         if (a.removeImage === true) await rm(this.imageDir(id), { recursive: true, force: true });
         return { forgotten: await this.journal.remove(id) };
@@ -395,6 +404,42 @@ export class Agent {
     if (typeof a.service !== 'object' || a.service === null || typeof a.service.name !== 'string') throw bad('service missing');
     if (a.step === 'preDump' && !(Number.isInteger(a.round) && a.round! >= 1)) throw bad('preDump needs round >= 1');
     if (a.sendTo !== undefined && (a.step !== 'dump' || typeof a.sendTo !== 'object' || a.sendTo === null)) throw bad('sendTo is for the dump step only');
+    if (a.afterImage !== undefined && (a.step !== 'restore' || typeof a.afterImage !== 'string' || !isSafeName(a.afterImage))) throw bad('afterImage is an image step name, for the restore step only');
+    if (a.step === 'abort' && a.role === 'destination') {
+      this.abortedHere.add(a.migrationId);
+      await this.endRestores(a.migrationId, log);
+    }
+    if (a.afterImage !== undefined) {
+      // A restore that reaches us after its migration was aborted must not restore behind the abort.
+      if (this.abortedHere.has(a.migrationId)) throw new AgentCommandError('AGENT_CANCELLED', `migration ${a.migrationId} was aborted here; its restore does not start`);
+      // Restore on arrival: the wait is not a step yet (no journal record, no executor call).
+      await this.arrivals.wait(a.migrationId, a.afterImage, signal);
+      log.debug({ image: a.afterImage }, 'image landed: restoring');
+    }
+    if (a.step === 'restore') {
+      const running = this.runExecutorStep(a, signal, log);
+      this.restoring.set(a.migrationId, running);
+      try {
+        return await running;
+      } finally {
+        if (this.restoring.get(a.migrationId) === running) this.restoring.delete(a.migrationId);
+      }
+    }
+    return this.runExecutorStep(a, signal, log);
+  }
+
+  /**
+   * Before an abort: ends a restore of this migration that waits for its image, and lets one that
+   * is already restoring finish, so the abort undoes all it made and nothing restores after it.
+   */
+  private async endRestores(migrationId: string, log: Logger): Promise<void> {
+    const cancelled = this.arrivals.cancel(migrationId, new AgentCommandError('AGENT_CANCELLED', `migration ${migrationId} aborted while its restore waited for the image`));
+    const running = this.restoring.get(migrationId);
+    if (cancelled > 0 || running) log.info({ cancelledWaits: cancelled, restoreRunning: running !== undefined }, 'abort: ending the restore of this migration first');
+    await running?.catch(() => {});
+  }
+
+  private async runExecutorStep(a: ExecutorStepArgs, signal: AbortSignal, log: Logger): Promise<ExecutorStepResult> {
 
     let executor = this.executors.get(a.migrationId);
     if (!executor || executor.name !== a.executor) {

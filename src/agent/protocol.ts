@@ -149,6 +149,13 @@ export interface ExecutorStepArgs {
    * leaves). The step fails when the stream fails; the source stays frozen for the rollback.
    */
   sendTo?: { peer: StreamEndpoint; token: string; rateBitsPerSecond?: number };
+  /**
+   * `restore` only: wait until this announced image step (`dump`) has landed here, then restore
+   * (restore on arrival). Sent together with the source's `dump`, so the restore starts the moment
+   * the image is verified, with no controller round trip in between. A stream the receiver fails
+   * fails the step with the receiver's error; an `abort` of the migration cancels the wait.
+   */
+  afterImage?: string;
 }
 
 export interface ExecutorStepResult {

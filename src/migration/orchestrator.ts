@@ -22,6 +22,7 @@ import { logger as rootChild } from '../log.js';
 import { MigrationError, reasonOf } from './errors.js';
 import { HoldQueue, type HoldLimits, type HoldStats } from './hold-queue.js';
 import { Journal, summarizeJournal, readJournal, journalPath, unfinishedMigrations, type ErrorSummary, type JournalSummary, type StepTiming } from './journal.js';
+import type { RestoreResult } from './executor.js';
 import type { AgentPort, Clock, FlowPort, MigrationPlan, MigrationRef, Objective, PlannerPort, Side } from './ports.js';
 import { systemClock } from './ports.js';
 import { assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationMode, type MigrationState, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
@@ -191,6 +192,8 @@ class MigrationRun {
   private undoFailures: { action: UndoAction; error: ErrorSummary }[] = [];
   /** The step whose failure started a rollback that a crash interrupted. */
   private recoveredFailedStep: StepName | undefined;
+  /** Requests that may outlive their step (restore on arrival); aborted when the run ends. */
+  private readonly runSignal = new AbortController();
 
   constructor(
     private readonly ports: OrchestratorPorts,
@@ -235,6 +238,7 @@ class MigrationRun {
       if (!(err instanceof StepFailure)) throw err;
       return await this.onFailure(err); // awaited: the journal closes only after the rollback
     } finally {
+      this.runSignal.abort();
       this.unsubscribe?.();
       this.journal.close();
     }
@@ -294,12 +298,22 @@ class MigrationRun {
       await this.announceMac('destination', signal);
       return { ticket: t, switched: sw };
     }, (h) => ({ switchMs: h.switched.switchMs, bridges: h.switched.bridges }));
+    // Restore on arrival: the destination's restore is asked for together with the dump, and its
+    // agent starts it the moment the image has landed; the `restore` step collects it. No
+    // controller round trip between stream and restore inside the downtime. Its request outlives
+    // the dump step (its own signal, ended with the run); if the dump fails, the rollback's
+    // abort at the destination ends the wait.
+    let restoring: Promise<RestoreResult> | undefined;
     await this.step(
       'dump',
-      (signal) => this.agents.dumpAndSend(m.source, m, hold.ticket, signal, this.planRate()),
+      (signal) => {
+        restoring = this.agents.restoreOnArrival(m.destination, m, hold.ticket, this.runSignal.signal);
+        restoring.catch(() => {}); // awaited by the restore step; a failed dump never awaits it
+        return this.agents.dumpAndSend(m.source, m, hold.ticket, signal, this.planRate());
+      },
       (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings, streamedBytes: d.sent.bytes, streamMs: d.sent.ms, streamSetupMs: d.sent.setupMs, agentMs: d.agentMs }),
     );
-    await this.step('restore', (signal) => this.agents.restore(m.destination, m, signal), (r) => ({ sockets: r.sockets, ...r.timings }));
+    await this.step('restore', () => restoring!, (r) => ({ sockets: r.sockets, onArrival: true, ...r.timings }));
     // Point of no return: from here the destination may acknowledge client bytes.
     await this.step('resume', (signal) => this.agents.resume(m.destination, m, signal));
     await this.step('replay', (signal) => this.replayAndRelease('destination', signal), () => this.holdDetail());

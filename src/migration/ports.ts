@@ -94,6 +94,14 @@ export interface AgentPort {
   /** After a pre-copy round reached `host` (the destination): its executor puts it in place now. */
   settle(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
   restore(host: string, m: MigrationRef, signal: AbortSignal): Promise<RestoreResult>;
+  /**
+   * Restore on arrival: `restore` at `host`, started by its agent the moment the announced image
+   * `ticket` has landed there and was verified. Sent together with `dumpAndSend`, so no controller
+   * round trip sits between the stream and the restore inside the downtime. Rejects with the
+   * receiver's error when that stream fails there; `abort(host, m, 'destination')` ends a wait
+   * that is still on, or lets a running restore finish before undoing it.
+   */
+  restoreOnArrival(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal): Promise<RestoreResult>;
   resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
   release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
   /** Idempotent: at the source thaw untouched, at the destination remove what restore made. */

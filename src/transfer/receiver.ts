@@ -81,7 +81,7 @@ class WriteQueue {
 
 export interface ImageReceiverEvents {
   received: [ReceivedImage];
-  failed: [TransferError, { migrationId?: string; peer: string }];
+  failed: [TransferError, { migrationId?: string; stepName?: string; peer: string }];
 }
 
 export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
@@ -245,7 +245,7 @@ export class ImageReceiver extends EventEmitter<ImageReceiverEvents> {
         await fs.write(encodeFrame(ef)).catch(() => {});
         fs.lingerClose();
       }
-      this.emit('failed', err, { ...(hello ? { migrationId: hello.migrationId } : {}), peer });
+      this.emit('failed', err, { ...(hello ? { migrationId: hello.migrationId, stepName: hello.stepName } : {}), peer });
       return false;
     } finally {
       for (const h of handles) await h.close().catch(() => {});

@@ -85,19 +85,26 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   t.ok((await reg.agent(hosts.dst).request('timings', { migrationId: m.migrationId }, { deadlineMs: 5000 })).steps.some((x) => x.step === 'settle' && x.ok), 'the destination ran and recorded the settle step');
   // coat's order: the final image is announced before the freeze, the dump command streams it.
   const ticket = await port.expectImage(m.destination, m, 'dump', signal);
+  // Restore on arrival: asked for before the dump; the destination's agent waits for the image.
+  const restoring = port.restoreOnArrival(m.destination, m, ticket, signal);
   const forged = { ...ticket, token: 'not-the-announced-token' };
   await t.rejects(port.dumpAndSend(m.source, m, forged, signal), { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'TRANSFER_REFUSED' }, 'a stream the receiver did not announce is refused, and the dump command fails with it');
   await t.rejects(
     reg.agent(hosts.src).request('executor.step', { migrationId: m.migrationId, executor: 'hooks', service: m.service, role: 'source', step: 'restore', sendTo: { peer: ticket.peer, token: ticket.token } }, { deadlineMs: 5000 }),
     { code: 'AGENT_REFUSED', message: /sendTo is for the dump step only/ },
   );
+  const early = await Promise.race([restoring.then(() => 'restored', (e: Error) => e), new Promise((r) => setTimeout(() => r('waiting'), 100))]);
+  t.equal(early, 'waiting', "the restore waits for the image; a stranger's refused stream does not end the wait");
   const dump = await port.dumpAndSend(m.source, m, ticket, signal);
   t.ok(dump.bytes > 3 * 1024 * 1024);
   t.ok(dump.sent.bytes > 3 * 1024 * 1024 && dump.sent.ms > 0, `the dump was streamed in the same command: ${dump.sent.bytes} bytes in ${dump.sent.ms.toFixed(1)} ms`);
   t.equal(dump.sent.sha256, (await digestImageDir(join(work, hosts.dst, 'images', m.migrationId, 'dump'))).sha256, 'the stream result carries the image sha256 that landed');
   const srcSteps = (await reg.agent(hosts.src).request('timings', { migrationId: m.migrationId }, { deadlineMs: 5000 })).steps;
   t.same(srcSteps.slice(-2).map((x) => [x.step, x.stepName, x.ok]), [['stream.send', 'dump', true], ['dump', 'dump', true]], "the dump's stream is journaled with the dump's record");
-  await port.restore(m.destination, m, signal);
+  const restored = await restoring;
+  t.ok(restored, 'restored on arrival, without another request');
+  const dstSteps = (await reg.agent(hosts.dst).request('timings', { migrationId: m.migrationId }, { deadlineMs: 5000 })).steps.map((x) => x.step);
+  t.ok(dstSteps.indexOf('stream.receive') < dstSteps.indexOf('restore'), 'the restore started after the image was received');
   const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
   t.equal(await sha(join(stateDst, 'db')), await sha(join(stateSrc, 'db')), 'restored state equals the source state');
   await exec('ip', ['-n', clientNs, 'link', 'set', 'lo', 'up']);
@@ -118,6 +125,19 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   await port.forget(m);
   t.same((await reg.agent(hosts.src).status()).holds, [], 'both agents forgot the migration');
   t.same((await reg.agent(hosts.dst).status()).holds, []);
+
+  await t.test('an abort at the destination ends a restore still waiting for its image', async (t) => {
+    const m3 = { ...m, migrationId: `${tag}-mig3` };
+    const tk = await port.expectImage(m3.destination, m3, 'dump', signal);
+    const t0 = performance.now();
+    const waiting = port.restoreOnArrival(m3.destination, m3, tk, signal).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    await port.abort(m3.destination, m3, 'destination', signal);
+    t.match(await waiting, { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'AGENT_CANCELLED' });
+    t.ok(performance.now() - t0 < 5000, 'at the abort, not at the deadline');
+    await t.rejects(port.restoreOnArrival(m3.destination, m3, tk, signal), { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'AGENT_CANCELLED' }, 'a restore asked for after the abort never starts');
+    await port.forget(m3);
+  });
 
   await t.test('the orchestrator\'s signal abandons a step', async (t) => {
     const slow = new LiveAgentPort({ registry: reg, placementOf, executorOptions: { delayMs: { prepare: 5000 } } });

@@ -39,7 +39,25 @@ export class FakeOverlay {
   /** The signal each call got (the last one per name). */
   signals = new Map<string, AbortSignal>();
 
+  /** The final image's arrival at the destination (restore on arrival waits for it). */
+  private arrival: { landed: boolean; waiters: { resolve(): void; reject(e: Error): void }[] } = { landed: false, waiters: [] };
+
   constructor(readonly ref: MigrationRef) {}
+
+  /** Resolves once dumpAndSend has landed the image; an abort at the destination rejects it. */
+  imageLanded(): Promise<void> {
+    if (this.arrival.landed) return Promise.resolve();
+    return new Promise((resolve, reject) => this.arrival.waiters.push({ resolve, reject }));
+  }
+
+  land(): void {
+    this.arrival.landed = true;
+    for (const w of this.arrival.waiters.splice(0)) w.resolve();
+  }
+
+  cancelArrival(): void {
+    for (const w of this.arrival.waiters.splice(0)) w.reject(Object.assign(new Error('restore cancelled by abort'), { code: 'AGENT_CANCELLED' }));
+  }
 
   async call<T>(name: string, signal: AbortSignal | undefined, body: () => T): Promise<T> {
     this.calls.push(name);
@@ -131,6 +149,7 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
         o.frozen = true;
         o.running.source = false;
         o.streamRates.push(rate);
+        o.land();
         return { ...dump(10), sent: { bytes: 1000, ms: 1 } };
       }),
     restore: (h, _m, s) =>
@@ -138,6 +157,13 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
         o.restored = true;
         return { sockets: 1, timings: { sockets: 0.25 } };
       }),
+    restoreOnArrival: (h, _m, ticket, s) =>
+      o
+        .call(`agents.restoreOnArrival:${ticket.stepName}@${h}`, s, () => o.imageLanded())
+        .then((): RestoreResult => {
+          o.restored = true;
+          return { sockets: 1, timings: { sockets: 0.25 } };
+        }),
     resume: (h, _m, s) => o.call(`agents.resume@${h}`, s, () => void (o.running.destination = true)),
     release: (h, _m, s) => o.call(`agents.release@${h}`, s, () => void (o.released = true)),
     abort: (h, _m, role, s) =>
@@ -146,6 +172,7 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
           o.frozen = false;
           o.running.source = true;
         } else {
+          o.cancelArrival();
           o.restored = false;
           o.running.destination = false;
         }

@@ -44,7 +44,7 @@ function withTraffic(o: FakeOverlay): void {
   o.trafficOn.set('planner.plan', 2);
   o.trafficOn.set('flows.holdAndSwitch', 1); // sent as the hold goes in: still forwarded to the source
   o.trafficOn.set('agents.dumpAndSend@edge-a->edge-b', 5);
-  o.trafficOn.set('agents.restore@edge-b', 2);
+  o.trafficOn.set('agents.restoreOnArrival:dump@edge-b', 2);
   o.trafficOn.set('agents.resume@edge-b', 1);
   o.trafficOn.set('flows.packetOut:destination', 1); // arrives during the replay: queues behind it
 }
@@ -72,6 +72,10 @@ t.test('cold migration: every frame reaches the running service once, in order; 
   t.ok(at('flows.holdAndSwitch') < at('agents.dumpAndSend@edge-a->edge-b'), 'held and switched before the freeze');
   t.notOk(o.calls.includes('flows.switchTo:destination'), 'no switch of its own: it is in the hold bundle');
   t.notOk(o.calls.some((c) => c.startsWith('agents.streamImage:dump')), 'no second request for the final stream');
+  // Restore on arrival: asked for with the dump, not one round trip after it.
+  t.equal(at('agents.restoreOnArrival:dump@edge-b'), at('agents.dumpAndSend@edge-a->edge-b') - 1, 'the restore is requested together with the dump');
+  t.notOk(o.calls.includes('agents.restore@edge-b'), 'no restore request after the dump');
+  t.equal(summarizeJournal(readJournal(journalPath(dir, 'm-cold')).records).steps.find((s) => s.name === 'restore')?.detail?.onArrival, true);
   t.ok(at('agents.resume@edge-b') < at('flows.packetOut:destination'));
   t.ok(at('flows.packetOut:destination') < at('flows.removeHold'));
   t.ok(at('flows.removeHold') < at('agents.release@edge-a'));
@@ -143,10 +147,10 @@ t.test('new-MAC mode: gratuitous ARP and neighbour flush on the client host, aft
 
 t.test('new-MAC mode: a rollback after the switch announces the old MAC again and flushes the client', async (t) => {
   const { o, orch } = setup(t, 'm-mac-back', cold, { newMac: '02:00:00:00:00:99' });
-  o.failOn.set('agents.restore@edge-b', 'throw');
+  o.failOn.set('agents.restoreOnArrival:dump@edge-b', 'throw');
   const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
   t.equal(out.state, 'rolled-back');
-  const after = o.calls.slice(o.calls.indexOf('agents.restore@edge-b'));
+  const after = o.calls.slice(o.calls.indexOf('agents.restoreOnArrival:dump@edge-b'));
   const at = (c: string): number => after.indexOf(c);
   t.ok(at('flows.switchTo:source') >= 0 && at('flows.switchTo:source') < at('flows.announce:source'), 'flows back first, then the old MAC announced');
   t.ok(at('flows.announce:source') < at('agents.flushNeighbour@client'), "then the client's stale (new-MAC) entry flushed");
@@ -160,7 +164,7 @@ const failures: [string, string, string[]][] = [
   ['precopy', 'agents.preDump:2@edge-a', ['abort-destination', 'thaw-source', 'unstage-destination', 'clear-destination']],
   ['hold', 'flows.holdAndSwitch', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
   ['dump', 'agents.dumpAndSend@edge-a->edge-b', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
-  ['restore', 'agents.restore@edge-b', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
+  ['restore', 'agents.restoreOnArrival:dump@edge-b', ['switch-back', 'abort-destination', 'thaw-source', 'replay-to-source', 'remove-hold', 'unstage-destination', 'clear-destination']],
 ];
 for (const [step, call, undo] of failures) {
   t.test(`failure at ${step} rolls back: source runs, held frames replayed to it, destination cleared`, async (t) => {
@@ -193,11 +197,29 @@ for (const [step, call, undo] of failures) {
   });
 }
 
+t.test('a dump that fails while the destination waits for its image: the rollback ends the wait', async (t) => {
+  const { o, orch } = setup(t, 'm-dump-wait', cold);
+  o.failOn.set('agents.dumpAndSend@edge-a->edge-b', 'throw');
+  let unhandled: unknown;
+  const onUnhandled = (e: unknown) => void (unhandled = e);
+  process.on('unhandledRejection', onUnhandled);
+  t.teardown(() => void process.off('unhandledRejection', onUnhandled));
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  await new Promise((r) => setImmediate(r));
+  t.equal(out.state, 'rolled-back');
+  t.equal(out.failedStep, 'dump');
+  t.ok(o.calls.includes('agents.restoreOnArrival:dump@edge-b'), 'the restore was waiting for the image');
+  t.ok(o.calls.includes('agents.abort:destination@edge-b'), 'the abort at the destination ended its wait');
+  t.notOk(o.restored, 'nothing was restored');
+  t.equal(unhandled, undefined, 'the abandoned restore is no unhandled rejection');
+  t.ok(o.signals.get('agents.restoreOnArrival:dump@edge-b')?.aborted, "the restore's request is abandoned when the run ends");
+});
+
 t.test('a step past its deadline is aborted and rolled back (MIGRATION_DEADLINE)', async (t) => {
   const { o, orch, clock } = setup(t, 'm-deadline', cold, { stepTimeouts: { restore: 200 } });
-  o.failOn.set('agents.restore@edge-b', 'hang');
+  o.failOn.set('agents.restoreOnArrival:dump@edge-b', 'hang');
   const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
-  while (!o.calls.includes('agents.restore@edge-b')) await new Promise((r) => setImmediate(r));
+  while (!o.calls.includes('agents.restoreOnArrival:dump@edge-b')) await new Promise((r) => setImmediate(r));
   clock.advance(199);
   await new Promise((r) => setImmediate(r));
   t.notOk(o.calls.includes('agents.abort:destination@edge-b'), 'not yet at 199 ms');
@@ -206,7 +228,7 @@ t.test('a step past its deadline is aborted and rolled back (MIGRATION_DEADLINE)
   t.equal(out.state, 'rolled-back');
   t.equal(out.failedStep, 'restore');
   t.equal(out.error?.code, 'MIGRATION_DEADLINE');
-  const restoreSignal = o.signals.get('agents.restore@edge-b');
+  const restoreSignal = o.signals.get('agents.restoreOnArrival:dump@edge-b');
   t.ok(restoreSignal?.aborted, 'the hung step saw its signal aborted');
 });
 
@@ -237,7 +259,7 @@ t.test('failure at resume rolls forward: held frames go to the destination, hold
 
 t.test('a failing undo action does not stop the others; the migration ends failed, naming it', async (t) => {
   const { o, orch, dir } = setup(t, 'm-undo-fail', cold);
-  o.failOn.set('agents.restore@edge-b', 'throw');
+  o.failOn.set('agents.restoreOnArrival:dump@edge-b', 'throw');
   o.failOn.set('agents.abort:destination@edge-b', 'throw');
   const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
   t.equal(out.state, 'failed');
@@ -268,9 +290,9 @@ t.test('hold overflow is counted as dropped, never silent; refused packet-outs t
 t.test('crash before resume: a new orchestrator finds the journal and rolls back', async (t) => {
   const dir = dataDir(t);
   const first = setup(t, 'm-crash', cold, { dir });
-  first.o.failOn.set('agents.restore@edge-b', 'hang');
+  first.o.failOn.set('agents.restoreOnArrival:dump@edge-b', 'hang');
   void first.orch.migrate({ ref: first.o.ref, objective: 'min-resources' }); // never ends: "crashed"
-  while (!first.o.calls.includes('agents.restore@edge-b')) await new Promise((r) => setImmediate(r));
+  while (!first.o.calls.includes('agents.restoreOnArrival:dump@edge-b')) await new Promise((r) => setImmediate(r));
   // Tear the last line, as a crash in the middle of a write would.
   appendFileSync(journalPath(dir, 'm-crash'), '{"type":"step-end","step":"rest');
   const pending = unfinishedMigrations(dir);
@@ -301,7 +323,7 @@ t.test('crash before resume: a new orchestrator finds the journal and rolls back
 t.test('crash during a rollback: recovery finishes it without repeating what was undone', async (t) => {
   const dir = dataDir(t);
   const first = setup(t, 'm-crash-rb', cold, { dir });
-  first.o.failOn.set('agents.restore@edge-b', 'throw');
+  first.o.failOn.set('agents.restoreOnArrival:dump@edge-b', 'throw');
   first.o.failOn.set('agents.abort:source@edge-a', 'hang'); // crash while thawing
   void first.orch.migrate({ ref: first.o.ref, objective: 'min-resources' });
   while (!first.o.calls.includes('agents.abort:source@edge-a')) await new Promise((r) => setImmediate(r));
@@ -344,9 +366,9 @@ t.test('a second migration with the same id is refused (MIGRATION_JOURNAL_EXISTS
 t.test('crash inside the downtime window with the unsynced step starts lost: recovery still undoes them all', async (t) => {
   const dir = dataDir(t);
   const first = setup(t, 'm-lost', cold, { dir });
-  first.o.failOn.set('agents.restore@edge-b', 'hang');
+  first.o.failOn.set('agents.restoreOnArrival:dump@edge-b', 'hang');
   void first.orch.migrate({ ref: first.o.ref, objective: 'min-resources' });
-  while (!first.o.calls.includes('agents.restore@edge-b')) await new Promise((r) => setImmediate(r));
+  while (!first.o.calls.includes('agents.restoreOnArrival:dump@edge-b')) await new Promise((r) => setImmediate(r));
   // What a power cut leaves: the records after the last fsync (hold's start) are gone.
   const p = journalPath(dir, 'm-lost');
   const lines = readFileSync(p, 'utf8').split('\n').filter(Boolean);

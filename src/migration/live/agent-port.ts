@@ -16,8 +16,8 @@ import type { DumpResult, ExecutorOptions, RestoreResult, ServiceSpec } from '..
 import type { AgentPort, DumpAndSendResult, ImageTicket, MigrationRef, Side, StreamResult } from '../ports.js';
 import { LiveMigrationError } from './errors.js';
 
-/** The step arguments only some steps take: preDump's round, dump's sendTo. */
-type StepExtra = Pick<ExecutorStepArgs, 'round' | 'sendTo'>;
+/** The step arguments only some steps take: preDump's round, dump's sendTo, restore's afterImage. */
+type StepExtra = Pick<ExecutorStepArgs, 'round' | 'sendTo' | 'afterImage'>;
 
 /** Where and how the service lives on one host. */
 export interface ServicePlacement {
@@ -221,6 +221,14 @@ export class LiveAgentPort implements AgentPort {
 
   async restore(host: string, m: MigrationRef, signal: AbortSignal): Promise<RestoreResult> {
     const r = await this.step(host, m, 'destination', 'restore', signal);
+    if (!r.restore) throw new LiveMigrationError('LIVE_LAB', `${host}: restore returned no restore result`, { host });
+    return r.restore;
+  }
+
+  async restoreOnArrival(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal): Promise<RestoreResult> {
+    // Not tracked as abandoned: an abort at that agent ends the wait, or waits for the restore,
+    // itself (agent.ts, endRestores).
+    const r = await this.sendStep(host, m, 'destination', 'restore', signal, { afterImage: ticket.stepName });
     if (!r.restore) throw new LiveMigrationError('LIVE_LAB', `${host}: restore returned no restore result`, { host });
     return r.restore;
   }

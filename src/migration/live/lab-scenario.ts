@@ -18,7 +18,7 @@
  *
  * The lab must be up without its own controller (`labUp(..., { controller: false })`).
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setPriority } from 'node:os';
@@ -625,17 +625,26 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
   const flows: FlowPort = Object.create(c.flows) as FlowPort;
   const extra: Partial<OrchestratorOptions> = {};
   switch (fault) {
-    case 'kill-destination-agent':
-      agents.restore = async (host, m, signal) => {
+    case 'kill-destination-agent': {
+      // The agent dies with what it started (the standby service), as under a supervisor that
+      // kills the unit's whole process group (systemd's KillMode=control-group); the supervisor
+      // starts it again a second later; the restore was lost with it. coat asks for the restore
+      // with the dump, so the agent dies as the image is sent to it; coat-baseline, at restore.
+      const kill = async () => {
         const pid = c.agentPids.get(c.destination);
-        // The agent dies with what it started (the standby service), as under a supervisor that
-        // kills the unit's whole process group (systemd's KillMode=control-group); the supervisor
-        // starts it again a second later; the restore was lost with it.
         if (pid !== undefined) for (const p of await processTree(pid)) killQuietly(p);
         setTimeout(() => c.restartAgent(c.destination), 1000);
+      };
+      agents.restoreOnArrival = async (host, m, ticket, signal) => {
+        await kill();
+        return c.agents.restoreOnArrival(host, m, ticket, signal);
+      };
+      agents.restore = async (host, m, signal) => {
+        await kill();
         return c.agents.restore(host, m, signal);
       };
       break;
+    }
     case 'disconnect-switch': {
       // The destination's bridge drops its OpenFlow connection as the flows move to it (coat: the
       // hold bundle, which is the switch; coat-baseline: its switch step).
@@ -650,29 +659,43 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
       };
       break;
     }
-    case 'corrupt-image':
+    case 'corrupt-image': {
+      // The final image (the `dump` step) is corrupted on the destination's disk after the
+      // receiver checked it, before restore reads it: pre-copy rounds are applied in the
+      // background as they arrive, so a corrupted round file would be read by nobody.
+      const dumpDir = (m: MigrationRef) => join(c.destAgentDir, 'images', m.migrationId, 'dump');
+      agents.restoreOnArrival = async (host, m, _ticket, signal) => {
+        // In place of the agent's own wait: the image lands, is corrupted, then restore runs.
+        await waitFor('the final image at the destination', async () => ((await stat(dumpDir(m)).catch(() => undefined)) ? true : undefined), 30_000);
+        await corruptImage(dumpDir(m));
+        return c.agents.restore(host, m, signal);
+      };
       agents.restore = async (host, m, signal) => {
-        // The final image (the `dump` step): pre-copy rounds are applied in the background as they
-        // arrive, so a corrupted round file would be read by nobody; the dump is read by restore.
-        await corruptImage(join(c.destAgentDir, 'images', m.migrationId, 'dump'));
+        await corruptImage(dumpDir(m));
         return c.agents.restore(host, m, signal);
       };
       break;
-    case 'restore-fails':
-      agents.restore = async (host, m, signal) => {
-        // The service cannot start at the destination: the standby that prepare started dies
-        // (killed by its pid) and the command restore would start instead does not exist.
+    }
+    case 'restore-fails': {
+      // The service cannot start at the destination: the standby that prepare started dies
+      // (killed by its pid) and the command restore would start instead does not exist.
+      const broken = async () => {
         const standby = await servicePid(c.destStateDir);
         if (standby !== undefined) process.kill(standby, 'SIGKILL');
         await sleep(200);
         const real = c.agents.serviceFor.bind(c.agents);
         const patched = Object.create(c.agents) as LiveAgentPort;
         patched.serviceFor = (h, mm, role) => ({ ...real(h, mm, role), ...(role === 'destination' ? { command: ['/nonexistent/coat-service'] } : {}) });
-        return LiveAgentPort.prototype.restore.call(patched, host, m, signal);
+        return patched;
       };
+      agents.restoreOnArrival = async (host, m, ticket, signal) => LiveAgentPort.prototype.restoreOnArrival.call(await broken(), host, m, ticket, signal);
+      agents.restore = async (host, m, signal) => LiveAgentPort.prototype.restore.call(await broken(), host, m, signal);
       break;
+    }
     case 'deadline':
-      extra.stepTimeouts = { restore: 1 };
+      // coat: the dump step's deadline passes while the image is on its way and the destination
+      // restores it on arrival (the rollback waits for both); coat-baseline: at restore.
+      extra.stepTimeouts = { dump: 1, restore: 1 };
       break;
   }
   return { flows, agents, extra };
