@@ -77,15 +77,15 @@ t.test('--exact-rounds runs the plan\'s pre-copy rounds without the early stop',
 t.test('a failure prints which step failed and why, and what was undone; exit 1', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'coat-migrate-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  setMigrationBackend(async () => fakeBackend(dir, 'agents.restore@edge-b'));
+  setMigrationBackend(async () => fakeBackend(dir, 'agents.restoreOnArrival:dump@edge-b'));
   t.teardown(() => setMigrationBackend(undefined));
   const r = await run(['--service', 'svc', '--to', 'edge-b', '--id', 'cli-2']);
   t.equal(r.code, 1);
-  t.match(r.stderr, /restore FAILED: INJECTED: injected failure in agents\.restore@edge-b/);
+  t.match(r.stderr, /restore FAILED: INJECTED: injected failure in agents\.restoreOnArrival:dump@edge-b/);
   t.match(r.stderr, /rolling back \(switch-back, abort-destination, thaw-source, replay-to-source, remove-hold, unstage-destination, clear-destination\)/);
   t.match(r.stderr, /undo thaw-source ok/);
   t.match(r.stdout, /migration cli-2 rolled-back after/);
-  t.match(r.stdout, /failed step: restore\n {2}why: INJECTED: injected failure in agents\.restore@edge-b/);
+  t.match(r.stdout, /failed step: restore\n {2}why: INJECTED: injected failure in agents\.restoreOnArrival:dump@edge-b/);
   t.match(r.stdout, /the service runs at the source/);
   const s = await run(['status', '--data-dir', dir]);
   t.match(s.stdout, /cli-2 {2}rolled-back .* failed at restore: injected failure/);

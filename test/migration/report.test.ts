@@ -63,7 +63,7 @@ t.test('each check that fails makes it loss and says why', async (t) => {
 });
 
 t.test('a rolled-back migration, or a missing witness, is failed', async (t) => {
-  const { summary } = await finishedJournal(t, 'r-rb', 'agents.restore@edge-b');
+  const { summary } = await finishedJournal(t, 'r-rb', 'agents.restoreOnArrival:dump@edge-b');
   const rec = recordFromJournal(summary);
   t.equal(rec.state, 'rolled-back');
   const r = buildReport({ migration: rec, capture: syntheticCapture(rec.startedAtMs * 1000).analysis, client: client() });

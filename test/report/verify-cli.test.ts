@@ -54,7 +54,7 @@ t.test('build a report from journal + pcap + client stats, then re-check it', as
 });
 
 t.test('a rolled-back migration: verdict failed, exit 1, the failed step named', async (t) => {
-  const { dir } = await finishedJournal(t, 'v-2', 'agents.restore@edge-b');
+  const { dir } = await finishedJournal(t, 'v-2', 'agents.restoreOnArrival:dump@edge-b');
   const r = await run(['--journal', 'v-2', '--data-dir', dir]);
   t.equal(r.code, 1);
   t.match(r.stdout, /: failed \[rolled-back at restore\]/);
