@@ -1,8 +1,9 @@
 /**
  * The sending end of an image stream: connects straight to the destination agent's stream
- * listener over the underlay (plain TCP; never through the controller, never SSH), sends HELLO,
- * waits for ACCEPT, then sends every file as checksummed chunks, paced by a token bucket at the
- * planner's rate L, then the trailer with the image sha256, and waits for the receiver's verdict.
+ * listener over the underlay (plain TCP; never through the controller, never SSH), sends HELLO and,
+ * without waiting for its ACCEPT, every file as checksummed chunks, paced by a token bucket at the
+ * planner's rate L, then the trailer with the image sha256, and reads the receiver's ACCEPT and
+ * verdict.
  *
  * A failure is clean, never partial: the receiver writes into a temporary directory and renames it
  * into place only after the trailer checks out, so a stream cut anywhere leaves nothing behind. A
@@ -49,13 +50,13 @@ export interface SendResult {
   /** Bytes written to the socket (frames, after compression). */
   wireBytes: number;
   imageSha256: string;
-  /** From the first chunk written to the receiver's DONE, ms. */
+  /** From the HELLO written (the chunks follow it at once) to the receiver's DONE, ms. */
   elapsedMs: number;
   /** Measured wire rate over `elapsedMs`, bits/s. */
   bitsPerSecond: number;
   /** The receiver's own figure: ACCEPT to verified rename, ms. */
   receiverElapsedMs: number;
-  /** Before the first chunk: listing the image, the connection (or the kept one), HELLO to ACCEPT, ms. */
+  /** Before the first chunk: listing the image, the connection (or the kept one), writing the HELLO, ms. */
   setupMs?: number;
 }
 
@@ -226,96 +227,23 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
   let fs = kept ?? new FrameSocket(await connectTo(opts.host, opts.port, idle), what);
   const onAbort = () => fs.socket.destroy(new TransferError('TRANSFER_ABORTED', 'aborted', { migrationId: opts.migrationId }));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
-  let wireBytes = 0;
   let ok = false;
-  const send = async (b: Buffer) => {
-    wireBytes += b.length;
-    await fs.write(b);
-  };
   try {
-    const hello = encodeFrame({
-      type: 'HELLO',
-      version: PROTOCOL_VERSION,
-      kind,
-      migrationId: opts.migrationId,
-      token: opts.token,
-      stepName: opts.stepName,
-      compression,
-      files: source.files,
-    });
-    let answer: Frame;
+    let result: SendResult;
+    const answeredBefore = fs.bytesIn;
     try {
-      await send(hello);
-      answer = await fs.next(idle);
+      result = await streamOn(fs, opts, kind, compression, source, idle, calledAt);
     } catch (e) {
       // A kept connection the receiver closed meanwhile (its keep-alive ran out, it restarted):
-      // nothing of this step was accepted on it, so say HELLO once more on a fresh connection.
-      if (!kept || opts.signal?.aborted || (e instanceof TransferError && e.remote)) throw e;
+      // it answered nothing to this stream, so nothing of it was accepted; send it once more on a
+      // fresh connection.
+      if (!kept || opts.signal?.aborted || (e instanceof TransferError && e.remote) || fs.peerError() || fs.bytesIn > answeredBefore) throw e;
       log?.debug({ err: (e as Error).message }, 'kept connection gone; connecting again');
       fs.socket.destroy();
       fs = new FrameSocket(await connectTo(opts.host, opts.port, idle), what);
-      wireBytes = 0;
-      await send(hello);
-      answer = await fs.next(idle);
+      result = await streamOn(fs, opts, kind, compression, source, idle, calledAt);
     }
-    if (answer.type !== 'ACCEPT') throw remoteError(answer, opts.migrationId);
-    log?.debug({ files: source.files.length, bytes: imageBytes(source.files), compression, rate: opts.rateBitsPerSecond }, 'stream accepted');
-
-    const start = performance.now();
-    // A paced stream goes out in slices of about 2 ms at its rate (at least 16 KiB): a whole
-    // 256 KiB chunk written at once leaves at line rate and sits in the bottleneck's queue (21 ms at
-    // 100 Mbit/s) in front of the service's own segments, which share the underlay link during
-    // pre-copy; the queue then overflows and drops them.
-    const slice = opts.rateBitsPerSecond ? Math.max(16 * 1024, Math.ceil((opts.rateBitsPerSecond / 8) * 0.002)) : Infinity;
-    const bucket = opts.rateBitsPerSecond ? new TokenBucket(opts.rateBitsPerSecond, Math.min(slice, CHUNK_BYTES) + 64, start) : undefined;
-    const digest = new ImageDigest();
-    let next = 0; // next file whose header goes into the digest
-    let bytes = 0;
-    for await (const c of source.chunks()) {
-      while (next <= c.fileIndex) digest.startFile(source.files[next++]!);
-      const sha256 = createHash('sha256').update(c.raw).digest();
-      digest.addChunk(sha256);
-      const data = await compressChunk(compression, c.raw);
-      const head = encodeChunkHeader({ fileIndex: c.fileIndex, offset: BigInt(c.offset), rawLength: c.raw.length, sha256 }, data.length);
-      if (bucket) {
-        await send(head);
-        for (let at = 0; at < data.length; at += slice) {
-          const piece = data.subarray(at, Math.min(data.length, at + slice));
-          const wait = bucket.reserve(piece.length + (at === 0 ? head.length : 0), performance.now());
-          if (wait > 0) await sleep(wait, opts.signal);
-          await send(piece);
-        }
-      } else {
-        await send(head);
-        await send(data);
-      }
-      bytes += c.raw.length;
-      // The receiver stops at the first failed check and says why; stop sending at once too.
-      const early = fs.peerError();
-      if (early) throw remoteError(early, opts.migrationId);
-    }
-    while (next < source.files.length) digest.startFile(source.files[next++]!);
-    const imageSha256 = digest.digest();
-    await send(encodeFrame({ type: 'TRAILER', totalBytes: BigInt(bytes), imageSha256 }));
-    const verdict = await fs.next(idle);
-    if (verdict.type !== 'DONE') throw remoteError(verdict, opts.migrationId);
-    const elapsedMs = performance.now() - start;
-    if (verdict.imageSha256 !== imageSha256.toString('hex')) {
-      throw new TransferError('TRANSFER_IMAGE_CORRUPT', `receiver reports image sha256 ${verdict.imageSha256}, sent ${imageSha256.toString('hex')}`, { migrationId: opts.migrationId });
-    }
-    const result: SendResult = {
-      migrationId: opts.migrationId,
-      stepName: opts.stepName,
-      files: source.files.length,
-      bytes,
-      wireBytes,
-      imageSha256: imageSha256.toString('hex'),
-      elapsedMs,
-      bitsPerSecond: elapsedMs > 0 ? (wireBytes * 8 * 1000) / elapsedMs : Infinity,
-      receiverElapsedMs: verdict.elapsedMs,
-      setupMs: start - calledAt,
-    };
-    log?.info({ bytes, wireBytes, elapsedMs: Math.round(elapsedMs), mbitPerSecond: +(result.bitsPerSecond / 1e6).toFixed(2) }, 'stream sent');
+    log?.info({ bytes: result.bytes, wireBytes: result.wireBytes, elapsedMs: Math.round(result.elapsedMs), mbitPerSecond: +(result.bitsPerSecond / 1e6).toFixed(2) }, 'stream sent');
     ok = true;
     return result;
   } catch (e) {
@@ -331,6 +259,79 @@ async function stream(opts: SendOptions, kind: 'image' | 'probe', source: ChunkS
     if (ok) keepIdle(key, fs);
     else fs.socket.destroy();
   }
+}
+
+/**
+ * One stream on one connection. The HELLO is pipelined: the chunks follow it at once and its
+ * ACCEPT is read after the TRAILER, so the receiver's answer costs no round trip before the first
+ * byte (the final dump crosses inside the service's downtime). The receiver reads nothing of a
+ * stream it refuses: it answers ERROR and discards the rest (FrameSocket.lingerClose), and the
+ * sender sees that ERROR between chunks and stops.
+ */
+async function streamOn(fs: FrameSocket, opts: SendOptions, kind: 'image' | 'probe', compression: Compression, source: ChunkSource, idle: number, calledAt: number): Promise<SendResult> {
+  let wireBytes = 0;
+  const send = async (b: Buffer) => {
+    wireBytes += b.length;
+    await fs.write(b);
+  };
+  await send(encodeFrame({ type: 'HELLO', version: PROTOCOL_VERSION, kind, migrationId: opts.migrationId, token: opts.token, stepName: opts.stepName, compression, files: source.files }));
+  const start = performance.now();
+  // A paced stream goes out in slices of about 2 ms at its rate (at least 16 KiB): a whole
+  // 256 KiB chunk written at once leaves at line rate and sits in the bottleneck's queue (21 ms at
+  // 100 Mbit/s) in front of the service's own segments, which share the underlay link during
+  // pre-copy; the queue then overflows and drops them.
+  const slice = opts.rateBitsPerSecond ? Math.max(16 * 1024, Math.ceil((opts.rateBitsPerSecond / 8) * 0.002)) : Infinity;
+  const bucket = opts.rateBitsPerSecond ? new TokenBucket(opts.rateBitsPerSecond, Math.min(slice, CHUNK_BYTES) + 64, start) : undefined;
+  const digest = new ImageDigest();
+  let next = 0; // next file whose header goes into the digest
+  let bytes = 0;
+  for await (const c of source.chunks()) {
+    while (next <= c.fileIndex) digest.startFile(source.files[next++]!);
+    const sha256 = createHash('sha256').update(c.raw).digest();
+    digest.addChunk(sha256);
+    const data = await compressChunk(compression, c.raw);
+    const head = encodeChunkHeader({ fileIndex: c.fileIndex, offset: BigInt(c.offset), rawLength: c.raw.length, sha256 }, data.length);
+    if (bucket) {
+      await send(head);
+      for (let at = 0; at < data.length; at += slice) {
+        const piece = data.subarray(at, Math.min(data.length, at + slice));
+        const wait = bucket.reserve(piece.length + (at === 0 ? head.length : 0), performance.now());
+        if (wait > 0) await sleep(wait, opts.signal);
+        await send(piece);
+      }
+    } else {
+      await send(head);
+      await send(data);
+    }
+    bytes += c.raw.length;
+    // The receiver stops at the first failed check (or refuses the HELLO) and says why; stop
+    // sending at once too.
+    const early = fs.peerError();
+    if (early) throw remoteError(early, opts.migrationId);
+  }
+  while (next < source.files.length) digest.startFile(source.files[next++]!);
+  const imageSha256 = digest.digest();
+  await send(encodeFrame({ type: 'TRAILER', totalBytes: BigInt(bytes), imageSha256 }));
+  const answer = await fs.next(idle);
+  if (answer.type !== 'ACCEPT') throw remoteError(answer, opts.migrationId);
+  const verdict = await fs.next(idle);
+  if (verdict.type !== 'DONE') throw remoteError(verdict, opts.migrationId);
+  const elapsedMs = performance.now() - start;
+  if (verdict.imageSha256 !== imageSha256.toString('hex')) {
+    throw new TransferError('TRANSFER_IMAGE_CORRUPT', `receiver reports image sha256 ${verdict.imageSha256}, sent ${imageSha256.toString('hex')}`, { migrationId: opts.migrationId });
+  }
+  return {
+    migrationId: opts.migrationId,
+    stepName: opts.stepName,
+    files: source.files.length,
+    bytes,
+    wireBytes,
+    imageSha256: imageSha256.toString('hex'),
+    elapsedMs,
+    bitsPerSecond: elapsedMs > 0 ? (wireBytes * 8 * 1000) / elapsedMs : Infinity,
+    receiverElapsedMs: verdict.elapsedMs,
+    setupMs: start - calledAt,
+  };
 }
 
 /** Streams every file under `dir` to the receiver; resolves once the receiver verified and renamed it. */

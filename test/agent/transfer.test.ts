@@ -237,6 +237,23 @@ t.test('sender to receiver on loopback', async (t) => {
     t.same(await readdir(h.root).catch(() => []), [], 'the image root is untouched');
   });
 
+  await t.test('a refused stream of a large image: the sender, which does not wait for ACCEPT, stops at the ERROR', async (t) => {
+    const h = await harness(t);
+    const src = await mkdtemp(join(tmpdir(), `coat-${tag}-src-`));
+    t.teardown(() => rm(src, { recursive: true, force: true }));
+    const size = 16 * 1024 * 1024;
+    await writeFile(join(src, 'large.bin'), randomBytes(size));
+    const server = (h.receiver as unknown as { server: import('node:net').Server }).server;
+    const read: Promise<number>[] = [];
+    server.on('connection', (s) => read.push(new Promise((r) => s.once('close', () => r(s.bytesRead)))));
+    // Paced at 200 Mbit/s: all of it would take ~670 ms; the ERROR comes back in one round trip.
+    const err = await sendImage(src, { host: '127.0.0.1', port: h.port, migrationId: 'mig-1', token: 'x', stepName: 'dump', rateBitsPerSecond: 200e6 }).catch((e: unknown) => e);
+    t.match(err, { code: 'TRANSFER_REFUSED', remote: true, message: /not announced/ }, "the receiver's reason, not a reset");
+    const bytes = (await Promise.all(read)).reduce((a, b) => a + b, 0);
+    t.ok(bytes < size / 4, `the sender stopped early: the receiver read ${bytes} of ${size} bytes`);
+    t.same(await leftovers(h.root), [], 'nothing written');
+  });
+
   await t.test('a corrupted chunk is refused; no partial image', async (t) => {
     const h = await harness(t);
     h.receiver.expect('mig-1', 'right-token');
