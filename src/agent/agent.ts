@@ -440,7 +440,6 @@ export class Agent {
   }
 
   private async runExecutorStep(a: ExecutorStepArgs, signal: AbortSignal, log: Logger): Promise<ExecutorStepResult> {
-
     let executor = this.executors.get(a.migrationId);
     if (!executor || executor.name !== a.executor) {
       executor = await (this.opts.executorFactory ?? createExecutor)(a.executor, a.executorOptions ?? {});
