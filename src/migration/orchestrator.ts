@@ -4,14 +4,19 @@
  * moving only along the state machine's legal transitions (state-machine.ts).
  *
  *   plan -> prepare (destination namespace + staged flows) -> precopy rounds (dump + stream while
- *   the service runs) -> hold (flows + barrier; packet-ins queue in the HoldQueue) -> dump (freeze)
- *   -> stream -> restore (sockets stay in repair) -> switch (bundle per bridge + barrier) -> resume
- *   -> replay (held packets, in order, packet-out toward the destination; hold flows removed) ->
- *   release (source killed, namespace cleared) -> verify -> done
+ *   the service runs, each settled at the destination) -> hold (hold flows and, under them, the
+ *   switch: one bundle per bridge + barrier; packet-ins queue in the HoldQueue) -> dump (freeze,
+ *   the source's agent streams the image at once; the destination restores it on arrival) ->
+ *   restore (collected; sockets stay in repair) -> resume -> replay (held packets, in order,
+ *   packet-out toward the destination; hold flows removed) -> release (source killed, namespace
+ *   cleared) -> verify -> done
  *
- * A failure up to `switch` rolls back (undoPlan: switch back, abort the destination, thaw the
- * source, replay the held packets to it, remove the hold, unstage and clear the destination); from
- * `resume` on it rolls forward: held packets still go to the destination and the hold is removed,
+ * coat-baseline (COAT's procedure, for comparison) runs dump, stream, restore, switch and resume
+ * one after the other, with no hold.
+ *
+ * A failure up to `restore` (coat-baseline: `switch`) rolls back (undoPlan: switch back, abort the
+ * destination, thaw the source, replay the held packets to it, remove the hold, unstage and clear
+ * the destination); from `resume` on it rolls forward: held packets still go to the destination and the hold is removed,
  * the source is left frozen for an operator, and the migration ends `failed`. Either way the
  * outcome names the step that failed and why (`coat migrate` prints it).
  *

@@ -10,8 +10,9 @@
  * flows to the staged destination under them, before the freeze. The hold flows outrank every
  * other flow for the service, so the redirect is invisible until the hold is removed, and the
  * switch costs no downtime. The final image is streamed by the source's agent in the `dump` step
- * itself (announced to the destination during `hold`). So `switch` and `stream` are steps of
- * coat-baseline only, which runs COAT's sequential procedure.
+ * itself (announced to the destination during `hold`), and the destination's agent restores it
+ * the moment it lands (asked for with the dump; `restore` collects it). So `switch` and `stream`
+ * are steps of coat-baseline only, which runs COAT's sequential procedure.
  *
  * The point of no return is `resume`: until the destination takes its sockets out of repair mode
  * the source is frozen but intact (executor contract: `dump` leaves it frozen, `abort` thaws it),
