@@ -21,7 +21,7 @@ import { TransferError, isTransferErrorCode } from './errors.js';
 import { FrameSocket } from './frame-socket.js';
 import { CHUNK_BYTES, encodeChunkHeader, encodeFrame, PROTOCOL_VERSION, type Compression, type Frame, type ImageFile } from './frames.js';
 import { ImageDigest } from './image-digest.js';
-import { imageBytes, listImage } from './image-dir.js';
+import { listImage } from './image-dir.js';
 import { TokenBucket } from './token-bucket.js';
 
 export interface SendOptions {

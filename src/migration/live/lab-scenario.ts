@@ -40,7 +40,7 @@ import { startCapture } from '../../capture/index.js';
 import { LiveMigrationError } from './errors.js';
 import { LiveFlowPort } from './flow-port.js';
 import { connectLabController, labLivePorts } from './lab-ports.js';
-import { LivePlannerPort, type ForcedPlan } from './planner-port.js';
+import type { ForcedPlan } from './planner-port.js';
 import { startIn, sleep, waitFor, type Child } from './processes.js';
 import { journalPath, readJournal, summarizeJournal } from '../journal.js';
 import { buildReport, recordFromJournal, type VerificationReport, type WorkloadClientStats } from '../report.js';
