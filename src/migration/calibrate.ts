@@ -174,12 +174,6 @@ export function parseRuns(value: unknown): MeasuredMigration[] {
   });
 }
 
-/** A sample of one step: features x (first is the intercept's 1 where there is one) and y. */
-interface Sample {
-  x: number[];
-  y: number;
-}
-
 /**
  * Least squares by QR on column-scaled features. Returns null when there are fewer samples than
  * unknowns or the scaled system is rank deficient (a feature that does not vary).

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { parseEndpoint, formatEndpoint } from '../../src/controller/endpoint.js';
 import { XidAllocator } from '../../src/controller/xid.js';
-import { KeepaliveState, type Clock } from '../../src/controller/keepalive.js';
+import { KeepaliveState } from '../../src/controller/keepalive.js';
 import { RequestTable, RequestTimeoutError } from '../../src/controller/requests.js';
 import {
   BandTable, COAT_COOKIE, COAT_COOKIE_MASK, cookieBand, flowCookie, isCoatCookie,

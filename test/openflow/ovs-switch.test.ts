@@ -12,7 +12,7 @@ import { exec } from '../../src/exec.js';
 import { startOvs } from '../fixtures/ovs.js';
 import {
   applyActions, bundleAdd, bundleControl, decodeMessage, encodeMessage, flowMod, flowStatsRequest, joinMultipartReplyBodies,
-  match, multipartRequest, OFPBF, OFPCR_ROLE, OFPMPF, OFPP, OfpStreamParser, output, packetOut, peekLength, portDescRequest,
+  match, multipartRequest, OFPBF, OFPCR_ROLE, OFPMPF, OFPP, OfpStreamParser, output, packetOut, peekLength,
   roleRequest, type MessageOf, type MultipartReplyBody, type OfpMessage,
 } from '../../src/openflow/index.js';
 
