@@ -130,7 +130,7 @@ export class LiveAgentPort implements AgentPort {
     this.abandoned.delete(key);
   }
 
-  private async sendStep(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, extra: StepExtra) {
+  private async sendStep(host: string, m: MigrationRef, role: Role, step: ExecutorStep, signal: AbortSignal, extra: StepExtra, deadlineMs?: number) {
     return this.opts.registry.agent(host).request(
       'executor.step',
       {
@@ -142,7 +142,7 @@ export class LiveAgentPort implements AgentPort {
         step,
         ...extra,
       },
-      this.req(signal),
+      deadlineMs !== undefined ? { deadlineMs, signal } : this.req(signal),
     );
   }
 
@@ -227,8 +227,9 @@ export class LiveAgentPort implements AgentPort {
 
   async restoreOnArrival(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal): Promise<RestoreResult> {
     // Not tracked as abandoned: an abort at that agent ends the wait, or waits for the restore,
-    // itself (agent.ts, endRestores).
-    const r = await this.sendStep(host, m, 'destination', 'restore', signal, { afterImage: ticket.stepName });
+    // itself (agent.ts, endRestores). Its deadline covers two commands' worth: it waits through
+    // the whole dump and stream, then restores.
+    const r = await this.sendStep(host, m, 'destination', 'restore', signal, { afterImage: ticket.stepName }, 2 * (this.opts.deadlineMs ?? 30_000));
     if (!r.restore) throw new LiveMigrationError('LIVE_LAB', `${host}: restore returned no restore result`, { host });
     return r.restore;
   }
