@@ -215,7 +215,9 @@ function byConfiguration<T>(runs: readonly MeasuredMigration[], value: (r: Measu
   const groups = new Map<string, T[]>();
   for (const r of runs) {
     const key = `${r.stateBytes}/${r.dirtyPagesPerS}/${r.bandwidthMbit}/${r.preDumpRounds}`;
-    groups.set(key, [...(groups.get(key) ?? []), value(r)]);
+    const g = groups.get(key);
+    if (g) g.push(value(r));
+    else groups.set(key, [value(r)]);
   }
   return [...groups.values()];
 }

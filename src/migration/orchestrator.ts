@@ -16,9 +16,9 @@
  *
  * A failure up to `restore` (coat-baseline: `switch`) rolls back (undoPlan: switch back, abort the
  * destination, thaw the source, replay the held packets to it, remove the hold, unstage and clear
- * the destination); from `resume` on it rolls forward: held packets still go to the destination and the hold is removed,
- * the source is left frozen for an operator, and the migration ends `failed`. Either way the
- * outcome names the step that failed and why (`coat migrate` prints it).
+ * the destination); from `resume` on it rolls forward: held packets still go to the destination
+ * and the hold is removed, the source is left frozen for an operator, and the migration ends
+ * `failed`. Either way the outcome names the step that failed and why (`coat migrate` prints it).
  *
  * `recover()` does the same for migrations a crashed controller left in its journal.
  */

@@ -361,8 +361,8 @@ export function predictPam(input: PamInput, constants: Partial<PamConstants> = {
       const pages = dirtiedPages(rounds[i - 1]!);
       const bytes = c.rho * c.tau2 * pages * c.sigma;
       const checkpointMs = a12 * (c.beta + dumpFrozen + dumpMemory);
-      const t = transferMs(bytes, i, i === n);
       const isDump = i === n;
+      const t = transferMs(bytes, i, isDump);
       const restore = isDump ? restoreMs(bytes) : 0;
       rounds.push({
         index: i,
