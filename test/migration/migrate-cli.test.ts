@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { command, setMigrationBackend, type MigrateRequest, type MigrationBackend } from '../../src/cli/commands/migrate.js';
+import { command, orchestratorOptionsOf, setMigrationBackend, type MigrateRequest, type MigrationBackend } from '../../src/cli/commands/migrate.js';
 import { Orchestrator } from '../../src/migration/orchestrator.js';
 import { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef } from './fakes.js';
 
@@ -57,7 +57,7 @@ t.test('--exact-rounds runs the plan\'s pre-copy rounds without the early stop',
       const o = new FakeOverlay(testRef(req.migrationId));
       const orch = new Orchestrator(
         { flows: fakeFlows(o), agents: fakeAgents(o, [500, 40, 10]), planner: fakePlanner(o, { strategy: 'precopy', iterations: 3, predicted: { downtimeMs: 5, totalMs: 50 } }), clock: new ManualClock() },
-        { dataDir: dir, log: pino({ level: 'silent' }), onEvent, ...(req.precopyStopRule === false ? { precopyStopRule: false } : {}) },
+        { dataDir: dir, log: pino({ level: 'silent' }), onEvent, ...orchestratorOptionsOf(req) },
       );
       return orch.migrate({ ref: o.ref, objective: req.objective, mode: req.mode });
     },

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { ExitCode, parseFlags, UsageError, writeJson, type CliIO, type Command } from '../command.js';
 import { EXECUTOR_NAMES, type ExecutorName } from '../../migration/executor.js';
 import { listJournals } from '../../migration/journal.js';
-import type { MigrationEvent, MigrationOutcome } from '../../migration/orchestrator.js';
+import type { MigrationEvent, MigrationOutcome, OrchestratorOptions } from '../../migration/orchestrator.js';
 import type { Objective } from '../../migration/ports.js';
 import type { MigrationMode } from '../../migration/state-machine.js';
 import { activeTag, stateDir as labStateDir } from '../../../lab/state.js';
@@ -35,6 +35,11 @@ export interface MigrateRequest {
   mode: MigrationMode;
   /** false: pre-copy runs the plan's I rounds, without p.haul's early stop. */
   precopyStopRule?: boolean;
+}
+
+/** The orchestrator options a request sets (a backend adds its own: data dir, log, timeouts). */
+export function orchestratorOptionsOf(req: MigrateRequest): Pick<OrchestratorOptions, 'precopyStopRule'> {
+  return req.precopyStopRule === false ? { precopyStopRule: false } : {};
 }
 
 /** What `coat migrate` needs from the controller: run one migration, reporting progress. */

@@ -32,7 +32,7 @@ import type { OverlayController } from '../../vxlan/overlay-controller.js';
 import type { Topology } from '../../vxlan/topology.js';
 import { Orchestrator, type MigrationEvent, type MigrationOutcome } from '../orchestrator.js';
 import type { MigrationRef } from '../ports.js';
-import type { MigrateRequest } from '../../cli/commands/migrate.js';
+import { orchestratorOptionsOf, type MigrateRequest } from '../../cli/commands/migrate.js';
 import { parseProcNetTcp, socketInode, TCP_STATE } from '../../tcp-repair/proc.js';
 import { LiveMigrationError } from './errors.js';
 import { connectLabController, labLivePorts } from './lab-ports.js';
@@ -223,7 +223,7 @@ export async function migrateInLab(opts: LabMigrateOptions): Promise<MigrationOu
     };
     const dataDir = join(state.runDir, 'controller');
     progress(`journal: ${join(dataDir, 'migrations', `${req.migrationId}.jsonl`)} (coat verify --journal ${req.migrationId} --data-dir ${dataDir})`);
-    const orch = new Orchestrator({ flows, agents, planner }, { dataDir, log: log.child({ part: 'orchestrator' }), stepTimeoutMs: 30_000, ...(req.precopyStopRule === false ? { precopyStopRule: false } : {}), ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
+    const orch = new Orchestrator({ flows, agents, planner }, { dataDir, log: log.child({ part: 'orchestrator' }), stepTimeoutMs: 30_000, ...orchestratorOptionsOf(req), ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
     return await orch.migrate({ ref, objective: req.objective, mode: req.mode });
   } finally {
     await registry?.close().catch(() => undefined);
