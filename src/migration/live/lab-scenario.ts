@@ -693,9 +693,9 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
       break;
     }
     case 'deadline':
-      // coat: the dump step's deadline passes while the image is on its way and the destination
-      // restores it on arrival (the rollback waits for both); coat-baseline: at restore.
-      extra.stepTimeouts = { dump: 1, restore: 1 };
+      // The dump step's deadline passes while the image is on its way and (coat) the destination
+      // restores it on arrival: the rollback waits for both.
+      extra.stepTimeouts = { dump: 1 };
       break;
   }
   return { flows, agents, extra };
