@@ -116,10 +116,18 @@ export class Agent {
   private readonly receiver: ImageReceiver;
   private readonly executors = new Map<string, Executor>();
   private readonly arrivals: ImageArrivals;
-  /** Restores running now, by migration: an abort waits for its migration's before undoing it. */
+  /**
+   * Restores asked for and not ended, by migration (a restore on arrival from its request on,
+   * through its wait for the image): an abort waits for its migration's before undoing it, a
+   * resume waits for it before resuming.
+   */
   private readonly restoring = new Map<string, Promise<unknown>>();
   /** Migrations aborted here as destination: a restore on arrival for them never starts (until forget). */
   private readonly abortedHere = new Set<string>();
+  /** Migrations restored here by this process, not aborted since: the only ones it resumes. */
+  private readonly restoredHere = new Set<string>();
+  /** Migrations whose resume started here: an abort of them as destination is refused (AGENT_RESUMED). */
+  private readonly resumedHere = new Set<string>();
   private nc: NatsConnection | undefined;
   private subs: Subscription[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
@@ -325,6 +333,8 @@ export class Agent {
         const id = a.migrationId as string;
         this.executors.delete(id);
         this.abortedHere.delete(id);
+        this.restoredHere.delete(id);
+        this.resumedHere.delete(id);
         this.arrivals.cancel(id, new AgentCommandError('AGENT_CANCELLED', `migration ${id} forgotten while a restore waited for its image`));
         this.receiver.forget(id);
         if (a.removeImage === true) await rm(this.imageDir(id), { recursive: true, force: true });
@@ -406,26 +416,58 @@ export class Agent {
     if (a.sendTo !== undefined && (a.step !== 'dump' || typeof a.sendTo !== 'object' || a.sendTo === null)) throw bad('sendTo is for the dump step only');
     if (a.afterImage !== undefined && (a.step !== 'restore' || typeof a.afterImage !== 'string' || !isSafeName(a.afterImage))) throw bad('afterImage is an image step name, for the restore step only');
     if (a.step === 'abort' && a.role === 'destination') {
+      // The controller may abort to learn whether this destination resumed (its resume request
+      // got no answer): once a resume started here, undoing it could leave two live copies.
+      if (this.resumedHere.has(a.migrationId)) throw new AgentCommandError('AGENT_RESUMED', `migration ${a.migrationId} resumed here; its abort is refused`);
       this.abortedHere.add(a.migrationId);
+      this.restoredHere.delete(a.migrationId);
       await this.endRestores(a.migrationId, log);
     }
-    if (a.afterImage !== undefined) {
-      // A restore that reaches us after its migration was aborted must not restore behind the abort.
-      if (this.abortedHere.has(a.migrationId)) throw new AgentCommandError('AGENT_CANCELLED', `migration ${a.migrationId} was aborted here; its restore does not start`);
-      // Restore on arrival: the wait is not a step yet (no journal record, no executor call).
-      await this.arrivals.wait(a.migrationId, a.afterImage, signal);
-      log.debug({ image: a.afterImage }, 'image landed: restoring');
-    }
+    // A restore that reaches us after its migration was aborted must not restore behind the abort.
+    if (a.afterImage !== undefined && this.abortedHere.has(a.migrationId)) throw new AgentCommandError('AGENT_CANCELLED', `migration ${a.migrationId} was aborted here; its restore does not start`);
     if (a.step === 'restore') {
-      const running = this.runExecutorStep(a, signal, log);
+      const running = this.restoreStep(a, signal, log);
       this.restoring.set(a.migrationId, running);
       try {
-        return await running;
+        const result = await running;
+        if (!this.abortedHere.has(a.migrationId)) this.restoredHere.add(a.migrationId);
+        return result;
       } finally {
         if (this.restoring.get(a.migrationId) === running) this.restoring.delete(a.migrationId);
       }
     }
+    if (a.step === 'resume') {
+      await this.awaitRestore(a.migrationId, log);
+      this.resumedHere.add(a.migrationId); // same turn as the check: no abort slips in between
+    }
     return this.runExecutorStep(a, signal, log);
+  }
+
+  private async restoreStep(a: ExecutorStepArgs, signal: AbortSignal, log: Logger): Promise<ExecutorStepResult> {
+    if (a.afterImage !== undefined) {
+      // Restore on arrival: the wait is not a step yet (no journal record, no executor call).
+      await this.arrivals.wait(a.migrationId, a.afterImage, signal);
+      log.debug({ image: a.afterImage }, 'image landed: restoring');
+    }
+    return this.runExecutorStep(a, signal, log);
+  }
+
+  /**
+   * Before a resume: the controller asks for it while the restore may still be waiting for its
+   * image or running (it sends the resume when the source's dump is done), so wait for that
+   * restore. Resumes only what this process restored: otherwise AGENT_NOT_RESTORED, which tells
+   * the controller that nothing resumed here and its rollback may thaw the source.
+   */
+  private async awaitRestore(migrationId: string, log: Logger): Promise<void> {
+    const pending = this.restoring.get(migrationId);
+    if (pending) {
+      log.debug('resume waits for the restore of this migration');
+      await pending.catch(() => {});
+    }
+    if (!this.restoredHere.has(migrationId)) {
+      const why = this.abortedHere.has(migrationId) ? 'it was aborted here' : pending ? 'its restore failed' : 'no restore of it succeeded in this agent process';
+      throw new AgentCommandError('AGENT_NOT_RESTORED', `migration ${migrationId} not resumed: ${why}`);
+    }
   }
 
   /**

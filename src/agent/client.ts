@@ -285,7 +285,7 @@ export class AgentClient {
     const deadlineMs = opts.deadlineMs ?? 5000;
     const info = this.registry.info(this.host);
     if (!info) throw new AgentUnknownError(this.host);
-    if (!info.alive) throw new AgentGoneError(this.host, 'not heartbeating', command);
+    if (!info.alive) throw new AgentGoneError(this.host, 'not heartbeating', command, false);
     const migrationId = (args as { migrationId?: string }).migrationId;
     if (opts.signal?.aborted) throw new AgentAbortedError(this.host, command, migrationId);
     const subject = subjects.command(this.host, command);
@@ -302,7 +302,7 @@ export class AgentClient {
       const msg = await Promise.race([
         this.registry.nc.request(subject, jc.encode(req), { timeout: deadlineMs }).catch((e: NatsError) => {
           if (e.code === ErrorCode.Timeout) throw new AgentTimeoutError(this.host, command, deadlineMs, migrationId);
-          if (e.code === ErrorCode.NoResponders) throw new AgentGoneError(this.host, 'nobody serves its command subject', command);
+          if (e.code === ErrorCode.NoResponders) throw new AgentGoneError(this.host, 'nobody serves its command subject', command, false);
           throw e;
         }),
         gone,

@@ -5,7 +5,8 @@
  * |----------------------|--------------------|--------------------------------------------------------------|
  * | AGENT_TIMEOUT        | AgentTimeoutError  | no reply before the command's deadline (names both)          |
  * | AGENT_GONE           | AgentGoneError     | the agent stopped heartbeating, said goodbye, or nobody      |
- * |                      |                    | serves its command subject (NATS "no responders")            |
+ * |                      |                    | serves its command subject (NATS "no responders");           |
+ * |                      |                    | `delivered` says whether the command may have reached it     |
  * | AGENT_REFUSED        | AgentRefusedError  | the agent refused the command (bad signature, replay, stale,  |
  * |                      |                    | malformed, unknown command); nothing was done                |
  * | AGENT_REMOTE_FAILURE | AgentRemoteError   | the command ran and failed; `remoteCode` is the agent's own  |
@@ -35,8 +36,18 @@ export class AgentTimeoutError extends AgentError {
 }
 
 export class AgentGoneError extends AgentError {
-  constructor(host: string, readonly reason: string, readonly command?: string) {
-    super('AGENT_GONE', host, `agent ${host} is gone (${reason})${command ? `; ${command} abandoned` : ''}`);
+  constructor(
+    host: string,
+    readonly reason: string,
+    readonly command?: string,
+    /**
+     * Whether the command may have reached the agent: false when it was never sent (not
+     * heartbeating) or NATS found nobody serving its subject; true when the agent went away
+     * while the command was on its way or running.
+     */
+    readonly delivered = true,
+  ) {
+    super('AGENT_GONE', host, `agent ${host} is gone (${reason})${command ? `; ${command} ${delivered ? 'abandoned' : 'not delivered'}` : ''}`);
   }
 }
 

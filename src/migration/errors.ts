@@ -15,6 +15,11 @@ export type MigrationErrorCode =
   | 'MIGRATION_JOURNAL_CORRUPT'
   /** A journal for this migration id exists already. */
   | 'MIGRATION_JOURNAL_EXISTS'
+  /**
+   * The destination provably did not resume (its agent refused the request, its restore failed,
+   * or the request never reached it): the rollback may thaw the source (AgentPort.resume).
+   */
+  | 'MIGRATION_NOT_RESUMED'
   /** The controller stopped mid-migration after the point of no return; found by recovery. */
   | 'MIGRATION_INTERRUPTED'
   /** A verification report does not have the shape of the design's report. */

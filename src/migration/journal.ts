@@ -27,6 +27,11 @@ export type JournalRecord =
   | { type: 'begin'; migrationId: string; atMs: number; request: Record<string, unknown> }
   | { type: 'step-start'; step: StepName; atMs: number; round?: number }
   | { type: 'step-end'; step: StepName; atMs: number; round?: number; ok: boolean; error?: ErrorSummary; detail?: Record<string, unknown> }
+  /**
+   * The point of no return: the resume request to the destination is about to leave (coat sends it
+   * during `restore`). Write-ahead: recovery never thaws the source of a migration that has one.
+   */
+  | { type: 'resume-requested'; atMs: number; host: string }
   | { type: 'rollback-start'; atMs: number; failedStep?: StepName; error?: ErrorSummary; actions: UndoAction[] }
   | { type: 'undo-start'; action: UndoAction; atMs: number }
   | { type: 'undo-end'; action: UndoAction; atMs: number; ok: boolean; error?: ErrorSummary }
@@ -104,7 +109,7 @@ export class Journal {
     if (this.fd === undefined) throw new Error(`journal ${this.path} is closed`);
     writeSync(this.fd, JSON.stringify(record) + '\n');
     this.dirty = true;
-    const writeAhead = record.type === 'step-start' || record.type === 'undo-start' || record.type === 'rollback-start' || record.type === 'end';
+    const writeAhead = record.type === 'step-start' || record.type === 'resume-requested' || record.type === 'undo-start' || record.type === 'rollback-start' || record.type === 'end';
     if (opts.sync ?? writeAhead) this.sync();
   }
 
@@ -129,7 +134,7 @@ export interface ReadJournalResult {
   tornTail: boolean;
 }
 
-const RECORD_TYPES = new Set(['begin', 'step-start', 'step-end', 'rollback-start', 'undo-start', 'undo-end', 'end']);
+const RECORD_TYPES = new Set(['begin', 'step-start', 'step-end', 'resume-requested', 'rollback-start', 'undo-start', 'undo-end', 'end']);
 
 export function parseJournal(text: string, path = '(journal)'): ReadJournalResult {
   const lines = text.split('\n');
@@ -194,6 +199,8 @@ export interface JournalSummary {
   startedSteps: StepName[];
   failedStep?: StepName;
   error?: ErrorSummary;
+  /** The resume request may have left (a `resume-requested` record): never roll back on recovery. */
+  resumeRequested: boolean;
   /** Undo actions that completed successfully (recovery does not repeat them). */
   undone: UndoAction[];
   /** Undo actions planned by the rollback, if one started. */
@@ -212,6 +219,7 @@ export function summarizeJournal(records: readonly JournalRecord[]): JournalSumm
     state: 'created',
     steps: [],
     startedSteps: [],
+    resumeRequested: false,
     undone: [],
   };
   for (const r of records.slice(1)) {
@@ -237,6 +245,9 @@ export function summarizeJournal(records: readonly JournalRecord[]): JournalSumm
         }
         break;
       }
+      case 'resume-requested':
+        out.resumeRequested = true;
+        break;
       case 'rollback-start':
         out.state = 'rolling-back';
         out.undoPlanned = r.actions;

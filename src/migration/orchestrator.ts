@@ -7,18 +7,21 @@
  *   the service runs, each settled at the destination) -> hold (hold flows and, under them, the
  *   switch: one bundle per bridge + barrier; packet-ins queue in the HoldQueue) -> dump (freeze,
  *   the source's agent streams the image at once; the destination restores it on arrival) ->
- *   restore (collected; sockets stay in repair) -> resume -> replay (held packets, in order,
+ *   restore (the resume request leaves; the restore is collected) -> resume (collected: the
+ *   destination's agent resumed when its restore was done) -> replay (held packets, in order,
  *   packet-out toward the destination; hold flows removed) -> release (source killed, namespace
  *   cleared) -> verify -> done
  *
  * coat-baseline (COAT's procedure, for comparison) runs dump, stream, restore, switch and resume
  * one after the other, with no hold.
  *
- * A failure up to `restore` (coat-baseline: `switch`) rolls back (undoPlan: switch back, abort the
- * destination, thaw the source, replay the held packets to it, remove the hold, unstage and clear
- * the destination); from `resume` on it rolls forward: held packets still go to the destination
- * and the hold is removed, the source is left frozen for an operator, and the migration ends
- * `failed`. Either way the outcome names the step that failed and why (`coat migrate` prints it).
+ * A failure before the resume request (coat-baseline: up to `switch`) rolls back (undoPlan: switch
+ * back, abort the destination, thaw the source, replay the held packets to it, remove the hold,
+ * unstage and clear the destination). After it, a failure rolls back only when the destination
+ * provably did not resume (its restore failed, it refused, the request never reached it); else it
+ * rolls forward: held packets still go to the destination and the hold is removed, the source is
+ * left frozen for an operator, and the migration ends `failed`. Either way the outcome names the
+ * step that failed and why (`coat migrate` prints it).
  *
  * `recover()` does the same for migrations a crashed controller left in its journal.
  */
@@ -30,7 +33,7 @@ import { Journal, summarizeJournal, readJournal, journalPath, unfinishedMigratio
 import type { RestoreResult } from './executor.js';
 import type { AgentPort, Clock, FlowPort, MigrationPlan, MigrationRef, Objective, PlannerPort, Side } from './ports.js';
 import { systemClock } from './ports.js';
-import { assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationMode, type MigrationState, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
+import { afterResumeRequest, assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationMode, type MigrationState, type ResumeFate, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
 
 /** What the verify step gets: the facts of the migration, from the orchestrator. */
 export interface MigrationFacts {
@@ -63,7 +66,7 @@ export interface OrchestratorOptions {
   /** Time limit of each step, ms (default 30 s); per-step overrides. */
   stepTimeoutMs?: number;
   stepTimeouts?: Partial<Record<StepName, number>>;
-  /** Time limit of the whole migration up to `resume` (after it, no deadline can undo anything). */
+  /** Time limit of the whole migration up to the resume request (after it, no deadline can undo anything). */
   deadlineMs?: number;
   /**
    * p.haul's pre-copy stop rule (phaul/iters.py: phaul_iter_min_size, phaul_iter_grow_max), besides
@@ -142,7 +145,7 @@ export class Orchestrator {
 
   /**
    * Finds the migrations a previous controller left unfinished in the journal and ends them:
-   * roll back before `resume`, roll forward from it. Held packets lived in the crashed
+   * roll back before the resume request, roll forward from it. Held packets lived in the crashed
    * controller's memory and are gone; TCP retransmits them (the report will show it).
    */
   async recover(): Promise<MigrationOutcome[]> {
@@ -197,8 +200,14 @@ class MigrationRun {
   private undoFailures: { action: UndoAction; error: ErrorSummary }[] = [];
   /** The step whose failure started a rollback that a crash interrupted. */
   private recoveredFailedStep: StepName | undefined;
-  /** Requests that may outlive their step (restore on arrival); aborted when the run ends. */
+  /** Requests that may outlive their step (restore on arrival, resume); aborted when the run ends. */
   private readonly runSignal = new AbortController();
+  /** The resume request may have left (journaled, or found in the journal after a crash). */
+  private resumeRequested = false;
+  /** The resume request's reply, while this run sent it. */
+  private resuming: Promise<void> | undefined;
+  /** resumeFate's abort at the destination succeeded: the rollback need not repeat it. */
+  private destinationAborted = false;
 
   constructor(
     private readonly ports: OrchestratorPorts,
@@ -216,6 +225,7 @@ class MigrationRun {
       this.state = recovered.state;
       this.startedAtMs = recovered.startedAtMs;
       this.recoveredFailedStep = recovered.failedStep;
+      this.resumeRequested = recovered.resumeRequested;
       // Step starts inside the downtime window are not fsync'd: assume they happened.
       for (const s of assumeStartedAfterCrash(recovered.startedSteps)) this.started.add(s);
       this.steps.push(...recovered.steps);
@@ -309,18 +319,29 @@ class MigrationRun {
     // the dump step (its own signal, ended with the run); if the dump fails, the rollback's
     // abort at the destination ends the wait.
     let restoring: Promise<RestoreResult> | undefined;
+    let restoreFailed = false;
     await this.step(
       'dump',
       (signal) => {
         restoring = this.agents.restoreOnArrival(m.destination, m, hold.ticket, this.runSignal.signal);
-        restoring.catch(() => {}); // awaited by the restore step; a failed dump never awaits it
+        restoring.catch(() => (restoreFailed = true)); // awaited by the restore step; a failed dump never awaits it
         return this.agents.dumpAndSend(m.source, m, hold.ticket, signal, this.planRate());
       },
       (d) => ({ bytes: d.bytes, pages: d.pages, sockets: d.sockets, frozenMs: d.frozenMs, ...d.timings, streamedBytes: d.sent.bytes, streamMs: d.sent.ms, streamSetupMs: d.sent.setupMs, agentMs: d.agentMs }),
     );
-    await this.step('restore', () => restoring!, (r) => ({ sockets: r.sockets, onArrival: true, ...r.timings }));
-    // Point of no return: from here the destination may acknowledge client bytes.
-    await this.step('resume', (signal) => this.agents.resume(m.destination, m, signal));
+    // Resume, asked for now: the source is frozen and its image sent, and the destination's agent
+    // resumes the moment its restore is done. No controller round trip between restore and resume
+    // inside the downtime. This is the point of no return; a restore that fails after it still
+    // rolls back, because that agent then provably resumes nothing (afterResumeRequest).
+    await this.step(
+      'restore',
+      () => {
+        if (!restoreFailed) this.requestResume(this.runSignal.signal);
+        return restoring!;
+      },
+      (r) => ({ sockets: r.sockets, onArrival: true, ...r.timings }),
+    );
+    await this.step('resume', (signal) => this.resuming ?? this.requestResume(signal));
     await this.step('replay', (signal) => this.replayAndRelease('destination', signal), () => this.holdDetail());
     await this.releaseStep();
   }
@@ -387,7 +408,7 @@ class MigrationRun {
       (r) => ({ sockets: r.sockets, ...r.timings }),
     );
     await this.switchStep();
-    await this.step('resume', (signal) => this.agents.resume(m.destination, m, signal));
+    await this.step('resume', (signal) => this.requestResume(signal));
     await this.releaseStep();
   }
 
@@ -410,10 +431,62 @@ class MigrationRun {
     }
   }
 
+  /**
+   * The point of no return: the destination's resume request, journaled (synced) before it leaves,
+   * so a controller that crashes from here on never thaws the source.
+   */
+  private requestResume(signal: AbortSignal): Promise<void> {
+    this.journal.append({ type: 'resume-requested', atMs: this.clock.now(), host: this.ref.destination });
+    this.resumeRequested = true;
+    const resuming = this.agents.resume(this.ref.destination, this.ref, signal);
+    resuming.catch(() => {}); // awaited by the resume step, or by resumeFate after a failure
+    this.resuming = resuming;
+    return resuming;
+  }
+
+  /**
+   * What became of the resume request (ResumeFate). The request's own answer may be slow (its
+   * agent waits for a restore that hangs) or prove nothing (a timeout), so the destination is also
+   * asked directly with an abort: an agent refuses to abort a migration whose resume started there,
+   * and resumes nothing it aborted, so an abort that succeeds proves the destination never runs.
+   * Bounded by one step's time limit; without an answer it is `unknown`.
+   */
+  private async resumeFate(failed: StepName): Promise<ResumeFate> {
+    if (!this.resumeRequested) return 'not-sent';
+    // Past restore and resume nothing the destination says changes the way out: do not ask.
+    if (afterResumeRequest(failed, 'not-resumed') === 'roll-forward') return 'unknown';
+    const answer: Promise<ResumeFate> = this.resuming
+      ? this.resuming.then(
+          (): ResumeFate => 'resumed',
+          (e: unknown): ResumeFate => (reasonOf(e).code === 'MIGRATION_NOT_RESUMED' ? 'not-resumed' : 'unknown'),
+        )
+      : Promise.resolve('unknown'); // recovery: the request left with the crashed controller
+    const definitive = answer.then((f) => (f === 'unknown' ? new Promise<ResumeFate>(() => {}) : f));
+    const ac = new AbortController();
+    const asked = this.agents.abort(this.ref.destination, this.ref, 'destination', ac.signal).then(
+      (): ResumeFate => {
+        this.destinationAborted = true;
+        return 'not-resumed';
+      },
+      () => answer,
+    );
+    let cancel = () => {};
+    const timeout = new Promise<ResumeFate>((resolve) => (cancel = this.clock.setTimer(() => resolve('unknown'), this.opts.stepTimeoutMs ?? 30_000)));
+    try {
+      return await Promise.race([definitive, asked, timeout]);
+    } finally {
+      cancel();
+      ac.abort();
+    }
+  }
+
   /** Ends a migration found unfinished in the journal after a controller restart. */
   async resumeAfterCrash(): Promise<MigrationOutcome> {
     try {
-      if (this.state === 'rolling-back' || canRollBack(this.state)) {
+      // A rollback the crash interrupted was decided before it: finish it. Otherwise the crashed
+      // controller's resume request decides, as for a failure (onFailure).
+      const rollBack = this.state === 'rolling-back' || this.state === 'created' || afterResumeRequest(this.state as StepName, await this.resumeFate(this.state as StepName)) === 'roll-back';
+      if (rollBack) {
         const failedStep = this.state === 'rolling-back' ? this.recoveredFailedStep : (this.state as StepName);
         const err = new MigrationError('MIGRATION_INTERRUPTED', `the controller stopped during ${this.state}`, { migrationId: this.ref.migrationId });
         return await this.rollBack(failedStep, reasonOf(err));
@@ -430,7 +503,10 @@ class MigrationRun {
   private async onFailure(f: StepFailure): Promise<MigrationOutcome> {
     const error = reasonOf(f.original);
     this.log.error({ event: 'step-failed', step: f.step, err: error }, `step ${f.step} failed: ${error.message}`);
-    if (canRollBack(f.step)) return this.rollBack(f.step, error);
+    const fate = await this.resumeFate(f.step);
+    const way = afterResumeRequest(f.step, fate);
+    if (fate !== 'not-sent') this.log.warn({ event: 'resume-fate', step: f.step, fate, way }, `failure after the resume request (destination: ${fate}): ${way}`);
+    if (way === 'roll-back') return this.rollBack(f.step, error);
     await this.rollForward(f.step);
     return this.end('failed', f.step, error);
   }
@@ -439,7 +515,7 @@ class MigrationRun {
   private async rollBack(failedStep: StepName | undefined, error: ErrorSummary): Promise<MigrationOutcome> {
     const already = this.state === 'rolling-back' ? this.journalUndone() : [];
     if (this.state !== 'rolling-back') this.move('rolling-back');
-    const actions = undoPlan(this.started).filter((a) => !already.includes(a));
+    const actions = undoPlan(this.started).filter((a) => !already.includes(a) && !(a === 'abort-destination' && this.destinationAborted));
     this.journal.append({ type: 'rollback-start', atMs: this.clock.now(), ...(failedStep ? { failedStep } : {}), error, actions });
     this.emit({ type: 'rollback', migrationId: this.ref.migrationId, ...(failedStep ? { failedStep } : {}), error, actions });
     this.log.warn({ event: 'rollback', failedStep, actions }, 'rolling back');

@@ -4,8 +4,8 @@
  * as interfaces. The orchestrator owns the order of the steps and nothing else; wiring it to the
  * real controller and agents is implementing these interfaces (tests use fakes that record calls).
  *
- * Every method may throw; a thrown error fails the step that called it (rollback before `resume`,
- * roll forward after). Methods that undo (`unstageDestination`, `removeHold`, `switchTo('source')`,
+ * Every method may throw; a thrown error fails the step that called it (rollback before the resume
+ * request, roll forward after unless the destination provably did not resume). Methods that undo (`unstageDestination`, `removeHold`, `switchTo('source')`,
  * `abort`, `clearNamespace`) must be idempotent: crash recovery may call them again for an effect
  * that was already undone, or never made.
  */
@@ -102,6 +102,12 @@ export interface AgentPort {
    * that is still on, or lets a running restore finish before undoing it.
    */
   restoreOnArrival(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal): Promise<RestoreResult>;
+  /**
+   * The destination's resume; its agent first waits for a restore of this migration still running
+   * there (restore on arrival). Rejects with MIGRATION_NOT_RESUMED when the destination provably
+   * did not resume (refused, no successful restore, or the request never reached the agent): only
+   * then may a rollback thaw the source. Any other rejection means it may have resumed.
+   */
   resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
   release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void>;
   /** Idempotent: at the source thaw untouched, at the destination remove what restore made. */

@@ -14,12 +14,18 @@
  * the moment it lands (asked for with the dump; `restore` collects it). So `switch` and `stream`
  * are steps of coat-baseline only, which runs COAT's sequential procedure.
  *
- * The point of no return is `resume`: until the destination takes its sockets out of repair mode
- * the source is frozen but intact (executor contract: `dump` leaves it frozen, `abort` thaws it),
- * so any failure up to and including `restore` (coat-baseline: `switch`) rolls back (design.md
- * step 8). Once the destination has run it may have acknowledged client bytes the source never
- * saw, so from `resume` on a failure rolls forward: the remaining clean-up steps run best-effort and the migration ends
- * `failed`, naming the step.
+ * The point of no return is the destination's resume: until it takes its sockets out of repair
+ * mode the source is frozen but intact (executor contract: `dump` leaves it frozen, `abort` thaws
+ * it), so any failure before the resume request (coat-baseline: up to `switch`) rolls back
+ * (design.md step 8). Once the destination has run it may have acknowledged client bytes the
+ * source never saw, so a failure after the request rolls forward: the remaining clean-up steps
+ * run best-effort and the migration ends `failed`, naming the step.
+ *
+ * coat sends the resume request when the dump step ends (the source frozen, its image sent),
+ * while the destination still restores; its agent resumes the moment the restore is done. So a
+ * failure in `restore` or `resume` may come after the request, and the request's fate decides
+ * (`afterResumeRequest`): a destination that provably did not resume (it refused, its restore
+ * failed, or the request never reached it) rolls back; one that may have resumed rolls forward.
  */
 import { MigrationError } from './errors.js';
 
@@ -104,12 +110,38 @@ const BASELINE_FORWARD: Partial<Record<MigrationState, readonly MigrationState[]
   resume: ['release'],
 };
 
+/**
+ * Steps that may fail after the resume request left, so either way out is legal and the request's
+ * fate picks one (`afterResumeRequest`): `restore` (coat asks for the resume while the destination
+ * restores) and `resume` itself.
+ */
+const RESUME_REQUEST_STEPS: readonly StepName[] = ['restore', 'resume'];
+
 /** Every state `from` may move to. */
 export function nextStates(from: MigrationState, mode: MigrationMode = 'coat'): readonly MigrationState[] {
   const forward = (mode === 'coat-baseline' ? BASELINE_FORWARD[from] : undefined) ?? FORWARD[from];
+  if (isStep(from) && RESUME_REQUEST_STEPS.includes(from)) return [...forward, 'rolling-back', 'failed'];
   if (canRollBack(from)) return [...forward, 'rolling-back'];
   if (isStep(from)) return [...forward, 'failed']; // roll-forward steps end `failed` on error
   return forward;
+}
+
+/**
+ * What the destination did with a resume request, as far as the controller can tell: `not-sent`
+ * (never asked), `not-resumed` (provably nothing: refused, restore failed, or the request never
+ * reached the agent), `resumed` (it acknowledged), `unknown` (no answer, or a failure while resuming).
+ */
+export type ResumeFate = 'not-sent' | 'not-resumed' | 'resumed' | 'unknown';
+
+/**
+ * Roll back or forward after step `failed` failed (pure). Before the resume request, the step's
+ * own rule (ROLLBACK_STEPS); after it, only a destination that provably did not resume lets the
+ * source run again: two copies of the service must never both answer the client.
+ */
+export function afterResumeRequest(failed: StepName, fate: ResumeFate): 'roll-back' | 'roll-forward' {
+  if (fate === 'not-sent') return canRollBack(failed) ? 'roll-back' : 'roll-forward';
+  if (!RESUME_REQUEST_STEPS.includes(failed)) return 'roll-forward'; // replay, release, verify: it resumed
+  return fate === 'not-resumed' ? 'roll-back' : 'roll-forward';
 }
 
 export function isLegalTransition(from: MigrationState, to: MigrationState, mode: MigrationMode = 'coat'): boolean {
@@ -132,8 +164,8 @@ export function transition(from: MigrationState, to: MigrationState, migrationId
  * Steps inside the client's downtime (hold flows in, packets queued) whose journal `step-start`
  * is written but not fsync'd on its own: each fsync costs 1-3 ms on this machine and the window
  * has the downtime goal of a few ms. Recovery stays safe because it assumes all of them started
- * once `hold` did (the undo actions are idempotent), and `resume`, the point of no return, is
- * always synced before the destination resumes.
+ * once `hold` did (the undo actions are idempotent), and the point of no return (the journal's
+ * `resume-requested` record, or `resume`'s step-start) is always synced before the request leaves.
  */
 export const UNSYNCED_WINDOW_STEPS: readonly StepName[] = ['dump', 'stream', 'restore', 'switch', 'replay'];
 

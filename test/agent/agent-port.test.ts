@@ -12,10 +12,10 @@ import t from 'tap';
 import { newTag } from '../../lab/tag.js';
 import { Agent } from '../../src/agent/agent.js';
 import { AgentRegistry } from '../../src/agent/client.js';
-import { AgentAbortedError } from '../../src/agent/errors.js';
+import { AgentAbortedError, AgentGoneError, AgentRemoteError, AgentTimeoutError } from '../../src/agent/errors.js';
 import { exec } from '../../src/exec.js';
 import { logger } from '../../src/log.js';
-import { LiveAgentPort, type ServicePlacement } from '../../src/migration/live/agent-port.js';
+import { LiveAgentPort, nothingResumed, type ServicePlacement } from '../../src/migration/live/agent-port.js';
 import type { MigrationRef } from '../../src/migration/ports.js';
 import { digestImageDir } from '../../src/transfer/image-dir.js';
 import { startNats } from '../fixtures/nats.js';
@@ -93,8 +93,13 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
     reg.agent(hosts.src).request('executor.step', { migrationId: m.migrationId, executor: 'hooks', service: m.service, role: 'source', step: 'restore', sendTo: { peer: ticket.peer, token: ticket.token } }, { deadlineMs: 5000 }),
     { code: 'AGENT_REFUSED', message: /sendTo is for the dump step only/ },
   );
+  // The resume, asked for before the image exists: the agent holds it until its restore is done.
+  const resuming = port.resume(m.destination, m, signal);
   const early = await Promise.race([restoring.then(() => 'restored', (e: Error) => e), new Promise((r) => setTimeout(() => r('waiting'), 100))]);
   t.equal(early, 'waiting', "the restore waits for the image; a stranger's refused stream does not end the wait");
+  const notYet = await Promise.race([resuming.then(() => 'resumed', (e: Error) => e), new Promise((r) => setTimeout(() => r('waiting'), 50))]);
+  t.equal(notYet, 'waiting', 'the resume waits for the restore');
+  await t.rejects(access(join(stateDst, 'resumed.marker')), 'nothing resumed yet');
   const dump = await port.dumpAndSend(m.source, m, ticket, signal);
   t.ok(dump.bytes > 3 * 1024 * 1024);
   t.ok(dump.sent.bytes > 3 * 1024 * 1024 && dump.sent.ms > 0, `the dump was streamed in the same command: ${dump.sent.bytes} bytes in ${dump.sent.ms.toFixed(1)} ms`);
@@ -114,7 +119,10 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   t.match((await exec('ip', ['-n', clientNs, 'neigh', 'show', 'to', '10.11.0.10'])).stdout, '02:00:00:11:00:99', 'the client host has the old entry');
   await port.flushNeighbour(m.clientHost!, m, signal);
   t.equal((await exec('ip', ['-n', clientNs, 'neigh', 'show', 'to', '10.11.0.10'])).stdout.trim(), '', 'the client host forgot the old neighbour entry');
-  await port.resume(m.destination, m, signal);
+  await resuming;
+  const order = (await reg.agent(hosts.dst).request('timings', { migrationId: m.migrationId }, { deadlineMs: 5000 })).steps.map((x) => x.step);
+  t.ok(order.indexOf('restore') < order.indexOf('resume'), 'resumed after the restore');
+  await t.rejects(port.abort(m.destination, m, 'destination', signal), { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'AGENT_RESUMED' }, 'a destination that resumed refuses to be aborted');
   await port.release(m.source, m, signal);
   await access(join(stateDst, 'resumed.marker'));
   await access(join(stateSrc, 'released.marker'));
@@ -136,7 +144,20 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
     t.match(await waiting, { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'AGENT_CANCELLED' });
     t.ok(performance.now() - t0 < 5000, 'at the abort, not at the deadline');
     await t.rejects(port.restoreOnArrival(m3.destination, m3, tk, signal), { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'AGENT_CANCELLED' }, 'a restore asked for after the abort never starts');
+    const refused = await port.resume(m3.destination, m3, signal).catch((e: unknown) => e);
+    t.match(refused, { code: 'MIGRATION_NOT_RESUMED', cause: { remoteCode: 'AGENT_NOT_RESTORED' } }, 'nothing to resume: the port says it provably did not resume');
+    t.ok(nothingResumed((refused as Error).cause));
     await port.forget(m3);
+  });
+
+  await t.test('which failed resumes prove that nothing resumed', async (t) => {
+    const gone = await reg.agent(`${tag}-nobody`).request('status', {}, { deadlineMs: 1000 }).catch((e: unknown) => e);
+    t.match(gone, { code: 'AGENT_UNKNOWN' });
+    t.ok(nothingResumed(gone), 'an agent that never registered got nothing');
+    t.ok(nothingResumed(new AgentGoneError('h', 'nobody serves its command subject', 'executor.step', false)), 'no responders: not delivered');
+    t.notOk(nothingResumed(new AgentGoneError('h', 'said goodbye', 'executor.step')), 'gone while the command was out: unknown');
+    t.notOk(nothingResumed(new AgentTimeoutError('h', 'executor.step', 1000)), 'a timeout proves nothing');
+    t.notOk(nothingResumed(new AgentRemoteError('h', 'executor.step', 'HANDOVER_NO_ACK', 'no ack', {})), 'a failure while resuming proves nothing');
   });
 
   await t.test('the orchestrator\'s signal abandons a step', async (t) => {

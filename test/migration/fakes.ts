@@ -7,6 +7,7 @@
  *
  * Any port method can be made to fail (or hang) through `failOn`.
  */
+import { MigrationError } from '../../src/migration/errors.js';
 import type { DumpResult, RestoreResult } from '../../src/migration/executor.js';
 import type { AgentPort, Clock, DumpAndSendResult, FlowPort, HeldPacketIn, ImageTicket, MigrationPlan, MigrationRef, PlannerPort, Side, StreamResult, SwitchResult } from '../../src/migration/ports.js';
 
@@ -38,6 +39,9 @@ export class FakeOverlay {
   trafficOn = new Map<string, number>();
   /** The signal each call got (the last one per name). */
   signals = new Map<string, AbortSignal>();
+
+  /** The destination's restore on arrival, while asked for (resume waits for it, as the agent does). */
+  restoring: Promise<unknown> | undefined;
 
   /** The final image's arrival at the destination (restore on arrival waits for it). */
   private arrival: { landed: boolean; waiters: { resolve(): void; reject(e: Error): void }[] } = { landed: false, waiters: [] };
@@ -157,14 +161,23 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
         o.restored = true;
         return { sockets: 1, timings: { sockets: 0.25 } };
       }),
-    restoreOnArrival: (h, _m, ticket, s) =>
-      o
+    restoreOnArrival: (h, _m, ticket, s) => {
+      const restoring = o
         .call(`agents.restoreOnArrival:${ticket.stepName}@${h}`, s, () => o.imageLanded())
         .then((): RestoreResult => {
           o.restored = true;
           return { sockets: 1, timings: { sockets: 0.25 } };
-        }),
-    resume: (h, _m, s) => o.call(`agents.resume@${h}`, s, () => void (o.running.destination = true)),
+        });
+      o.restoring = restoring;
+      return restoring;
+    },
+    // As the agent: waits for a restore still on, and resumes only what was restored.
+    resume: (h, m, s) =>
+      o.call(`agents.resume@${h}`, s, () => undefined).then(async () => {
+        await o.restoring?.catch(() => {});
+        if (!o.restored) throw new MigrationError('MIGRATION_NOT_RESUMED', `${h} did not resume: no restore of ${m.migrationId} succeeded there`, { migrationId: m.migrationId });
+        o.running.destination = true;
+      }),
     release: (h, _m, s) => o.call(`agents.release@${h}`, s, () => void (o.released = true)),
     abort: (h, _m, role, s) =>
       o.call(`agents.abort:${role}@${h}`, s, () => {
@@ -172,6 +185,8 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
           o.frozen = false;
           o.running.source = true;
         } else {
+          // As the agent: a destination whose resume started refuses to be aborted.
+          if (o.running.destination) throw Object.assign(new Error(`migration resumed at ${h}; abort refused`), { code: 'AGENT_RESUMED' });
           o.cancelArrival();
           o.restored = false;
           o.running.destination = false;

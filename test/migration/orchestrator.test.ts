@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Orchestrator, precopyStopReason, type MigrationEvent, type OrchestratorOptions } from '../../src/migration/orchestrator.js';
 import { journalPath, readJournal, summarizeJournal, unfinishedMigrations } from '../../src/migration/journal.js';
-import type { MigrationPlan } from '../../src/migration/ports.js';
+import type { AgentPort, MigrationPlan } from '../../src/migration/ports.js';
 import { FakeOverlay, ManualClock, fakeAgents, fakeFlows, fakePlanner, testRef } from './fakes.js';
 
 const silent = pino({ level: 'silent' });
@@ -243,10 +243,91 @@ t.test('the whole-migration deadline bounds every step before resume', async (t)
   t.equal(out.error?.code, 'MIGRATION_DEADLINE');
 });
 
-t.test('failure at resume rolls forward: held frames go to the destination, hold removed, source left frozen', async (t) => {
-  const { o, orch } = setup(t, 'm-resume', cold);
+/** An orchestrator over the fakes whose agents the test changes first. */
+function custom(t: Test, id: string, change: (o: FakeOverlay, agents: AgentPort) => void): { o: FakeOverlay; orch: Orchestrator; dir: string } {
+  const o = new FakeOverlay(testRef(id));
+  const agents = fakeAgents(o);
+  change(o, agents);
+  const dir = dataDir(t);
+  const orch = new Orchestrator({ flows: fakeFlows(o), agents, planner: fakePlanner(o, cold), clock: new ManualClock() }, { dataDir: dir, log: silent });
+  return { o, orch, dir };
+}
+
+/** restoreOnArrival that answers when the test says: `finish()` or `fail()`. */
+function slowRestore(o: FakeOverlay, agents: AgentPort): { finish(): void; fail(): void } {
+  const ctl = { finish: () => {}, fail: () => {} };
+  agents.restoreOnArrival = (h, _m, ticket, s) => {
+    const restoring = o
+      .call(`agents.restoreOnArrival:${ticket.stepName}@${h}`, s, () => new Promise<void>((resolve, reject) => Object.assign(ctl, { finish: resolve, fail: () => reject(Object.assign(new Error('restore failed'), { code: 'TREX_IMAGE_INVALID' })) })))
+      .then(() => {
+        o.restored = true;
+        return { sockets: 1, timings: {} };
+      });
+    o.restoring = restoring;
+    return restoring;
+  };
+  return ctl;
+}
+
+const until = async (cond: () => boolean) => {
+  while (!cond()) await new Promise((r) => setImmediate(r));
+};
+
+t.test('the resume request leaves when the dump is done, before the restore answers, journaled first', async (t) => {
+  let restore!: { finish(): void };
+  const { o, orch, dir } = custom(t, 'm-early', (o, agents) => (restore = slowRestore(o, agents)));
+  const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  await until(() => o.calls.includes('agents.resume@edge-b'));
+  t.ok(o.calls.indexOf('agents.dumpAndSend@edge-a->edge-b') < o.calls.indexOf('agents.resume@edge-b'), 'after the dump');
+  const records = readJournal(journalPath(dir, 'm-early')).records;
+  t.ok(records.some((r) => r.type === 'resume-requested' && r.host === 'edge-b'), 'the point of no return is on disk before the request');
+  t.equal(summarizeJournal(records).state, 'restore', 'while the restore step still waits');
+  await new Promise((r) => setImmediate(r));
+  t.notOk(o.running.destination, 'the destination does not run before its restore is done');
+  restore.finish();
+  const out = await running;
+  t.equal(out.state, 'done');
+  t.ok(o.running.destination);
+});
+
+t.test('a restore that fails after the resume request left still rolls back: nothing resumed there', async (t) => {
+  let restore!: { fail(): void };
+  const { o, orch } = custom(t, 'm-early-fail', (o, agents) => (restore = slowRestore(o, agents)));
   withTraffic(o);
-  o.failOn.set('agents.resume@edge-b', 'throw');
+  const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  await until(() => o.calls.includes('agents.resume@edge-b'));
+  restore.fail();
+  const out = await running;
+  t.equal(out.state, 'rolled-back');
+  t.equal(out.failedStep, 'restore');
+  t.equal(out.error?.code, 'TREX_IMAGE_INVALID');
+  t.ok(o.running.source && !o.frozen, 'source thawed');
+  t.notOk(o.running.destination);
+  t.same(o.lost, [], 'held frames replayed to the source');
+});
+
+t.test('a resume that failed before anything ran rolls back: the abort at the destination proves it', async (t) => {
+  const { o, orch } = setup(t, 'm-resume-refused', cold);
+  withTraffic(o);
+  o.failOn.set('agents.resume@edge-b', 'throw'); // fails without running: the fake destination never starts
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  t.equal(out.state, 'rolled-back');
+  t.equal(out.failedStep, 'resume');
+  t.ok(o.running.source && !o.frozen, 'source thawed');
+  t.same(o.calls.filter((c) => c.startsWith('agents.abort:destination')), ['agents.abort:destination@edge-b'], 'asked once; the rollback does not repeat it');
+  t.same(o.lost, []);
+});
+
+t.test('failure while resuming rolls forward: held frames go to the destination, hold removed, source left frozen', async (t) => {
+  const { o, orch } = custom(t, 'm-resume', (o, agents) => {
+    // The destination starts, then its resume fails (e.g. the service never acknowledges).
+    agents.resume = (h, _m, s) =>
+      o.call(`agents.resume@${h}`, s, () => {
+        o.running.destination = true;
+        throw Object.assign(new Error('service did not acknowledge'), { code: 'HANDOVER_NO_ACK' });
+      });
+  });
+  withTraffic(o);
   const out = await orch.migrate({ ref: o.ref, objective: 'min-resources' });
   t.equal(out.state, 'failed');
   t.equal(out.failedStep, 'resume');
@@ -254,7 +335,8 @@ t.test('failure at resume rolls forward: held frames go to the destination, hold
   t.notOk(o.released, 'source not released: an operator decides');
   t.ok(o.frozen, 'source still frozen, not thawed behind the destination');
   t.equal(out.hold.held, out.hold.replayed + out.hold.dropped);
-  t.notOk(o.calls.some((c) => c.startsWith('agents.abort')), 'no rollback after the point of no return');
+  t.ok(o.calls.includes('agents.abort:destination@edge-b'), 'the destination was asked (its abort refused: it runs)');
+  t.notOk(o.calls.includes('agents.abort:source@edge-a'), 'no rollback after the destination may have run');
 });
 
 t.test('a failing undo action does not stop the others; the migration ends failed, naming it', async (t) => {

@@ -15,6 +15,8 @@ import type { ExecutorStep, ExecutorStepArgs, Role } from '../../agent/protocol.
 import type { DumpResult, ExecutorOptions, RestoreResult, ServiceSpec } from '../executor.js';
 import type { AgentPort, DumpAndSendResult, ImageTicket, MigrationRef, Side, StreamResult } from '../ports.js';
 import { LiveMigrationError } from './errors.js';
+import { MigrationError } from '../errors.js';
+import { AgentGoneError, AgentRemoteError } from '../../agent/errors.js';
 
 /** The step arguments only some steps take: preDump's round, dump's sendTo, restore's afterImage. */
 type StepExtra = Pick<ExecutorStepArgs, 'round' | 'sendTo' | 'afterImage'>;
@@ -235,7 +237,12 @@ export class LiveAgentPort implements AgentPort {
   }
 
   async resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
-    await this.step(host, m, 'destination', 'resume', signal);
+    try {
+      await this.step(host, m, 'destination', 'resume', signal);
+    } catch (e) {
+      if (!nothingResumed(e)) throw e;
+      throw new MigrationError('MIGRATION_NOT_RESUMED', `${host} did not resume migration ${m.migrationId}: ${(e as Error).message}`, { migrationId: m.migrationId, host }, { cause: e });
+    }
   }
 
   async release(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
@@ -279,4 +286,17 @@ export class LiveAgentPort implements AgentPort {
     const p = this.placement(host, m);
     await this.opts.registry.agent(host).request('neigh.flush', { migrationId: m.migrationId, ip: m.service.ip, ...(p.clientNetns ? { netns: p.clientNetns } : {}) }, this.req(signal));
   }
+}
+
+/**
+ * Whether a failed resume command provably resumed nothing at the agent (ports.ts, resume): the
+ * agent refused it (AGENT_REFUSED: nothing was done) or said no restore of the migration succeeded
+ * there (AGENT_NOT_RESTORED), or the command never reached it (no such agent; gone before it was
+ * sent). A timeout, or an agent gone while the command was out, proves nothing.
+ */
+export function nothingResumed(e: unknown): boolean {
+  if (e instanceof AgentRemoteError) return e.remoteCode === 'AGENT_NOT_RESTORED';
+  if (e instanceof AgentGoneError) return !e.delivered;
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'AGENT_REFUSED' || code === 'AGENT_UNKNOWN';
 }
