@@ -203,6 +203,16 @@ export class Controller extends EventEmitter<ControllerEvents> {
     return sw ? sw.reconcile(flows) : undefined;
   }
 
+  /**
+   * Registers `flows` as what coat wants on switch `dpid` for its next reconnect, without
+   * reconciling now: for a caller that has just applied exactly these and seen them confirmed (a
+   * bundle with its barrier), where a reconcile would only add a flow dump's round trip. The live
+   * flow port does this right after the hold bundle, while the client's packets are held.
+   */
+  recordDesiredFlows(dpid: bigint, flows: DesiredFlows): void {
+    this.desired.set(dpid, flows);
+  }
+
   desiredFlows(dpid: bigint): DesiredFlows | undefined {
     return this.desired.get(dpid);
   }

@@ -118,6 +118,19 @@ t.test('after ovs-vswitchd is killed and restarted, coat resyncs its flows', asy
   t.ok(flows.every((f) => f.includes('cookie=0xc0a7')));
 });
 
+t.test('recorded desired flows: nothing is sent now, and a reconnect reconciles to them', async (t) => {
+  const { ovs, br, ctl } = await setup(t);
+  await ctl.setDesiredFlows(DPID, coatFlowMods(flowSet(1, 50)));
+  ctl.recordDesiredFlows(DPID, coatFlowMods(flowSet(2, 30)));
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(countOutputs((await dumpFlows(ovs, br)).join('\n')), { p1: 50, p2: 0 }, 'the switch still holds what it had');
+  const up = new Promise<{ resync?: { added: number } }>((resolve) => ctl.once('switch_up', (_sw, info) => resolve(info)));
+  await ovs.stopDaemon('ovs-vswitchd', 'SIGKILL');
+  await ovs.startVswitchd();
+  t.match((await up).resync, { added: 30 });
+  t.same(countOutputs((await dumpFlows(ovs, br)).join('\n')), { p1: 0, p2: 30 }, 'after the reconnect: the recorded set');
+});
+
 t.test('coexistence: ovs-testcontroller keeps its flows while coat reconciles its own', async (t) => {
   const tag = newTag();
   const ovs0 = await startSwitchOvs(t, tag);

@@ -202,9 +202,11 @@ export class LiveFlowPort implements FlowPort {
       );
       const switchMs = Number.isFinite(firstCommit) && Number.isFinite(lastConfirm) ? Math.max(0, lastConfirm - firstCommit) : 0;
       // Desired flows: a switch reconnecting mid-migration is reconciled to what this port last
-      // applied to it. Nothing to send now (the switch already holds exactly these).
+      // applied to it. Recorded only: the switch confirmed exactly these, and a reconcile now would
+      // dump its flows, one more round trip per bridge while the client's packets are held and
+      // before the dump can start.
       const done = jobs.filter((_, i) => results[i]!.status === 'fulfilled');
-      await Promise.all(done.map((j) => this.opts.controller.setDesiredFlows(this.layout(j.host).integrationDpid, target[j.host]!)));
+      for (const j of done) this.opts.controller.recordDesiredFlows(this.layout(j.host).integrationDpid, target[j.host]!);
       const failed = jobs.map((j, i) => ({ host: j.host, r: results[i]! })).filter((x) => x.r.status === 'rejected');
       if (failed.length > 0) {
         const why = failed.map((x) => `${x.host}: ${((x.r as PromiseRejectedResult).reason as Error)?.message ?? String((x.r as PromiseRejectedResult).reason)}`).join('; ');
