@@ -124,19 +124,22 @@ export async function listenOrRestore(opts: ListenOptions): Promise<ServiceSocke
     control.send('ready'); // holds everything: resume can now be quick
     const resume = await control.next(opts.resumeTimeoutMs ?? 60_000, '"resume"');
     if (resume !== 'resume') throw new SdkError('SDK_HANDOVER_INVALID', `executor said ${JSON.stringify(resume.slice(0, 80))}, want "resume"`);
-    let i = 0;
-    for (const l of handover.listeners) {
-      const fd = fds[i++]!;
-      const server = net.createServer({ pauseOnConnect: false });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ fd }, () => resolve());
-      });
-      servers.set(l.port, server);
-    }
+    // The connections first (the client waits on them), then the listeners all at once: each
+    // listen's callback costs an event-loop turn, and this is inside the migration's downtime.
+    let i = handover.listeners.length; // fds holds the listeners' descriptors, then the connections'
     for (const c of handover.connections) {
       restored.push({ socket: new net.Socket({ fd: fds[i++]!, readable: true, writable: true }), local: c.local, remote: c.remote, written: BigInt(c.written), read: BigInt(c.read) });
     }
+    await Promise.all(
+      handover.listeners.map(async (l, k) => {
+        const server = net.createServer({ pauseOnConnect: false });
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ fd: fds[k]! }, () => resolve());
+        });
+        servers.set(l.port, server);
+      }),
+    );
   }
   for (const port of opts.ports) {
     if (servers.has(port)) continue;
