@@ -429,9 +429,7 @@ export class Agent {
       const running = this.restoreStep(a, signal, log);
       this.restoring.set(a.migrationId, running);
       try {
-        const result = await running;
-        if (!this.abortedHere.has(a.migrationId)) this.restoredHere.add(a.migrationId);
-        return result;
+        return await running;
       } finally {
         if (this.restoring.get(a.migrationId) === running) this.restoring.delete(a.migrationId);
       }
@@ -449,7 +447,10 @@ export class Agent {
       await this.arrivals.wait(a.migrationId, a.afterImage, signal);
       log.debug({ image: a.afterImage }, 'image landed: restoring');
     }
-    return this.runExecutorStep(a, signal, log);
+    const result = await this.runExecutorStep(a, signal, log);
+    // Inside the promise a resume waits on (`restoring`), so it sees this when that settles.
+    if (!this.abortedHere.has(a.migrationId)) this.restoredHere.add(a.migrationId);
+    return result;
   }
 
   /**
