@@ -418,7 +418,7 @@ export class Agent {
     if (a.step === 'abort' && a.role === 'destination') {
       // The controller may abort to learn whether this destination resumed (its resume request
       // got no answer): once a resume started here, undoing it could leave two live copies.
-      if (this.resumedHere.has(a.migrationId)) throw new AgentCommandError('AGENT_RESUMED', `migration ${a.migrationId} resumed here; its abort is refused`);
+      if (this.resumeStarted(a.migrationId)) throw new AgentCommandError('AGENT_RESUMED', `migration ${a.migrationId} resumed here; its abort is refused`);
       this.abortedHere.add(a.migrationId);
       this.restoredHere.delete(a.migrationId);
       await this.endRestores(a.migrationId, log);
@@ -451,6 +451,17 @@ export class Agent {
     // Inside the promise a resume waits on (`restoring`), so it sees this when that settles.
     if (!this.abortedHere.has(a.migrationId)) this.restoredHere.add(a.migrationId);
     return result;
+  }
+
+  /**
+   * Whether a resume of this migration started here: in this process, or, after a restart, in the
+   * journal (its write-ahead record precedes the executor's resume), since a service the previous
+   * process resumed may still run.
+   */
+  private resumeStarted(migrationId: string): boolean {
+    if (this.resumedHere.has(migrationId)) return true;
+    const h = this.journal.get(migrationId);
+    return h !== undefined && (h.inFlight?.step === 'resume' || h.steps.some((s) => s.step === 'resume'));
   }
 
   /**

@@ -28,10 +28,11 @@ export type JournalRecord =
   | { type: 'step-start'; step: StepName; atMs: number; round?: number }
   | { type: 'step-end'; step: StepName; atMs: number; round?: number; ok: boolean; error?: ErrorSummary; detail?: Record<string, unknown> }
   /**
-   * The point of no return: the resume request to the destination is about to leave (coat sends it
-   * during `restore`). Write-ahead: recovery never thaws the source of a migration that has one.
+   * The point of no return is armed: from here on the resume request to the destination may leave
+   * (coat sends it in `restore`, coat-baseline in `resume`). Written, durably, before the request
+   * can leave: recovery then asks the destination whether it resumed before it thaws the source.
    */
-  | { type: 'resume-requested'; atMs: number; host: string }
+  | { type: 'resume-armed'; atMs: number; host: string }
   | { type: 'rollback-start'; atMs: number; failedStep?: StepName; error?: ErrorSummary; actions: UndoAction[] }
   | { type: 'undo-start'; action: UndoAction; atMs: number }
   | { type: 'undo-end'; action: UndoAction; atMs: number; ok: boolean; error?: ErrorSummary }
@@ -109,7 +110,7 @@ export class Journal {
     if (this.fd === undefined) throw new Error(`journal ${this.path} is closed`);
     writeSync(this.fd, JSON.stringify(record) + '\n');
     this.dirty = true;
-    const writeAhead = record.type === 'step-start' || record.type === 'resume-requested' || record.type === 'undo-start' || record.type === 'rollback-start' || record.type === 'end';
+    const writeAhead = record.type === 'step-start' || record.type === 'resume-armed' || record.type === 'undo-start' || record.type === 'rollback-start' || record.type === 'end';
     if (opts.sync ?? writeAhead) this.sync();
   }
 
@@ -134,7 +135,7 @@ export interface ReadJournalResult {
   tornTail: boolean;
 }
 
-const RECORD_TYPES = new Set(['begin', 'step-start', 'step-end', 'resume-requested', 'rollback-start', 'undo-start', 'undo-end', 'end']);
+const RECORD_TYPES = new Set(['begin', 'step-start', 'step-end', 'resume-armed', 'rollback-start', 'undo-start', 'undo-end', 'end']);
 
 export function parseJournal(text: string, path = '(journal)'): ReadJournalResult {
   const lines = text.split('\n');
@@ -199,8 +200,8 @@ export interface JournalSummary {
   startedSteps: StepName[];
   failedStep?: StepName;
   error?: ErrorSummary;
-  /** The resume request may have left (a `resume-requested` record): never roll back on recovery. */
-  resumeRequested: boolean;
+  /** The resume request may have left (a `resume-armed` record): recovery asks before it rolls back. */
+  resumeArmed: boolean;
   /** Undo actions that completed successfully (recovery does not repeat them). */
   undone: UndoAction[];
   /** Undo actions planned by the rollback, if one started. */
@@ -219,7 +220,7 @@ export function summarizeJournal(records: readonly JournalRecord[]): JournalSumm
     state: 'created',
     steps: [],
     startedSteps: [],
-    resumeRequested: false,
+    resumeArmed: false,
     undone: [],
   };
   for (const r of records.slice(1)) {
@@ -245,8 +246,8 @@ export function summarizeJournal(records: readonly JournalRecord[]): JournalSumm
         }
         break;
       }
-      case 'resume-requested':
-        out.resumeRequested = true;
+      case 'resume-armed':
+        out.resumeArmed = true;
         break;
       case 'rollback-start':
         out.state = 'rolling-back';

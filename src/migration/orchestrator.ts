@@ -33,7 +33,7 @@ import { Journal, summarizeJournal, readJournal, journalPath, unfinishedMigratio
 import type { RestoreResult } from './executor.js';
 import type { AgentPort, Clock, FlowPort, MigrationPlan, MigrationRef, Objective, PlannerPort, Side } from './ports.js';
 import { systemClock } from './ports.js';
-import { afterResumeRequest, assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationMode, type MigrationState, type ResumeFate, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
+import { afterResumeRequest, RESUME_REQUEST_STEPS, assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationMode, type MigrationState, type ResumeFate, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
 
 /** What the verify step gets: the facts of the migration, from the orchestrator. */
 export interface MigrationFacts {
@@ -202,8 +202,10 @@ class MigrationRun {
   private recoveredFailedStep: StepName | undefined;
   /** Requests that may outlive their step (restore on arrival, resume); aborted when the run ends. */
   private readonly runSignal = new AbortController();
-  /** The resume request may have left (journaled, or found in the journal after a crash). */
-  private resumeRequested = false;
+  /** The resume request may leave from now on (journaled `resume-armed`, or found in the journal after a crash). */
+  private resumeArmed = false;
+  /** This run finishes a migration found in the journal (recover()). */
+  private readonly fromJournal: boolean;
   /** The resume request's reply, while this run sent it. */
   private resuming: Promise<void> | undefined;
   /** resumeFate's abort at the destination succeeded: the rollback need not repeat it. */
@@ -220,12 +222,13 @@ class MigrationRun {
   ) {
     this.log = log.child({ migrationId: ref.migrationId });
     this.hold = new HoldQueue(opts.holdLimits);
+    this.fromJournal = recovered !== undefined;
     if (recovered) {
       this.journal = Journal.reopen(opts.dataDir, ref.migrationId);
       this.state = recovered.state;
       this.startedAtMs = recovered.startedAtMs;
       this.recoveredFailedStep = recovered.failedStep;
-      this.resumeRequested = recovered.resumeRequested;
+      this.resumeArmed = recovered.resumeArmed;
       // Step starts inside the downtime window are not fsync'd: assume they happened.
       for (const s of assumeStartedAfterCrash(recovered.startedSteps)) this.started.add(s);
       this.steps.push(...recovered.steps);
@@ -299,6 +302,9 @@ class MigrationRun {
       }
     }
 
+    // The resume request will leave during `restore`: arm it in the journal now, so the hold's
+    // step-start (synced) makes it durable and no fsync of its own sits in the downtime.
+    this.armResume(false);
     const hold = await this.step('hold', async (signal) => {
       // Subscribe before the flows exist, so not even the first packet-in can be missed.
       this.unsubscribe = this.flows.onHeldPacket(m, (p) => {
@@ -432,12 +438,18 @@ class MigrationRun {
   }
 
   /**
-   * The point of no return: the destination's resume request, journaled (synced) before it leaves,
-   * so a controller that crashes from here on never thaws the source.
+   * Journals that the resume request (the point of no return) may leave from now on. It must be on
+   * disk before the request leaves: `sync: false` only when a synced record follows first.
    */
+  private armResume(sync: boolean): void {
+    if (this.resumeArmed) return;
+    this.journal.append({ type: 'resume-armed', atMs: this.clock.now(), host: this.ref.destination }, { sync });
+    this.resumeArmed = true;
+  }
+
+  /** The destination's resume request, armed (durably) first. */
   private requestResume(signal: AbortSignal): Promise<void> {
-    this.journal.append({ type: 'resume-requested', atMs: this.clock.now(), host: this.ref.destination });
-    this.resumeRequested = true;
+    this.armResume(true);
     const resuming = this.agents.resume(this.ref.destination, this.ref, signal);
     resuming.catch(() => {}); // awaited by the resume step, or by resumeFate after a failure
     this.resuming = resuming;
@@ -452,9 +464,11 @@ class MigrationRun {
    * Bounded by one step's time limit; without an answer it is `unknown`.
    */
   private async resumeFate(failed: StepName): Promise<ResumeFate> {
-    if (!this.resumeRequested) return 'not-sent';
-    // Past restore and resume nothing the destination says changes the way out: do not ask.
-    if (afterResumeRequest(failed, 'not-resumed') === 'roll-forward') return 'unknown';
+    // The request leaves only in `restore` (coat) or `resume`: a failure elsewhere is before it
+    // (hold, dump) or after the destination resumed (replay, release, verify). This run knows
+    // whether it sent it; after a crash, the armed journal says it may have.
+    const mayHaveLeft = this.resuming !== undefined || (this.fromJournal && this.resumeArmed);
+    if (!mayHaveLeft || !RESUME_REQUEST_STEPS.includes(failed)) return 'not-sent';
     const answer: Promise<ResumeFate> = this.resuming
       ? this.resuming.then(
           (): ResumeFate => 'resumed',

@@ -115,7 +115,7 @@ const BASELINE_FORWARD: Partial<Record<MigrationState, readonly MigrationState[]
  * fate picks one (`afterResumeRequest`): `restore` (coat asks for the resume while the destination
  * restores) and `resume` itself.
  */
-const RESUME_REQUEST_STEPS: readonly StepName[] = ['restore', 'resume'];
+export const RESUME_REQUEST_STEPS: readonly StepName[] = ['restore', 'resume'];
 
 /** Every state `from` may move to. */
 export function nextStates(from: MigrationState, mode: MigrationMode = 'coat'): readonly MigrationState[] {
@@ -165,7 +165,8 @@ export function transition(from: MigrationState, to: MigrationState, migrationId
  * is written but not fsync'd on its own: each fsync costs 1-3 ms on this machine and the window
  * has the downtime goal of a few ms. Recovery stays safe because it assumes all of them started
  * once `hold` did (the undo actions are idempotent), and the point of no return (the journal's
- * `resume-requested` record, or `resume`'s step-start) is always synced before the request leaves.
+ * `resume-armed` record) is always synced before the resume request can leave: coat writes it
+ * right before the hold's synced step-start, so it costs no fsync of its own inside the window.
  */
 export const UNSYNCED_WINDOW_STEPS: readonly StepName[] = ['dump', 'stream', 'restore', 'switch', 'replay'];
 

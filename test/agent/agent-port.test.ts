@@ -30,11 +30,14 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   const work = await mkdtemp(join(tmpdir(), `coat-${tag}-port-`));
   t.teardown(() => rm(work, { recursive: true, force: true }));
   const hosts = { src: `${tag}-s`, dst: `${tag}-d`, cli: `${tag}-c` };
-  for (const h of Object.values(hosts)) {
+  const agents = new Map<string, Agent>();
+  const startAgent = async (h: string) => {
     const agent = new Agent({ host: h, nats: { servers: nats.url }, secret, dataDir: join(work, h), listen: { host: '127.0.0.1', port: 0 }, executorFactory: async (_n, o) => createExecutor(o), log: logger('agent', { host: h }) });
     await agent.start();
     t.teardown(() => agent.stop());
-  }
+    agents.set(h, agent);
+  };
+  for (const h of Object.values(hosts)) await startAgent(h);
   const reg = await AgentRegistry.connect({ nats: { servers: nats.url }, secret });
   t.teardown(() => reg.close());
   for (const h of Object.values(hosts)) await reg.waitFor(h, 5000);
@@ -123,6 +126,11 @@ t.test('LiveAgentPort drives a migration\'s agent steps', async (t) => {
   const order = (await reg.agent(hosts.dst).request('timings', { migrationId: m.migrationId }, { deadlineMs: 5000 })).steps.map((x) => x.step);
   t.ok(order.indexOf('restore') < order.indexOf('resume'), 'resumed after the restore');
   await t.rejects(port.abort(m.destination, m, 'destination', signal), { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'AGENT_RESUMED' }, 'a destination that resumed refuses to be aborted');
+  // Restarted, it still refuses: its journal says the resume started (the service may run).
+  await agents.get(hosts.dst)!.stop();
+  await startAgent(hosts.dst);
+  await reg.waitFor(hosts.dst, 5000);
+  await t.rejects(port.abort(m.destination, m, 'destination', signal), { code: 'AGENT_REMOTE_FAILURE', remoteCode: 'AGENT_RESUMED' }, 'and so does the agent restarted after it');
   await port.release(m.source, m, signal);
   await access(join(stateDst, 'resumed.marker'));
   await access(join(stateSrc, 'released.marker'));

@@ -280,7 +280,9 @@ t.test('the resume request leaves when the dump is done, before the restore answ
   await until(() => o.calls.includes('agents.resume@edge-b'));
   t.ok(o.calls.indexOf('agents.dumpAndSend@edge-a->edge-b') < o.calls.indexOf('agents.resume@edge-b'), 'after the dump');
   const records = readJournal(journalPath(dir, 'm-early')).records;
-  t.ok(records.some((r) => r.type === 'resume-requested' && r.host === 'edge-b'), 'the point of no return is on disk before the request');
+  const armed = records.findIndex((r) => r.type === 'resume-armed' && r.host === 'edge-b');
+  const holdStart = records.findIndex((r) => r.type === 'step-start' && r.step === 'hold');
+  t.ok(armed >= 0 && armed < holdStart, "armed before the hold's step-start, whose fsync makes it durable before the freeze");
   t.equal(summarizeJournal(records).state, 'restore', 'while the restore step still waits');
   await new Promise((r) => setImmediate(r));
   t.notOk(o.running.destination, 'the destination does not run before its restore is done');
