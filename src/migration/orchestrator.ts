@@ -145,8 +145,10 @@ export class Orchestrator {
 
   /**
    * Finds the migrations a previous controller left unfinished in the journal and ends them:
-   * roll back before the resume request, roll forward from it. Held packets lived in the crashed
-   * controller's memory and are gone; TCP retransmits them (the report will show it).
+   * roll back before the resume request could leave; in `restore` or `resume`, roll back only if
+   * the destination's abort succeeds (it did not resume); roll forward past `resume`. Held packets
+   * lived in the crashed controller's memory and are gone; TCP retransmits them (the report will
+   * show it).
    */
   async recover(): Promise<MigrationOutcome[]> {
     const out: MigrationOutcome[] = [];
