@@ -13,7 +13,7 @@ import { openSync, closeSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoatError } from '../src/errors.js';
-import { stopPid } from './process.js';
+import { isAlive, stopPid } from './process.js';
 
 export class NatsServerError extends CoatError {}
 
@@ -171,13 +171,9 @@ export class NatsServer {
     } catch {
       /* not written yet: use the spawned pid */
     }
-    if (pid === undefined || !Number.isInteger(pid) || pid <= 0) return undefined;
-    try {
-      process.kill(pid, 0);
-      return pid;
-    } catch {
-      return undefined;
-    }
+    // A zombie (exited, not yet reaped by this process) is not a running server: stop() returns
+    // at that point, and pid() must agree with it.
+    return isAlive(pid) ? pid : undefined;
   }
 
   /** Stops the server by its pid: SIGTERM, then SIGKILL after `graceMs`. */

@@ -30,6 +30,15 @@ export interface ProbeOptions {
 }
 
 const NONCE_BYTES = 16;
+
+/**
+ * Open raw sockets and their native wrappers, held here until closed. raw-socket's native
+ * SocketWrap is a weak handle that its own poll watcher calls back into: when V8 collected it with
+ * the socket still open, the next readable event crashed the process (SIGSEGV in
+ * SocketWrap::HandleIOEvent, raw-socket issue #47; here 3 crashes in 56 `coat probe`
+ * runs, none in 82 with this reference).
+ */
+const openSockets = new Set<unknown>();
 const now = () => performance.now();
 
 export async function probe(opts: ProbeOptions): Promise<EchoSummary> {
@@ -44,6 +53,8 @@ export async function probe(opts: ProbeOptions): Promise<EchoSummary> {
     // EPERM without CAP_NET_RAW
     throw new ProbeError('PROBE_SOCKET', `cannot open a raw ICMP socket: ${(err as Error).message}`, { cause: err });
   }
+  const held = [socket, (socket as unknown as { wrap?: unknown }).wrap];
+  for (const h of held) openSockets.add(h);
   const identifier = randomBytes(2).readUInt16BE(0);
   const nonce = randomBytes(NONCE_BYTES);
   const data = Buffer.concat([nonce, Buffer.alloc(opts.padBytes ?? 40, 0x5a)]);
@@ -78,6 +89,7 @@ export async function probe(opts: ProbeOptions): Promise<EchoSummary> {
     while (ledger.outstanding(now()).length > 0 && now() < deadline && !opts.signal?.aborted && !failure) await sleep(5);
   } finally {
     socket.close();
+    for (const h of held) openSockets.delete(h);
   }
   if (failure) throw failure;
   return ledger.summary();
@@ -86,7 +98,15 @@ export async function probe(opts: ProbeOptions): Promise<EchoSummary> {
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    // Removed when the timer fires: one listener per sleep would pile up on a long run's signal.
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -62,8 +62,14 @@ t.test('coat probe in namespaces: every echo answered; a blackout is counted los
     await sh(['-n', ns, 'link', 'set', 'lo', 'up']);
   }
   const probeFrom = async (ns: string, args: string[]) => {
-    const r = await run('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', join(REPO, 'lab', 'coat-entry.ts'), 'probe', '--json', ...args], { cwd: REPO, timeout: 60_000 }).catch((e: { code: number; stdout: string }) => e);
-    return { code: (r as { code?: number }).code ?? 0, summary: JSON.parse(r.stdout) as EchoSummary };
+    const r = await run('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', join(REPO, 'lab', 'coat-entry.ts'), 'probe', '--json', ...args], { cwd: REPO, timeout: 60_000 }).catch((e: { code: number; signal?: string; stdout: string; stderr: string }) => e);
+    const code = (r as { code?: number }).code ?? 0;
+    try {
+      return { code, summary: JSON.parse(r.stdout) as EchoSummary };
+    } catch {
+      // Say why: the exit and what the probe wrote to stderr, not a JSON parse error.
+      throw new Error(`coat probe ${args.join(' ')} in ${ns} printed no summary (exit ${code}, signal ${(r as { signal?: string }).signal ?? 'none'}): ${r.stderr.slice(-2000)}`);
+    }
   };
 
   // a ping of the system in the same namespace at the same time: its answers are not ours
