@@ -5,9 +5,10 @@
  * real controller and agents is implementing these interfaces (tests use fakes that record calls).
  *
  * Every method may throw; a thrown error fails the step that called it (rollback before the resume
- * request, roll forward after unless the destination provably did not resume). Methods that undo (`unstageDestination`, `removeHold`, `switchTo('source')`,
- * `abort`, `clearNamespace`) must be idempotent: crash recovery may call them again for an effect
- * that was already undone, or never made.
+ * request, roll forward after it unless the destination provably did not resume). Methods that
+ * undo (`unstageDestination`, `removeHold`, `switchTo('source')`, `abort`, `clearNamespace`) must
+ * be idempotent: crash recovery may call them again for an effect that was already undone, or
+ * never made.
  */
 import type { DumpResult, ExecutorName, RestoreResult, ServiceSpec } from './executor.js';
 
