@@ -96,6 +96,21 @@ export interface AgentOptions {
   log?: Logger;
 }
 
+/** What one agent process did as a migration's destination (Agent.destinations). */
+interface DestinationState {
+  /**
+   * The restore asked for and not ended (a restore on arrival from its request on, through its
+   * wait for the image): an abort waits for it before undoing, a resume before resuming.
+   */
+  restoring?: Promise<unknown>;
+  /** Aborted here: a restore on arrival for it never starts, nothing resumes. */
+  aborted: boolean;
+  /** Restored by this process and not aborted since: the only migrations it resumes. */
+  restored: boolean;
+  /** Its resume started here: an abort of it is refused (AGENT_RESUMED). */
+  resumed: boolean;
+}
+
 const jc = JSONCodec();
 
 function errorReport(e: unknown): ErrorReport {
@@ -116,18 +131,8 @@ export class Agent {
   private readonly receiver: ImageReceiver;
   private readonly executors = new Map<string, Executor>();
   private readonly arrivals: ImageArrivals;
-  /**
-   * Restores asked for and not ended, by migration (a restore on arrival from its request on,
-   * through its wait for the image): an abort waits for its migration's before undoing it, a
-   * resume waits for it before resuming.
-   */
-  private readonly restoring = new Map<string, Promise<unknown>>();
-  /** Migrations aborted here as destination: a restore on arrival for them never starts (until forget). */
-  private readonly abortedHere = new Set<string>();
-  /** Migrations restored here by this process, not aborted since: the only ones it resumes. */
-  private readonly restoredHere = new Set<string>();
-  /** Migrations whose resume started here: an abort of them as destination is refused (AGENT_RESUMED). */
-  private readonly resumedHere = new Set<string>();
+  /** What this process did as each migration's destination, until `forget`. */
+  private readonly destinations = new Map<string, DestinationState>();
   private nc: NatsConnection | undefined;
   private subs: Subscription[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
@@ -332,9 +337,7 @@ export class Agent {
         need('migrationId', 'string');
         const id = a.migrationId as string;
         this.executors.delete(id);
-        this.abortedHere.delete(id);
-        this.restoredHere.delete(id);
-        this.resumedHere.delete(id);
+        this.destinations.delete(id);
         this.arrivals.cancel(id, new AgentCommandError('AGENT_CANCELLED', `migration ${id} forgotten while a restore waited for its image`));
         this.receiver.forget(id);
         if (a.removeImage === true) await rm(this.imageDir(id), { recursive: true, force: true });
@@ -415,33 +418,40 @@ export class Agent {
     if (a.step === 'preDump' && !(Number.isInteger(a.round) && a.round! >= 1)) throw bad('preDump needs round >= 1');
     if (a.sendTo !== undefined && (a.step !== 'dump' || typeof a.sendTo !== 'object' || a.sendTo === null)) throw bad('sendTo is for the dump step only');
     if (a.afterImage !== undefined && (a.step !== 'restore' || typeof a.afterImage !== 'string' || !isSafeName(a.afterImage))) throw bad('afterImage is an image step name, for the restore step only');
-    if (a.step === 'abort' && a.role === 'destination') {
-      // The controller may abort to learn whether this destination resumed (its resume request
-      // got no answer): once a resume started here, undoing it could leave two live copies.
-      if (this.resumeStarted(a.migrationId)) throw new AgentCommandError('AGENT_RESUMED', `migration ${a.migrationId} resumed here; its abort is refused`);
-      this.abortedHere.add(a.migrationId);
-      this.restoredHere.delete(a.migrationId);
-      await this.endRestores(a.migrationId, log);
-    }
-    // A restore that reaches us after its migration was aborted must not restore behind the abort.
-    if (a.afterImage !== undefined && this.abortedHere.has(a.migrationId)) throw new AgentCommandError('AGENT_CANCELLED', `migration ${a.migrationId} was aborted here; its restore does not start`);
-    if (a.step === 'restore') {
-      const running = this.restoreStep(a, signal, log);
-      this.restoring.set(a.migrationId, running);
-      try {
-        return await running;
-      } finally {
-        if (this.restoring.get(a.migrationId) === running) this.restoring.delete(a.migrationId);
+    if (a.role === 'destination' && (a.step === 'abort' || a.step === 'restore' || a.step === 'resume')) {
+      const d = this.destination(a.migrationId);
+      if (a.step === 'abort') {
+        // The controller may abort to learn whether this destination resumed (its resume request
+        // got no answer): once a resume started here, undoing it could leave two live copies.
+        if (this.resumeStarted(a.migrationId, d)) throw new AgentCommandError('AGENT_RESUMED', `migration ${a.migrationId} resumed here; its abort is refused`);
+        d.aborted = true;
+        d.restored = false;
+        await this.endRestore(a.migrationId, d, log);
+      } else if (a.step === 'restore') {
+        // A restore that reaches us after its migration was aborted must not restore behind the abort.
+        if (a.afterImage !== undefined && d.aborted) throw new AgentCommandError('AGENT_CANCELLED', `migration ${a.migrationId} was aborted here; its restore does not start`);
+        const running = this.restoreStep(a, d, signal, log);
+        d.restoring = running;
+        try {
+          return await running;
+        } finally {
+          if (d.restoring === running) delete d.restoring;
+        }
+      } else {
+        await this.awaitRestore(a.migrationId, d, log);
+        d.resumed = true; // same turn as the check: no abort slips in between
       }
-    }
-    if (a.step === 'resume') {
-      await this.awaitRestore(a.migrationId, log);
-      this.resumedHere.add(a.migrationId); // same turn as the check: no abort slips in between
     }
     return this.runExecutorStep(a, signal, log);
   }
 
-  private async restoreStep(a: ExecutorStepArgs, signal: AbortSignal, log: Logger): Promise<ExecutorStepResult> {
+  private destination(migrationId: string): DestinationState {
+    let d = this.destinations.get(migrationId);
+    if (!d) this.destinations.set(migrationId, (d = { aborted: false, restored: false, resumed: false }));
+    return d;
+  }
+
+  private async restoreStep(a: ExecutorStepArgs, d: DestinationState, signal: AbortSignal, log: Logger): Promise<ExecutorStepResult> {
     if (a.afterImage !== undefined) {
       // Restore on arrival: the wait is not a step yet (no journal record, no executor call).
       await this.arrivals.wait(a.migrationId, a.afterImage, signal);
@@ -449,7 +459,7 @@ export class Agent {
     }
     const result = await this.runExecutorStep(a, signal, log);
     // Inside the promise a resume waits on (`restoring`), so it sees this when that settles.
-    if (!this.abortedHere.has(a.migrationId)) this.restoredHere.add(a.migrationId);
+    if (!d.aborted) d.restored = true;
     return result;
   }
 
@@ -458,8 +468,8 @@ export class Agent {
    * journal (its write-ahead record precedes the executor's resume), since a service the previous
    * process resumed may still run.
    */
-  private resumeStarted(migrationId: string): boolean {
-    if (this.resumedHere.has(migrationId)) return true;
+  private resumeStarted(migrationId: string, d: DestinationState): boolean {
+    if (d.resumed) return true;
     const h = this.journal.get(migrationId);
     return h !== undefined && (h.inFlight?.step === 'resume' || h.steps.some((s) => s.step === 'resume'));
   }
@@ -470,14 +480,14 @@ export class Agent {
    * restore. Resumes only what this process restored: otherwise AGENT_NOT_RESTORED, which tells
    * the controller that nothing resumed here and its rollback may thaw the source.
    */
-  private async awaitRestore(migrationId: string, log: Logger): Promise<void> {
-    const pending = this.restoring.get(migrationId);
+  private async awaitRestore(migrationId: string, d: DestinationState, log: Logger): Promise<void> {
+    const pending = d.restoring;
     if (pending) {
       log.debug('resume waits for the restore of this migration');
       await pending.catch(() => {});
     }
-    if (!this.restoredHere.has(migrationId)) {
-      const why = this.abortedHere.has(migrationId) ? 'it was aborted here' : pending ? 'its restore failed' : 'no restore of it succeeded in this agent process';
+    if (!d.restored) {
+      const why = d.aborted ? 'it was aborted here' : pending ? 'its restore failed' : 'no restore of it succeeded in this agent process';
       throw new AgentCommandError('AGENT_NOT_RESTORED', `migration ${migrationId} not resumed: ${why}`);
     }
   }
@@ -486,9 +496,9 @@ export class Agent {
    * Before an abort: ends a restore of this migration that waits for its image, and lets one that
    * is already restoring finish, so the abort undoes all it made and nothing restores after it.
    */
-  private async endRestores(migrationId: string, log: Logger): Promise<void> {
+  private async endRestore(migrationId: string, d: DestinationState, log: Logger): Promise<void> {
     const cancelled = this.arrivals.cancel(migrationId, new AgentCommandError('AGENT_CANCELLED', `migration ${migrationId} aborted while its restore waited for the image`));
-    const running = this.restoring.get(migrationId);
+    const running = d.restoring;
     if (cancelled > 0 || running) log.info({ cancelledWaits: cancelled, restoreRunning: running !== undefined }, 'abort: ending the restore of this migration first');
     await running?.catch(() => {});
   }

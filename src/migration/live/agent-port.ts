@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AgentRegistry } from '../../agent/client.js';
 import type { RequestOptions } from '../../agent/client.js';
-import type { ExecutorStep, ExecutorStepArgs, Role } from '../../agent/protocol.js';
+import type { ExecutorStep, ExecutorStepArgs, ExecutorStepResult, Role } from '../../agent/protocol.js';
 import type { DumpResult, ExecutorOptions, RestoreResult, ServiceSpec } from '../executor.js';
 import type { AgentPort, DumpAndSendResult, ImageTicket, MigrationRef, Side, StreamResult } from '../ports.js';
 import { LiveMigrationError } from './errors.js';
@@ -222,18 +222,14 @@ export class LiveAgentPort implements AgentPort {
   }
 
   async restore(host: string, m: MigrationRef, signal: AbortSignal): Promise<RestoreResult> {
-    const r = await this.step(host, m, 'destination', 'restore', signal);
-    if (!r.restore) throw new LiveMigrationError('LIVE_LAB', `${host}: restore returned no restore result`, { host });
-    return r.restore;
+    return restoreResultOf(host, await this.step(host, m, 'destination', 'restore', signal));
   }
 
   async restoreOnArrival(host: string, m: MigrationRef, ticket: ImageTicket, signal: AbortSignal): Promise<RestoreResult> {
     // Not tracked as abandoned: an abort at that agent ends the wait, or waits for the restore,
-    // itself (agent.ts, endRestores). Its deadline covers two commands' worth: it waits through
+    // itself (agent.ts, endRestore). Its deadline covers two commands' worth: it waits through
     // the whole dump and stream, then restores.
-    const r = await this.sendStep(host, m, 'destination', 'restore', signal, { afterImage: ticket.stepName }, 2 * (this.opts.deadlineMs ?? 30_000));
-    if (!r.restore) throw new LiveMigrationError('LIVE_LAB', `${host}: restore returned no restore result`, { host });
-    return r.restore;
+    return restoreResultOf(host, await this.sendStep(host, m, 'destination', 'restore', signal, { afterImage: ticket.stepName }, 2 * (this.opts.deadlineMs ?? 30_000)));
   }
 
   async resume(host: string, m: MigrationRef, signal: AbortSignal): Promise<void> {
@@ -286,6 +282,11 @@ export class LiveAgentPort implements AgentPort {
     const p = this.placement(host, m);
     await this.opts.registry.agent(host).request('neigh.flush', { migrationId: m.migrationId, ip: m.service.ip, ...(p.clientNetns ? { netns: p.clientNetns } : {}) }, this.req(signal));
   }
+}
+
+function restoreResultOf(host: string, r: ExecutorStepResult): RestoreResult {
+  if (!r.restore) throw new LiveMigrationError('LIVE_LAB', `${host}: restore returned no restore result`, { host });
+  return r.restore;
 }
 
 /**
