@@ -486,12 +486,12 @@ class MigrationRun {
       },
       () => answer,
     );
-    let cancel = () => {};
-    const timeout = new Promise<ResumeFate>((resolve) => (cancel = this.clock.setTimer(() => resolve('unknown'), this.opts.stepTimeoutMs ?? 30_000)));
     try {
-      return await Promise.race([definitive, asked, timeout]);
+      // withTimer aborts `ac` when the limit passes: the abort request is abandoned with it.
+      return await this.withTimer('resume-fate', this.opts.stepTimeoutMs ?? 30_000, ac, () => Promise.race([definitive, asked]));
+    } catch {
+      return 'unknown'; // the time limit passed (the race itself never rejects)
     } finally {
-      cancel();
       ac.abort();
     }
   }

@@ -42,6 +42,8 @@ export class FakeOverlay {
 
   /** The destination's restore on arrival, while asked for (resume waits for it, as the agent does). */
   restoring: Promise<unknown> | undefined;
+  /** The restore's own work after the image landed: a test replaces it to finish or fail it when it says. */
+  restoreWork: Promise<void> = Promise.resolve();
 
   /** The final image's arrival at the destination (restore on arrival waits for it). */
   private arrival: { landed: boolean; waiters: { resolve(): void; reject(e: Error): void }[] } = { landed: false, waiters: [] };
@@ -163,7 +165,7 @@ export function fakeAgents(o: FakeOverlay, dirtyPages: number[] = []): AgentPort
       }),
     restoreOnArrival: (h, _m, ticket, s) => {
       const restoring = o
-        .call(`agents.restoreOnArrival:${ticket.stepName}@${h}`, s, () => o.imageLanded())
+        .call(`agents.restoreOnArrival:${ticket.stepName}@${h}`, s, () => o.imageLanded().then(() => o.restoreWork))
         .then((): RestoreResult => {
           o.restored = true;
           return { sockets: 1, timings: { sockets: 0.25 } };

@@ -253,19 +253,10 @@ function custom(t: Test, id: string, change: (o: FakeOverlay, agents: AgentPort)
   return { o, orch, dir };
 }
 
-/** restoreOnArrival that answers when the test says: `finish()` or `fail()`. */
-function slowRestore(o: FakeOverlay, agents: AgentPort): { finish(): void; fail(): void } {
+/** The destination's restore answers when the test says: `finish()` or `fail()`. */
+function slowRestore(o: FakeOverlay): { finish(): void; fail(): void } {
   const ctl = { finish: () => {}, fail: () => {} };
-  agents.restoreOnArrival = (h, _m, ticket, s) => {
-    const restoring = o
-      .call(`agents.restoreOnArrival:${ticket.stepName}@${h}`, s, () => new Promise<void>((resolve, reject) => Object.assign(ctl, { finish: resolve, fail: () => reject(Object.assign(new Error('restore failed'), { code: 'TREX_IMAGE_INVALID' })) })))
-      .then(() => {
-        o.restored = true;
-        return { sockets: 1, timings: {} };
-      });
-    o.restoring = restoring;
-    return restoring;
-  };
+  o.restoreWork = new Promise<void>((resolve, reject) => Object.assign(ctl, { finish: resolve, fail: () => reject(Object.assign(new Error('restore failed'), { code: 'TREX_IMAGE_INVALID' })) }));
   return ctl;
 }
 
@@ -275,7 +266,7 @@ const until = async (cond: () => boolean) => {
 
 t.test('the resume request leaves when the dump is done, before the restore answers, journaled first', async (t) => {
   let restore!: { finish(): void };
-  const { o, orch, dir } = custom(t, 'm-early', (o, agents) => (restore = slowRestore(o, agents)));
+  const { o, orch, dir } = custom(t, 'm-early', (o) => (restore = slowRestore(o)));
   const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
   await until(() => o.calls.includes('agents.resume@edge-b'));
   t.ok(o.calls.indexOf('agents.dumpAndSend@edge-a->edge-b') < o.calls.indexOf('agents.resume@edge-b'), 'after the dump');
@@ -294,7 +285,7 @@ t.test('the resume request leaves when the dump is done, before the restore answ
 
 t.test('a restore that fails after the resume request left still rolls back: nothing resumed there', async (t) => {
   let restore!: { fail(): void };
-  const { o, orch } = custom(t, 'm-early-fail', (o, agents) => (restore = slowRestore(o, agents)));
+  const { o, orch } = custom(t, 'm-early-fail', (o) => (restore = slowRestore(o)));
   withTraffic(o);
   const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
   await until(() => o.calls.includes('agents.resume@edge-b'));
@@ -318,6 +309,25 @@ t.test('a resume that failed before anything ran rolls back: the abort at the de
   t.ok(o.running.source && !o.frozen, 'source thawed');
   t.same(o.calls.filter((c) => c.startsWith('agents.abort:destination')), ['agents.abort:destination@edge-b'], 'asked once; the rollback does not repeat it');
   t.same(o.lost, []);
+});
+
+t.test('no answer from the destination within a step\'s time: it may have resumed, so roll forward', async (t) => {
+  const { o, orch, clock } = setup(t, 'm-resume-silent', cold, { stepTimeoutMs: 100 });
+  o.failOn.set('agents.resume@edge-b', 'hang');
+  o.failOn.set('agents.abort:destination@edge-b', 'hang');
+  const running = orch.migrate({ ref: o.ref, objective: 'min-resources' });
+  await until(() => o.calls.includes('agents.resume@edge-b'));
+  clock.advance(100); // the resume step's limit
+  await until(() => o.calls.includes('agents.abort:destination@edge-b'));
+  await new Promise((r) => setImmediate(r));
+  t.notOk(o.calls.includes('flows.removeHold'), 'still waiting for an answer');
+  clock.advance(100); // the question's limit
+  const out = await running;
+  t.equal(out.state, 'failed');
+  t.equal(out.failedStep, 'resume');
+  t.ok(o.frozen, 'source left frozen');
+  t.notOk(o.calls.includes('agents.abort:source@edge-a'), 'never thawed');
+  t.ok(o.signals.get('agents.abort:destination@edge-b')?.aborted, 'the unanswered question was abandoned');
 });
 
 t.test('failure while resuming rolls forward: held frames go to the destination, hold removed, source left frozen', async (t) => {
