@@ -629,8 +629,8 @@ function withFault(fault: FaultName, c: FaultContext): { flows: FlowPort; agents
       // The agent dies with what it started (the standby service), as under a supervisor that
       // kills the unit's whole process group (systemd's KillMode=control-group); the supervisor
       // starts it again a second later; the restore was lost with it. coat asks for the restore
-      // with the dump: the agent dies while the image is on its way or just after it landed (on
-      // this machine: after, so the restore fails); coat-baseline, at its restore step.
+      // with the dump: the agent dies while the image is on its way (the dump's stream fails) or
+      // just after it landed (the restore fails); both happen here; coat-baseline, at its restore.
       const kill = async () => {
         const pid = c.agentPids.get(c.destination);
         if (pid !== undefined) for (const p of await processTree(pid)) killQuietly(p);
