@@ -3,7 +3,8 @@
  *
  *   TAG-fabric   Linux bridge TAG-fab: the underlay. Host i's link is the veth TAG-fI (here) /
  *                TAG-uI (in the host), shaped with tbf at the host's `underlay.mbit` both ways,
- *                here: egress of TAG-fI, and its ingress through the ifb TAG-iI.
+ *                here: egress of TAG-fI, and its ingress through the ifb TAG-iI; every underlay
+ *                link (and the host's underlay bridge port) gets `underlay.mtu` when it is set.
  *   TAG-ctl      Linux bridge TAG-mgmt with the controller's address: the management network.
  *                Host i's link is TAG-nI (here) / TAG-mI (in the host). nats-server (token auth)
  *                and `coat controller` run here; OVS reaches the controller over TCP, as across
@@ -147,8 +148,9 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
     const ctl = nsClient.get(names.ctlNetns)!;
 
     progress(`lab ${tag}: underlay fabric and management network`);
+    const underlayMtu = topo.underlay.mtu;
     await fab.createBridge(names.fabricBridge);
-    await fab.setLink(names.fabricBridge, { up: true });
+    await fab.setLink(names.fabricBridge, { ...(underlayMtu ? { mtu: underlayMtu } : {}), up: true });
     await ctl.createBridge(names.mgmtBridge);
     await ctl.addAddress(names.mgmtBridge, `${names.ctlIp}/${names.mgmtPrefix}`);
     await ctl.setLink(names.mgmtBridge, { up: true });
@@ -158,14 +160,14 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
         const spec = topo.hosts[i]!;
         const hc = nsClient.get(h.netns)!;
         // underlay link, shaped both ways when the topology gives a rate
-        await fab.createVeth({ name: h.fabricIf, peer: h.uplinkIf, peerNetns: h.netns });
+        await fab.createVeth({ name: h.fabricIf, peer: h.uplinkIf, peerNetns: h.netns, ...(underlayMtu ? { mtu: underlayMtu } : {}) });
         await fab.setLink(h.fabricIf, { master: names.fabricBridge, up: true });
         await hc.setLink(h.uplinkIf, { up: true });
         await disableTxOffload(h.uplinkIf, h.netns);
         if (spec.underlay.mbit !== undefined) {
           // both directions shaped in the fabric: OVS resets qdiscs on the ports it opens
           await fab.createIfb(h.fabricIfb);
-          await fab.setLink(h.fabricIfb, { up: true });
+          await fab.setLink(h.fabricIfb, { ...(underlayMtu ? { mtu: underlayMtu } : {}), up: true });
           await shapeEgress(h.fabricIf, { mbit: spec.underlay.mbit }, names.fabricNetns);
           await shapeIngress(h.fabricIf, h.fabricIfb, { mbit: spec.underlay.mbit }, names.fabricNetns);
         }

@@ -256,6 +256,19 @@ export class VSwitch {
     await this.transactExpectingRow(tx, `bridge ${bridge}`);
   }
 
+  /**
+   * Interface.mtu_request (ovs-vswitchd.conf.db(5)): the MTU ovs-vswitchd gives the interface, e.g.
+   * a bridge's internal port, whose MTU otherwise follows the bridge's other ports. null removes
+   * the request.
+   */
+  async setInterfaceMtu(name: string, mtu: number | null): Promise<void> {
+    const tx = this.transaction();
+    tx.wait('Interface', [eq('name', name)], ['name'], '==', [{ name }], 0);
+    tx.update('Interface', [eq('name', name)], { mtu_request: mtu });
+    tx.comment(`coat: set Interface ${name} mtu_request=${mtu ?? '[]'}`);
+    await this.transactExpectingRow(tx, `interface named ${name}`);
+  }
+
   private async updateBridge(bridge: string, row: Record<string, unknown>): Promise<void> {
     const tx = this.transaction();
     tx.update('Bridge', [eq('name', bridge)], row);

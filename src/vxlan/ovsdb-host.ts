@@ -53,6 +53,8 @@ export async function configureHost(vs: VSwitch, topo: Topology, layout: HostLay
     }
   }
   await vs.addPort(layout.underlayBridge, layout.uplink, { type: 'system', ofportRequest: layout.uplinkOfport, mayExist: true });
+  // The underlay IP lives on the underlay bridge's internal port: its MTU is the underlay's.
+  if (topo.underlay.mtu !== undefined) await vs.setInterfaceMtu(layout.underlayBridge, topo.underlay.mtu);
   const selfIp = topo.hosts[layout.index]!.underlay.ip;
   const added = new Set<string>();
   for (const t of Object.values(layout.tunnels)) {

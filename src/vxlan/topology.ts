@@ -54,7 +54,15 @@ export interface Topology {
   datapath: DatapathType;
   tunnel: TunnelKind;
   overlay: { subnet: string; vni: number; mtu: number };
-  underlay: { subnet: string };
+  underlay: {
+    subnet: string;
+    /**
+     * The underlay's MTU. A lab sets it on every underlay link and on each host's underlay
+     * bridge; on real hosts it is the network's (coat requests it on the underlay bridge's internal
+     * port and checks that the overlay fits). Absent: the links keep theirs (1500 for veths).
+     */
+    mtu?: number;
+  };
   management: { subnet: string };
   controller: {
     /** OpenFlow connection method OVS is given (`tcp:IP:PORT`); in a lab, filled in by the lab. */
@@ -88,6 +96,9 @@ overlay:
   mtu: 1400
 underlay:
   subnet: 192.168.100.0/24
+  # Jumbo frames, as VXLAN fabrics commonly have. User-space OVS forwards per packet: at 1500
+  # bytes two of its datapaths in a row carry less than the 1 Gbit/s a bench shapes the link to.
+  mtu: 9000
 management:
   subnet: 172.31.0.0/24
 controller:
@@ -103,6 +114,9 @@ endpoints:
   - { name: service, host: edge-a, ip: 10.10.0.10, mac: "02:c0:a7:00:00:10", role: service }
   - { name: client, host: client, ip: 10.10.0.20, mac: "02:c0:a7:00:00:20", role: client }
 `;
+
+/** Bytes VXLAN over IPv4 adds to an overlay frame's IP packet (RFC 7348 §5). */
+export const VXLAN_IPV4_OVERHEAD = 50;
 
 /** Host and endpoint names become parts of namespace and interface names: short, simple. */
 const NAME_RE = /^[a-z][a-z0-9-]{0,15}$/;
@@ -183,8 +197,14 @@ export function validateTopology(doc: unknown, file?: string): Topology {
     // 1400 leaves room for the 50 bytes of VXLAN encapsulation on a 1500-byte underlay.
     mtu: c.int(ov, 'mtu', 'overlay', 576, 9000, 1400) ?? 1400,
   };
-  const ul = c.obj(top.underlay ?? {}, 'underlay', ['subnet']) ?? {};
-  const underlay = { subnet: c.cidr(ul, 'subnet', 'underlay', '192.168.100.0/24') ?? '' };
+  const ul = c.obj(top.underlay ?? {}, 'underlay', ['subnet', 'mtu']) ?? {};
+  const underlayMtu = ul.mtu === undefined ? undefined : c.int(ul, 'mtu', 'underlay', 1280, 9216);
+  const underlay: Topology['underlay'] = { subnet: c.cidr(ul, 'subnet', 'underlay', '192.168.100.0/24') ?? '', ...(underlayMtu !== undefined ? { mtu: underlayMtu } : {}) };
+  // RFC 7348 §4.3 (and §5): VXLAN over IPv4 adds 50 bytes (outer Ethernet 14, IPv4 20, UDP 8,
+  // VXLAN 8) to every overlay frame, and VTEPs must not fragment it.
+  if (underlayMtu !== undefined && overlay.mtu + VXLAN_IPV4_OVERHEAD > underlayMtu) {
+    c.bad('overlay.mtu', `${overlay.mtu} + ${VXLAN_IPV4_OVERHEAD} bytes of VXLAN encapsulation does not fit underlay.mtu ${underlayMtu}`);
+  }
   const mg = c.obj(top.management ?? {}, 'management', ['subnet']) ?? {};
   const management = { subnet: c.cidr(mg, 'subnet', 'management', '172.31.0.0/24') ?? '' };
   const ct = c.obj(top.controller ?? {}, 'controller', ['openflow', 'port', 'nats']) ?? {};

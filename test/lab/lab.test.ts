@@ -111,6 +111,19 @@ t.test("COAT's testbed: overlay reachability, 10 MB transfer, shaped rate, ARP f
     t.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(data).digest('hex'), 'sha256 matches');
   });
 
+  await t.test('the underlay carries the topology\'s 9000-byte MTU host to host, through both underlay bridges', async (t) => {
+    const [a, b] = st.hosts;
+    for (const h of [a!, b!]) {
+      const links = JSON.parse((await inNs(h.namespace, 'ip', ['-j', 'link', 'show'])).stdout) as { ifname: string; mtu: number }[];
+      t.equal(links.find((l) => l.ifname === h.underlayBridge)?.mtu, 9000, `${h.name}: the underlay bridge's port (OVSDB mtu_request)`);
+    }
+    // 8972 bytes of ICMP payload + 8 + 20 = 9000, and DF set: one frame or nothing.
+    const jumbo = await inNs(a!.namespace, 'ping', ['-c', '2', '-i', '0.2', '-W', '2', '-M', 'do', '-s', '8972', '192.168.100.12']);
+    t.match(jumbo.stdout, /2 packets transmitted, 2 received/);
+    const tooBig = await inNs(a!.namespace, 'ping', ['-c', '1', '-W', '1', '-M', 'do', '-s', '8973', '192.168.100.12']).then((r) => r.stdout, (e: Error) => e.message);
+    t.match(tooBig, /message too long|mtu = 9000|100% packet loss/, 'one byte more does not pass unfragmented');
+  });
+
   await t.test('client to edge-a runs at the shaped 100 Mbit/s (within 15 %)', async (t) => {
     // The shaper (tbf on the fabric's port to edge-a) counts underlay frames: 1464 bytes on the wire
     // carry 1348 bytes of TCP payload (VXLAN + inner headers), so goodput tops out near 92 Mbit/s.

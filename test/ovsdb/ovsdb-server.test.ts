@@ -77,6 +77,11 @@ t.test('bridge / port / interface / controller lifecycle, read back with ovs-vsc
   t.same(ctl.map((c) => [c.target, c.connection_mode, c.inactivity_probe, c.max_backoff]), [['tcp:127.0.0.1:6653', 'out-of-band', 3000, 1000]]);
   await vs.setControllers('br-int', [{ target: 'tcp:127.0.0.1:6654' }]);
   t.equal((await ovs.vsctl(['--columns=target', '--bare', 'list', 'Controller'])).trim(), 'tcp:127.0.0.1:6654', 'the replaced controller is gone');
+  await vs.setInterfaceMtu('tap-int0', 9000);
+  t.equal((await ovs.vsctl(['get', 'Interface', 'tap-int0', 'mtu_request'])).trim(), '9000');
+  await vs.setInterfaceMtu('tap-int0', null);
+  t.equal((await ovs.vsctl(['get', 'Interface', 'tap-int0', 'mtu_request'])).trim(), '[]', 'null removes the request');
+  t.equal((await rejection(vs.setInterfaceMtu('no-such-if', 1500))).code, 'OVSDB_NOT_FOUND');
   await vs.setFailMode('br-int', 'standalone');
   t.equal((await ovs.vsctl(['get', 'Bridge', 'br-int', 'fail_mode'])).trim(), 'standalone');
   await vs.setBridgeOtherConfig('br-int', { hwaddr: null, 'disable-in-band': 'true' });

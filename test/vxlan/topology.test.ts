@@ -9,6 +9,7 @@ t.test('the default topology is COAT testbed: edge-a 100 Mbit/s, edge-b 500 Mbit
   t.equal(d.datapath, 'netdev');
   t.equal(d.tunnel, 'ovs');
   t.equal(d.overlay.mtu, 1400);
+  t.equal(d.underlay.mtu, 9000, 'a jumbo underlay: the lab links carry the rate they are shaped to');
   // the file shipped in lab/topologies is the same document
   t.equal(await readFile(new URL('../../lab/topologies/coat-testbed.yaml', import.meta.url), 'utf8'), DEFAULT_TOPOLOGY_YAML);
 });
@@ -29,6 +30,10 @@ t.test('every problem is reported with the path of the bad key', async (t) => {
   t.same(problems(DEFAULT_TOPOLOGY_YAML.replace('ip: 192.168.100.12', 'ip: 192.168.100.300')), ['hosts[1].underlay.ip: "192.168.100.300" is not an IPv4 address']);
   t.same(problems(DEFAULT_TOPOLOGY_YAML.replace('vni: 5000', 'vni: 16777216')), ['overlay.vni: must be an integer in 1..16777215, got 16777216']);
   t.same(problems(DEFAULT_TOPOLOGY_YAML.replace('tunnel: ovs ', 'tunnel: gre ')), ['(top).tunnel: must be one of ovs, kernel, got "gre"']);
+  t.same(problems(DEFAULT_TOPOLOGY_YAML.replace('  mtu: 9000', '  mtu: 70000')), ['underlay.mtu: must be an integer in 1280..9216, got 70000']);
+  t.same(problems(DEFAULT_TOPOLOGY_YAML.replace('  mtu: 9000', '  mtu: 1449')), ['overlay.mtu: 1400 + 50 bytes of VXLAN encapsulation does not fit underlay.mtu 1449']);
+  t.same(problems(DEFAULT_TOPOLOGY_YAML.replace('  mtu: 9000', '  mtu: 1450')), [], '1400 + 50 fits exactly');
+  t.equal(parseTopology(DEFAULT_TOPOLOGY_YAML.replace(/\n  mtu: 9000/, '')).underlay.mtu, undefined, 'absent: the links keep theirs');
   t.same(problems(DEFAULT_TOPOLOGY_YAML.replace('  mtu: 1400', '  mtu: 1400\n  colour: blue')), ['overlay.colour: unknown key (allowed: subnet, vni, mtu)']);
   t.same(
     problems(base('endpoints:\n  - { name: service, host: edge-z, ip: 10.20.0.1, mac: "03:00:00:00:00:01" }\n  - { name: service, host: edge-a, ip: 10.10.0.5, mac: "zz" }\n')),
