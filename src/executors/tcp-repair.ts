@@ -10,7 +10,8 @@
  *            pagemap read + clear_refs (dirty-pages.ts).
  *   dump     freezes the tree (cgroup v1 freezer, else SIGSTOP), takes every TCP socket of the main
  *            process with pidfd_getfd, puts the established ones in repair mode and saves them,
- *            records the listening ones, copies the last dirty pages. The source stays frozen with
+ *            records the listening ones, copies the last dirty pages, and links the state files
+ *            no round copied into the image whole (linkWholeFiles). The source stays frozen with
  *            its sockets in repair mode: nothing it holds can send a FIN or RST. Dump, restore and
  *            resume lie inside the downtime: synchronous calls only there (no thread-pool queueing),
  *            no process start, no fsync.
@@ -22,9 +23,10 @@
  *            directory, applying each pre-copy round's pages into the state files as it arrives
  *            (state-applier.ts). Both happen while the source still runs, outside the downtime.
  *   restore  verifies every image not yet applied (checksums, versions) before touching anything,
- *            applies the dump's pages and renames the state files into place, rebuilds the
- *            sockets in repair mode inside the service's namespace (setns in the addon), recreates
- *            the listeners, and hands them to the standby, which takes them with pidfd_getfd;
+ *            applies the dump's pages, moves its whole files in, renames the state files into
+ *            place, rebuilds the sockets in repair mode inside the service's namespace (setns in
+ *            the addon), recreates the listeners, and hands them to the standby, which takes
+ *            them with pidfd_getfd;
  *            returns once it reports it holds them. No standby (prepare not called, or it died):
  *            it starts one first, logged, and the process start is inside restore again.
  *   resume   takes the sockets out of repair mode, writes the never-sent tails, records the stream
@@ -34,11 +36,13 @@
  * Image layout under ctx.imageDir, one directory per step (the agent streams each):
  *   STEP/round.json                 { kind: "pre" | "dump", round, ... }
  *   STEP/state/NAME.pages           page delta of state file NAME (page-delta.ts)
+ *   dump/state/NAME.whole           state file NAME as it is, when no pre-copy round copied it
+ *                                   (a hard link to the frozen service's file; see linkWholeFiles)
  *   dump/sockets/NNN.skimg          socket images (src/tcp-repair/image.ts)
  *   dump/listeners.json             listening endpoints to recreate
  */
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { CoatError } from '../errors.js';
 import type { DumpResult, Executor, ExecutorContext, ExecutorOptions, RestoreResult } from '../migration/executor.js';
@@ -47,7 +51,7 @@ import { RepairSocket, listenIn, netnsPath, ZERO_ORIGIN, type StreamOrigin } fro
 import { decode as decodeImage, encode as encodeImage, type Endpoint, type SocketImage } from '../tcp-repair/image.js';
 import { tcpSocketsOf, TCP_STATE } from '../tcp-repair/proc.js';
 import { enterFreezerCgroup, freeze, isAlive, processTree, thawByName, type Frozen, type FreezerCgroup, type FreezerKind } from './tcp-repair/freezer.js';
-import { CompareTracker, HashTracker, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
+import { CompareTracker, HashTracker, PAGE_SIZE, SoftDirtyTracker, softDirtyAvailable, type DirtyTracking, type RoundResult } from './tcp-repair/dirty-pages.js';
 import { decodePageDelta, encodePageDelta, type PageDelta } from './tcp-repair/page-delta.js';
 import { handoverFor, startStandby, type Standby } from './tcp-repair/handover.js';
 import { StateApplier, TMP_SUFFIX } from './tcp-repair/state-applier.js';
@@ -133,9 +137,50 @@ interface DestPrepared {
 interface RoundMeta {
   kind: 'pre' | 'dump';
   round: number;
+  /** State files with a page delta in this step (STEP/state/NAME.pages). */
   files: string[];
+  /** The dump's state files sent whole (STEP/state/NAME.whole): no earlier round copied them. */
+  whole?: WholeFile[];
   sockets?: string[];
   pid?: number;
+}
+
+interface WholeFile {
+  name: string;
+  size: number;
+}
+
+/** The service's state files: plain names, not coat's own bookkeeping or temp files. */
+function stateFileNames(entries: Dirent[]): string[] {
+  return entries.filter((e) => e.isFile() && e.name !== ORIGINS_FILE && !e.name.endsWith(TMP_SUFFIX) && FILE_NAME_RE.test(e.name)).map((e) => e.name).sort();
+}
+const FILE_NAME_RE = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * The dump's state files that no round copied yet (all of them without pre-copy) go into the image
+ * whole, as hard links to the frozen service's files, not copied into a page delta. The service is
+ * frozen, so the link holds exactly the checkpoint (the page cache is the file: pages the service
+ * dirtied through its mapping are what a read returns). The agent then streams the file chunk by
+ * chunk, reading while it sends, and the destination renames it into place. A cold 10 MiB dump
+ * skipped this way three copies of the state inside the downtime (into the delta, out of it at
+ * restore, into the state file) and two SHA-256 passes; the stream's own per-chunk hashes and image
+ * digest still cover every byte. Across filesystems: a copy (copy_file_range, in the kernel).
+ */
+function linkWholeFiles(ctx: ExecutorContext, names: string[]): WholeFile[] {
+  if (!names.length) return [];
+  const dir = ctx.service.stateDir!;
+  mkdirSync(join(ctx.stepDir, 'state'), { recursive: true });
+  return names.map((name) => {
+    const from = join(dir, name);
+    const to = join(ctx.stepDir, 'state', `${name}.whole`);
+    try {
+      linkSync(from, to);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      copyFileSync(from, to);
+    }
+    return { name, size: statSync(to).size };
+  });
 }
 
 export class TcpRepairExecutor implements Executor {
@@ -275,9 +320,11 @@ export class TcpRepairExecutor implements Executor {
       }
       timings.sockets = performance.now() - tSockets;
       const tState = performance.now();
-      const rounds = await this.stateRound(ctx, run, true, async () => {});
+      const stateNames = ctx.service.stateDir ? stateFileNames(readdirSync(ctx.service.stateDir, { withFileTypes: true })) : [];
+      const rounds = await this.stateRound(ctx, run, true, async () => {}, stateNames.filter((n) => run.tracker.hasRound(n)));
       timings.state = performance.now() - tState;
       const tWrite = performance.now();
+      const whole = linkWholeFiles(ctx, stateNames.filter((n) => !run.tracker.hasRound(n)));
       mkdirSync(join(ctx.stepDir, 'sockets'), { recursive: true });
       const names: string[] = [];
       let bytes = 0;
@@ -291,10 +338,11 @@ export class TcpRepairExecutor implements Executor {
       const lj = JSON.stringify(listeners);
       writeFileSync(join(ctx.stepDir, 'listeners.json'), lj);
       bytes += lj.length;
-      bytes += this.writeRoundNow(ctx, { kind: 'dump', round: 0, files: rounds.map((r) => r.delta.name), sockets: names, pid: run.pid }, rounds);
+      bytes += this.writeRoundNow(ctx, { kind: 'dump', round: 0, files: rounds.map((r) => r.delta.name), whole, sockets: names, pid: run.pid }, rounds);
       timings.write = performance.now() - tWrite;
       timings.total = performance.now() - t0;
-      const pages = rounds.reduce((n, r) => n + r.delta.pages.length, 0);
+      const pages = rounds.reduce((n, r) => n + r.delta.pages.length, 0) + whole.reduce((n, w) => n + Math.ceil(w.size / PAGE_SIZE), 0);
+      bytes += whole.reduce((n, w) => n + w.size, 0);
       const queued = images.reduce((n, i) => n + i.sendQueue.length + i.recvQueue.length, 0);
       ctx.log.info({ step: ctx.stepName, pid: run.pid, sockets: images.length, listeners: listeners.length, queuedBytes: queued, pages, bytes, freezer: run.frozen.kind }, 'dump written; source frozen, sockets in repair mode');
       return { bytes, pages, dirtyPages: pages, sockets: images.length, frozenMs: performance.now() - tFrozen, timings };
@@ -323,6 +371,18 @@ export class TcpRepairExecutor implements Executor {
     const images: SocketImage[] = [];
     for (const name of dump.meta.sockets ?? []) images.push(decodeImage(readImageFile(join(dump.dir, 'sockets', name))));
     const listeners = parseListeners(join(dump.dir, 'listeners.json'));
+    const whole = (dump.meta.whole ?? []).map((w) => ({ ...w, path: join(dump.dir, 'state', `${w.name}.whole`) }));
+    for (const w of whole) {
+      let size: number;
+      try {
+        size = statSync(w.path).size;
+      } catch (err) {
+        throw new TcpRepairExecutorError('TREX_IMAGE_MISSING', `cannot read ${w.path}: ${(err as Error).message}`, { cause: err });
+      }
+      // Its bytes were checked in transit (the stream's chunk hashes and image digest); here only
+      // that it is all there.
+      if (size !== w.size) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${w.path} has ${size} bytes, the dump recorded ${w.size} (truncated?)`);
+    }
     mkdirSync(stateDir, { recursive: true });
     const prep = this.prepared.get(ctx.migrationId);
     const applier = prep?.applier ?? new StateApplier(ctx.imageDir, stateDir, ctx.log);
@@ -354,7 +414,8 @@ export class TcpRepairExecutor implements Executor {
       //    delta only) into the temp files, then renamed into place (atomic per file).
       const tState = performance.now();
       for (const list of deltas) applier.applyNow(list);
-      run.stateFiles = applier.finish(dump.meta.files);
+      for (const w of whole) applier.placeWhole(w.name, w.path, w.size);
+      run.stateFiles = applier.finish([...dump.meta.files, ...whole.map((w) => w.name)]);
       timings.state = performance.now() - tState;
       // 3. Sockets, in repair mode, in the service's namespace.
       const tSock = performance.now();
@@ -493,12 +554,14 @@ export class TcpRepairExecutor implements Executor {
     return run;
   }
 
-  /** One round over every state file. `frozen`: the service is already frozen (dump). */
-  private async stateRound(ctx: ExecutorContext, run: SourceRun, frozen: boolean, addFrozen: (ms: number) => Promise<void>): Promise<RoundResult[]> {
+  /**
+   * One round over state files: every one (pre-dump), or those given (the dump's files an earlier
+   * round copied). `frozen`: the service is already frozen (dump).
+   */
+  private async stateRound(ctx: ExecutorContext, run: SourceRun, frozen: boolean, addFrozen: (ms: number) => Promise<void>, only?: string[]): Promise<RoundResult[]> {
     const dir = ctx.service.stateDir;
     if (!dir) return [];
-    const entries = frozen ? readdirSync(dir, { withFileTypes: true }) : await readdir(dir, { withFileTypes: true });
-    const files = entries.filter((e) => e.isFile() && e.name !== ORIGINS_FILE && !e.name.endsWith(TMP_SUFFIX) && /^[A-Za-z0-9._-]+$/.test(e.name)).map((e) => e.name).sort();
+    const files = only ?? stateFileNames(await readdir(dir, { withFileTypes: true }));
     const out: RoundResult[] = [];
     const tracker = run.tracker;
     if (!(tracker instanceof SoftDirtyTracker)) {
@@ -659,6 +722,8 @@ function readSteps(imageDir: string): { dir: string; meta: RoundMeta }[] {
       throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${dir}/round.json: ${(err as Error).message}`, { cause: err });
     }
     if ((meta.kind !== 'pre' && meta.kind !== 'dump') || !Number.isInteger(meta.round) || !Array.isArray(meta.files)) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${dir}/round.json is not a round description`);
+    const wholeOk = (w: unknown) => typeof w === 'object' && w !== null && typeof (w as WholeFile).name === 'string' && FILE_NAME_RE.test((w as WholeFile).name) && Number.isSafeInteger((w as WholeFile).size) && (w as WholeFile).size >= 0;
+    if (meta.whole !== undefined && (meta.kind !== 'dump' || !Array.isArray(meta.whole) || !meta.whole.every(wholeOk))) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${dir}/round.json: "whole" must be a list of {name, size} in the dump step`);
     steps.push({ dir, meta });
   }
   const dumps = steps.filter((s) => s.meta.kind === 'dump');

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
@@ -120,6 +120,30 @@ t.test('bad images at restore: typed errors, nothing left at the destination, so
     await exe.abort(dst, 'destination');
     await waitFor(`${name}: standby ${standby} killed by abort`, () => !alive(standby!), 5000);
     t.pass(`${name}: abort killed the standby by its pid`);
+  }
+
+  // Without pre-copy the state file goes whole: a hard link to the frozen service's own file.
+  const wholePath = join(imageDir, 'dump', 'state', 'state.bin.whole');
+  t.equal((await stat(wholePath)).ino, (await stat(join(stateA, 'state.bin'))).ino, 'the dump links the frozen state file (same inode), no copy');
+  t.notOk(existsSync(join(imageDir, 'dump', 'state', 'state.bin.pages')), 'and writes no page delta for it');
+  const wholeBytes = await readFile(wholePath);
+  const stateCases: [string, (copy: string) => Promise<void>, string][] = [
+    ['whole state file truncated', (copy) => writeFile(join(copy, 'dump', 'state', 'state.bin.whole'), wholeBytes.subarray(0, wholeBytes.length - 4096)), 'TREX_IMAGE_INVALID'],
+    ['whole state file missing', (copy) => rm(join(copy, 'dump', 'state', 'state.bin.whole')), 'TREX_IMAGE_MISSING'],
+  ];
+  for (const [name, spoil, code] of stateCases) {
+    const copy = join(dir, `image-${name.replaceAll(' ', '-')}`);
+    await cp(imageDir, copy, { recursive: true });
+    await spoil(copy);
+    const stateB = join(dir, `state-${name.replaceAll(' ', '-')}`);
+    const dst: ExecutorContext = { migrationId: `badimg-${code}-${name.length}`, imageDir: copy, stepDir: join(copy, 'restore'), stepName: 'restore', log, service: { name: 'svc', netns: '', ip: '127.0.0.1', mac: '', stateDir: stateB, command: serverArgv(stateB) } };
+    const err = await exe.restore(dst).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.equal((err as { code?: string })?.code, code, `${name}: ${(err as Error)?.message}`);
+    t.notOk(existsSync(join(stateB, 'state.bin')), `${name}: no state written at the destination`);
+    await exe.abort(dst, 'destination');
   }
 
   // A missing dump step is a typed error too.

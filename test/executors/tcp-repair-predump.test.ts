@@ -5,7 +5,7 @@
  * (+1: page 0 holds the mutator's cursor), as one contiguous run of the rotation.
  */
 import t from 'tap';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -68,11 +68,18 @@ for (const tracking of TRACKERS) t.test(`pre-dump rounds copy only dirtied pages
   // The dump's round (service frozen; the compare tracker compares in place through a mapping):
   // again only what was dirtied since round 3, and all rounds rebuild the frozen state exactly.
   await sleep(250);
+  // A state file that appeared after the rounds: no round copied it, so the dump sends it whole.
+  const late = Buffer.alloc(3 * 4096 + 17, 0x5a);
+  await writeFile(join(stateDir, 'late.bin'), late);
   const t0 = performance.now();
   const dump = await exe.dump(ctx('dump'));
   const dt = ((t0 + performance.now()) / 2 - rounds.at(-1)!.at) / 1000;
   const expected = R * dt + 1;
-  t.ok(dump.pages! >= expected * 0.6 && dump.pages! <= expected * 1.4 + 4, `dump: ${dump.pages} pages after ${dt.toFixed(3)} s, expected about ${expected.toFixed(0)}`);
+  const dumpPages = dump.pages! - 4; // late.bin's 4 pages
+  t.ok(dumpPages >= expected * 0.6 && dumpPages <= expected * 1.4 + 4, `dump: ${dumpPages} pages of state.bin after ${dt.toFixed(3)} s, expected about ${expected.toFixed(0)}`);
+  const meta = JSON.parse(await readFile(join(imageDir, 'dump', 'round.json'), 'utf8')) as { files: string[]; whole: { name: string; size: number }[] };
+  t.same([meta.files, meta.whole], [['state.bin'], [{ name: 'late.bin', size: late.length }]], 'state.bin as a delta (earlier rounds copied it), late.bin whole');
+  t.ok((await readFile(join(imageDir, 'dump', 'state', 'late.bin.whole'))).equals(late), 'late.bin whole, byte for byte');
   const deltas = [];
   for (const step of ['pre-0', 'pre-1', 'pre-2', 'pre-3', 'dump']) deltas.push(decodePageDelta(await readFile(join(imageDir, step, 'state', 'state.bin.pages'))));
   t.ok(applyDeltas(deltas).equals(await readFile(join(stateDir, 'state.bin'))), 'the rounds and the dump rebuild the frozen state byte for byte');

@@ -44,6 +44,23 @@ t.test('applying rounds into the temp file equals applyDeltas, shrinking and gro
   t.pass('60 random round histories');
 });
 
+t.test('a file the dump sent whole replaces what earlier rounds built for it, and is moved, not copied', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'coat-applier-whole-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const stateDir = join(dir, 'state');
+  await mkdir(stateDir);
+  const applier = new StateApplier(join(dir, 'none'), stateDir, log);
+  applier.applyNow([delta('state.bin', 8, [0, 1, 2, 3, 4, 5, 6, 7], 3), delta('other.bin', 2, [0, 1], 5)]);
+  const whole = join(dir, 'state.bin.whole');
+  const content = Buffer.alloc(5 * PAGE + 123, 0x42);
+  await writeFile(whole, content);
+  applier.placeWhole('state.bin', whole, content.length);
+  t.notOk(existsSync(whole), 'the image file was renamed into place (restore consumes it)');
+  t.same(applier.finish(['state.bin', 'other.bin']).sort(), [join(stateDir, 'other.bin'), join(stateDir, 'state.bin')]);
+  t.ok((await readFile(join(stateDir, 'state.bin'))).equals(content), 'state.bin is the whole file, not the 8 pages of the earlier round');
+  t.ok((await readFile(join(stateDir, 'other.bin'))).equals(applyDeltas([delta('other.bin', 2, [0, 1], 5)])), 'other files keep their rounds');
+});
+
 /**
  * A fresh image directory and state directory, and `land`: a pre-copy step landing whole, as
  * src/transfer/receiver.ts does it (written aside, renamed in).

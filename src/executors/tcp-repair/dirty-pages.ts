@@ -46,6 +46,11 @@ export class HashTracker {
   readonly kind = 'hash' as const;
   private digests = new Map<string, Buffer>();
 
+  /** Whether a round already copied this file (so the next one copies only what changed). */
+  hasRound(name: string): boolean {
+    return this.digests.has(name);
+  }
+
   /** One round over one file; the first round for a file copies every page. */
   async round(path: string, name: string): Promise<RoundResult> {
     const content = await readFile(path);
@@ -90,6 +95,11 @@ export class CompareTracker {
   readonly kind = 'compare' as const;
   private previous = new Map<string, Buffer>();
   private spare = new Map<string, Buffer>();
+
+  /** Whether a round already copied this file (so the next one copies only what changed). */
+  hasRound(name: string): boolean {
+    return this.previous.has(name);
+  }
 
   /** One round over one file; the first round for a file copies every page. */
   async round(path: string, name: string): Promise<RoundResult> {
@@ -191,6 +201,11 @@ export class SoftDirtyTracker {
   readonly kind = 'soft-dirty' as const;
   private started = new Set<string>();
   constructor(private readonly pid: number) {}
+
+  /** Whether a round already copied this file (so the next one copies only what changed). */
+  hasRound(name: string): boolean {
+    return this.started.has(name);
+  }
 
   /** Clears the soft-dirty bits of the whole process. Call with the service frozen. */
   clear(): void {

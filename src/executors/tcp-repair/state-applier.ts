@@ -13,7 +13,7 @@
  * increasing); a round it cannot read yet (a step written in place rather than renamed in) is left
  * for the next look or for restore, which re-reads and verifies everything not applied.
  */
-import { closeSync, openSync, renameSync, rmSync, truncateSync, watch, writevSync, type FSWatcher } from 'node:fs';
+import { closeSync, copyFileSync, openSync, renameSync, rmSync, truncateSync, watch, writevSync, type FSWatcher } from 'node:fs';
 import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
@@ -152,6 +152,22 @@ export class StateApplier {
       }
       this.sizes.set(d.name, d.fileSize);
     }
+  }
+
+  /**
+   * A state file the dump sent whole (no round copied it): it becomes the temp file as it is, by
+   * rename (a copy across filesystems), replacing whatever earlier rounds built for that name.
+   * Synchronous, see applyNow. The image loses the file: restore consumes it.
+   */
+  placeWhole(name: string, path: string, size: number): void {
+    const tmp = this.tmpPath(name);
+    try {
+      renameSync(path, tmp);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      copyFileSync(path, tmp);
+    }
+    this.sizes.set(name, BigInt(size));
   }
 
   /**
