@@ -31,3 +31,20 @@ for (const fault of FAULTS) {
     t.same(r.leftovers, [], 'nothing of the migration left on the bridges');
   });
 }
+
+// A cold migration's image holds the state file whole (no page delta, so no delta trailer): the
+// flipped bytes are found by the SHA-256 the dump recorded for it.
+t.test('fault corrupt-image, cold plan: the whole state file is checked at rest, rolled back', async (t) => {
+  const lab = await labForMigration(t);
+  const r = await runScenarioInLab({ ...lab, traffic: 'stream', migrations: 1, fault: 'corrupt-image', plan: { strategy: 'cold' } }, { progress: (l) => t.comment(l) });
+  const rep = r.reports[0]!;
+  t.comment(summaryLine(rep));
+  t.equal(rep.state, 'rolled-back', `rolled back cleanly${rep.error ? ` (${rep.error.message})` : ''}`);
+  t.equal(rep.failedStep, 'restore');
+  t.match(rep.error?.message ?? '', /TREX_IMAGE_INVALID[\s\S]*state\.bin\.whole: SHA-256 mismatch/, 'the whole state file was the one corrupted, and it was caught');
+  t.ok(r.serviceAlive, 'the service runs at the source');
+  t.same(r.client.closed, { stream: false, ping: false }, 'the client kept its connection');
+  t.equal(r.client.firstBadOffset, null, 'every byte verified');
+  t.equal(r.client.bytesVerified, r.capture.serviceBytesOnWire, 'bytes verified == bytes the service sent');
+  t.same(r.leftovers, [], 'nothing of the migration left on the bridges');
+});

@@ -130,6 +130,7 @@ t.test('bad images at restore: typed errors, nothing left at the destination, so
   const stateCases: [string, (copy: string) => Promise<void>, string][] = [
     ['whole state file truncated', (copy) => writeFile(join(copy, 'dump', 'state', 'state.bin.whole'), wholeBytes.subarray(0, wholeBytes.length - 4096)), 'TREX_IMAGE_INVALID'],
     ['whole state file missing', (copy) => rm(join(copy, 'dump', 'state', 'state.bin.whole')), 'TREX_IMAGE_MISSING'],
+    ['whole state file corrupted', (copy) => writeFile(join(copy, 'dump', 'state', 'state.bin.whole'), Buffer.from(wholeBytes).fill(0xee, 1000, 1064)), 'TREX_IMAGE_INVALID'],
   ];
   for (const [name, spoil, code] of stateCases) {
     const copy = join(dir, `image-${name.replaceAll(' ', '-')}`);
