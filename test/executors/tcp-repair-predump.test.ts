@@ -5,6 +5,7 @@
  * (+1: page 0 holds the mutator's cursor), as one contiguous run of the rotation.
  */
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -77,8 +78,9 @@ for (const tracking of TRACKERS) t.test(`pre-dump rounds copy only dirtied pages
   const expected = R * dt + 1;
   const dumpPages = dump.pages! - 4; // late.bin's 4 pages
   t.ok(dumpPages >= expected * 0.6 && dumpPages <= expected * 1.4 + 4, `dump: ${dumpPages} pages of state.bin after ${dt.toFixed(3)} s, expected about ${expected.toFixed(0)}`);
-  const meta = JSON.parse(await readFile(join(imageDir, 'dump', 'round.json'), 'utf8')) as { files: string[]; whole: { name: string; size: number }[] };
-  t.same([meta.files, meta.whole], [['state.bin'], [{ name: 'late.bin', size: late.length }]], 'state.bin as a delta (earlier rounds copied it), late.bin whole');
+  const meta = JSON.parse(await readFile(join(imageDir, 'dump', 'round.json'), 'utf8')) as { files: string[]; whole: { name: string; size: number; sha256: string }[] };
+  const sha256 = createHash('sha256').update(late).digest('hex');
+  t.same([meta.files, meta.whole], [['state.bin'], [{ name: 'late.bin', size: late.length, sha256 }]], 'state.bin as a delta (earlier rounds copied it), late.bin whole with its SHA-256');
   t.ok((await readFile(join(imageDir, 'dump', 'state', 'late.bin.whole'))).equals(late), 'late.bin whole, byte for byte');
   const deltas = [];
   for (const step of ['pre-0', 'pre-1', 'pre-2', 'pre-3', 'dump']) deltas.push(decodePageDelta(await readFile(join(imageDir, step, 'state', 'state.bin.pages'))));
