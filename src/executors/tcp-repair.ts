@@ -180,9 +180,9 @@ const FILE_NAME_RE = /^[A-Za-z0-9._-]+$/;
  * whole, as hard links to the frozen service's files, not copied into a page delta. The service is
  * frozen, so the link holds exactly the checkpoint (the page cache is the file: pages the service
  * dirtied through its mapping are what a read returns). The agent then streams the file chunk by
- * chunk, reading while it sends, and the destination renames it into place. A cold 10 MiB dump
- * skipped this way three copies of the state inside the downtime (into the delta, out of it at
- * restore, into the state file). The stream's per-chunk hashes and image digest cover every byte in
+ * chunk, reading while it sends, and the destination renames it into place. This spares a cold
+ * dump three copies of the state inside the downtime (into the delta, out of it at restore, into
+ * the state file; 10 MiB: ~75 ms here). The stream's per-chunk hashes and image digest cover every byte in
  * transit; the file's own SHA-256 in round.json covers it at rest, as a delta's trailer does (the
  * lab's corrupt-image fault flips bytes on the destination's disk after the stream checked them).
  * Across filesystems: a copy (copy_file_range, in the kernel).
