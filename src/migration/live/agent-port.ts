@@ -16,7 +16,7 @@ import type { DumpResult, ExecutorOptions, RestoreResult, ServiceSpec } from '..
 import type { AgentPort, DumpAndSendResult, ImageTicket, MigrationRef, Side, StreamResult } from '../ports.js';
 import { LiveMigrationError } from './errors.js';
 import { MigrationError } from '../errors.js';
-import { AgentGoneError, AgentRemoteError } from '../../agent/errors.js';
+import { AgentGoneError, AgentRefusedError, AgentRemoteError, AgentUnknownError } from '../../agent/errors.js';
 
 /** The step arguments only some steps take: preDump's round, dump's sendTo, restore's afterImage. */
 type StepExtra = Pick<ExecutorStepArgs, 'round' | 'sendTo' | 'afterImage'>;
@@ -298,6 +298,5 @@ function restoreResultOf(host: string, r: ExecutorStepResult): RestoreResult {
 export function nothingResumed(e: unknown): boolean {
   if (e instanceof AgentRemoteError) return e.remoteCode === 'AGENT_NOT_RESTORED';
   if (e instanceof AgentGoneError) return !e.delivered;
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === 'AGENT_REFUSED' || code === 'AGENT_UNKNOWN';
+  return e instanceof AgentRefusedError || e instanceof AgentUnknownError;
 }
