@@ -42,7 +42,7 @@
  *   dump/listeners.json             listening endpoints to recreate
  */
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { closeSync, copyFileSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, type Dirent } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, type Dirent } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CoatError } from '../errors.js';
@@ -154,19 +154,20 @@ interface WholeFile {
 }
 
 /**
- * SHA-256 of a file, read synchronously in 1 MiB pieces into one buffer (inside the downtime: no
- * thread pool, no 10 MiB allocation to fault in). ~7 ms for 10 MiB here.
+ * Size and SHA-256 of a file in one pass, read synchronously in 1 MiB pieces into one buffer
+ * (inside the downtime: no thread pool, no 10 MiB allocation to fault in). ~7 ms for 10 MiB here.
  */
-function fileSha256(path: string): string {
+function fileDigest(path: string): { size: number; sha256: string } {
   const h = createHash('sha256');
   const buf = Buffer.allocUnsafe(1 << 20);
   const fd = openSync(path, 'r');
+  let size = 0;
   try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; size += n) h.update(buf.subarray(0, n));
   } finally {
     closeSync(fd);
   }
-  return h.digest('hex');
+  return { size, sha256: h.digest('hex') };
 }
 
 /** The service's state files: plain names, not coat's own bookkeeping or temp files. */
@@ -200,7 +201,7 @@ function linkWholeFiles(ctx: ExecutorContext, names: string[]): WholeFile[] {
       if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
       copyFileSync(from, to);
     }
-    return { name, size: statSync(to).size, sha256: fileSha256(to) };
+    return { name, ...fileDigest(to) };
   });
 }
 
@@ -394,14 +395,14 @@ export class TcpRepairExecutor implements Executor {
     const listeners = parseListeners(join(dump.dir, 'listeners.json'));
     const whole = (dump.meta.whole ?? []).map((w) => ({ ...w, path: join(dump.dir, 'state', `${w.name}.whole`) }));
     for (const w of whole) {
-      let size: number;
+      let got: { size: number; sha256: string };
       try {
-        size = statSync(w.path).size;
+        got = fileDigest(w.path);
       } catch (err) {
         throw new TcpRepairExecutorError('TREX_IMAGE_MISSING', `cannot read ${w.path}: ${(err as Error).message}`, { cause: err });
       }
-      if (size !== w.size) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${w.path} has ${size} bytes, the dump recorded ${w.size} (truncated?)`);
-      if (fileSha256(w.path) !== w.sha256) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${w.path}: SHA-256 mismatch, the file is corrupted`);
+      if (got.size !== w.size) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${w.path} has ${got.size} bytes, the dump recorded ${w.size} (truncated?)`);
+      if (got.sha256 !== w.sha256) throw new TcpRepairExecutorError('TREX_IMAGE_INVALID', `${w.path}: SHA-256 mismatch, the file is corrupted`);
     }
     mkdirSync(stateDir, { recursive: true });
     const prep = this.prepared.get(ctx.migrationId);
