@@ -148,9 +148,10 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
     const ctl = nsClient.get(names.ctlNetns)!;
 
     progress(`lab ${tag}: underlay fabric and management network`);
-    const underlayMtu = topo.underlay.mtu;
+    // Every underlay link gets the topology's MTU when it names one.
+    const underlayMtu = topo.underlay.mtu !== undefined ? { mtu: topo.underlay.mtu } : {};
     await fab.createBridge(names.fabricBridge);
-    await fab.setLink(names.fabricBridge, { ...(underlayMtu ? { mtu: underlayMtu } : {}), up: true });
+    await fab.setLink(names.fabricBridge, { ...underlayMtu, up: true });
     await ctl.createBridge(names.mgmtBridge);
     await ctl.addAddress(names.mgmtBridge, `${names.ctlIp}/${names.mgmtPrefix}`);
     await ctl.setLink(names.mgmtBridge, { up: true });
@@ -160,14 +161,14 @@ export async function labUp(topo: Topology, opts: LabUpOptions): Promise<LabStat
         const spec = topo.hosts[i]!;
         const hc = nsClient.get(h.netns)!;
         // underlay link, shaped both ways when the topology gives a rate
-        await fab.createVeth({ name: h.fabricIf, peer: h.uplinkIf, peerNetns: h.netns, ...(underlayMtu ? { mtu: underlayMtu } : {}) });
+        await fab.createVeth({ name: h.fabricIf, peer: h.uplinkIf, peerNetns: h.netns, ...underlayMtu });
         await fab.setLink(h.fabricIf, { master: names.fabricBridge, up: true });
         await hc.setLink(h.uplinkIf, { up: true });
         await disableTxOffload(h.uplinkIf, h.netns);
         if (spec.underlay.mbit !== undefined) {
           // both directions shaped in the fabric: OVS resets qdiscs on the ports it opens
           await fab.createIfb(h.fabricIfb);
-          await fab.setLink(h.fabricIfb, { ...(underlayMtu ? { mtu: underlayMtu } : {}), up: true });
+          await fab.setLink(h.fabricIfb, { ...underlayMtu, up: true });
           await shapeEgress(h.fabricIf, { mbit: spec.underlay.mbit }, names.fabricNetns);
           await shapeIngress(h.fabricIf, h.fabricIfb, { mbit: spec.underlay.mbit }, names.fabricNetns);
         }
