@@ -155,6 +155,16 @@ export interface BundleOptions {
   onCommit?: (atMs: number) => void;
 }
 
+/** A bundle opened and filled on one switch, every add checked, not committed (`prepareBundle`). */
+export interface PreparedBundle {
+  /** 'plain': the switch refuses bundles, and `commit` sends the messages one by one (not atomic). */
+  readonly mode: 'bundle' | 'plain';
+  /** Commits (with `confirm`, and its barrier); rejects with a BundleError the switch refused it. Once. */
+  commit(): Promise<'bundle' | 'plain'>;
+  /** Discards the bundle on the switch; nothing after a commit. Never rejects (a failure is logged). */
+  discard(): Promise<void>;
+}
+
 const REPLY_TYPES = new Set<OfpMessage['type']>([
   'echo_reply', 'features_reply', 'get_config_reply', 'multipart_reply', 'barrier_reply', 'queue_get_config_reply',
   'role_reply', 'get_async_reply', 'bundle_control',
@@ -477,8 +487,19 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
    * bundles, falls back (logged) to plain flow-mods confirmed by barrier, or throws when asked.
    */
   async bundle(msgs: readonly Sendable[], opts: BundleOptions = {}): Promise<'bundle' | 'plain'> {
+    return (await this.prepareBundle(msgs, opts)).commit();
+  }
+
+  /**
+   * The first half of `bundle`: the bundle opened, filled and every add checked by a barrier, but
+   * not committed, so nothing in the switch's tables changed yet (OpenFlow 1.4.1 §6.8: a bundle's
+   * messages are validated as they are added and applied only at its commit). Several switches
+   * can be prepared in parallel and then committed in the same instant, and a switch refusing its
+   * adds leaves every one of them unchanged.
+   */
+  async prepareBundle(msgs: readonly Sendable[], opts: BundleOptions = {}): Promise<PreparedBundle> {
     const flags = (opts.atomic === false ? 0 : OFPBF.atomic) | (opts.ordered === false ? 0 : OFPBF.ordered);
-    if (this.bundlesSupported === false) return this.bundleFallback(msgs, opts, 'the switch refused bundles before');
+    if (this.bundlesSupported === false) return this.plainBundle(msgs, opts, 'the switch refused bundles before');
     const bundleId = this.nextBundleId++;
     const control = (controlType: MessageOf<'bundle_control'>['controlType']) =>
       this.request<MessageOf<'bundle_control'>>(bundleControl(0, bundleId, controlType, flags));
@@ -487,13 +508,16 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
     } catch (err) {
       if (err instanceof OfpErrorReply && this.bundlesSupported === undefined && isUnsupported(err)) {
         this.bundlesSupported = false;
-        return this.bundleFallback(msgs, opts, err.errorName);
+        return this.plainBundle(msgs, opts, err.errorName);
       }
       throw err instanceof OfpErrorReply ? new BundleError(this.dpidHex, 'open', [err]) : err;
     }
     this.bundlesSupported = true;
     const discard = () =>
-      control('discard_request').catch((e: Error) => this.log.warn({ event: 'bundle_discard_failed', bundleId, err: e.message }, 'bundle discard failed'));
+      control('discard_request').then(
+        () => undefined,
+        (e: Error) => this.log.warn({ event: 'bundle_discard_failed', bundleId, err: e.message }, 'bundle discard failed'),
+      );
     const batch = this.openBatch();
     try {
       await this.sendBatch(msgs.map((m) => bundleAdd(bundleId, m, flags)), batch);
@@ -512,30 +536,53 @@ export class SwitchConnection extends EventEmitter<SwitchEvents> {
       await discard();
       throw new BundleError(this.dpidHex, 'add', errors);
     }
-    const timeoutMs = Math.max(this.opts.requestTimeoutMs, msgs.length);
-    opts.onCommit?.(performance.now());
-    const commit = this.request<MessageOf<'bundle_control'>>(bundleControl(0, bundleId, 'commit_request', flags), { timeoutMs });
-    // Same write as the commit (writes are coalesced until the microtask): ordered behind it.
-    const confirmed = opts.confirm ? this.barrier({ timeoutMs }) : undefined;
-    try {
-      await commit;
-    } catch (err) {
-      confirmed?.catch(() => undefined);
-      if (err instanceof OfpErrorReply) throw new BundleError(this.dpidHex, 'commit', [err]);
-      throw err;
-    }
-    await confirmed;
-    return 'bundle';
+    let settled = false;
+    const settle = () => {
+      if (settled) throw new ControllerError(ControllerErrorCode.Bundle, `bundle ${bundleId} on switch ${this.dpidHex} was already committed or discarded`);
+      settled = true;
+    };
+    return {
+      mode: 'bundle',
+      commit: async () => {
+        settle();
+        const timeoutMs = Math.max(this.opts.requestTimeoutMs, msgs.length);
+        opts.onCommit?.(performance.now());
+        const commit = this.request<MessageOf<'bundle_control'>>(bundleControl(0, bundleId, 'commit_request', flags), { timeoutMs });
+        // Same write as the commit (writes are coalesced until the microtask): ordered behind it.
+        const confirmed = opts.confirm ? this.barrier({ timeoutMs }) : undefined;
+        try {
+          await commit;
+        } catch (err) {
+          confirmed?.catch(() => undefined);
+          if (err instanceof OfpErrorReply) throw new BundleError(this.dpidHex, 'commit', [err]);
+          throw err;
+        }
+        await confirmed;
+        return 'bundle';
+      },
+      discard: async () => {
+        if (settled) return;
+        settled = true;
+        if (!this.closed) await discard();
+      },
+    };
   }
 
-  private async bundleFallback(msgs: readonly Sendable[], opts: BundleOptions, why: string): Promise<'plain'> {
+  /** A switch without bundles: the messages go one by one at commit, confirmed by a barrier. */
+  private plainBundle(msgs: readonly Sendable[], opts: BundleOptions, why: string): PreparedBundle {
     if (opts.fallback === 'throw') {
       throw new ControllerError(ControllerErrorCode.Bundle, `switch ${this.dpidHex} does not support bundles (${why})`);
     }
-    this.log.warn({ event: 'bundle_fallback', why, messages: msgs.length }, 'switch refuses bundles; sending flow-mods one by one (not atomic)');
-    opts.onCommit?.(performance.now());
-    await this.sendConfirmed(msgs);
-    return 'plain';
+    return {
+      mode: 'plain',
+      commit: async () => {
+        this.log.warn({ event: 'bundle_fallback', why, messages: msgs.length }, 'switch refuses bundles; sending flow-mods one by one (not atomic)');
+        opts.onCommit?.(performance.now());
+        await this.sendConfirmed(msgs);
+        return 'plain';
+      },
+      discard: async () => undefined,
+    };
   }
 
   // -------------------------------------------------------------------------------------------

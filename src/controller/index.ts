@@ -5,7 +5,7 @@
 export { Controller, type ControllerOptions, type ControllerEvents, type SwitchUpInfo } from './controller.js';
 export {
   SwitchConnection, OfpErrorReply, FlowModsError, BundleError, ConnectionClosedError, deleteByCookie,
-  type ConnectionOptions, type SwitchEvents, type ReconcileResult, type BundleOptions, type RoleName,
+  type ConnectionOptions, type SwitchEvents, type ReconcileResult, type BundleOptions, type PreparedBundle, type RoleName,
 } from './connection.js';
 export { RequestTimeoutError } from './requests.js';
 export { ControllerError, ControllerErrorCode, type CloseReason } from './errors.js';

@@ -4,7 +4,7 @@
  * test inject faults: raw bytes, a half-sent message, silence, replies nobody asked for.
  */
 import net from 'node:net';
-import { OfpStreamParser, encodeMessage, type OfpMessage, type FlowStats } from '../../src/openflow/index.js';
+import { OfpStreamParser, encodeMessage, type OfpMessage, type FlowStats, type Port } from '../../src/openflow/index.js';
 
 export interface FakeSwitchOptions {
   dpid: bigint;
@@ -14,6 +14,8 @@ export interface FakeSwitchOptions {
   /** Flow stats the fake returns, split into this many multipart replies. */
   flows?: FlowStats[];
   flowReplyParts?: number;
+  /** Ports the fake lists in its port_desc reply (default none). */
+  ports?: Port[];
 }
 
 export class FakeSwitch {
@@ -22,8 +24,13 @@ export class FakeSwitch {
   silent = false;
   /** Refuse ONF bundles as a switch without EXT-230 would (OFPET_BAD_REQUEST/OFPBRC_BAD_EXPERIMENTER). */
   refuseBundles = false;
+  /** Refuse every bundle_add (OFPET_BAD_REQUEST/OFPBRC_EPERM), as a switch refusing a flow-mod would. */
+  refuseBundleAdds = false;
   /** Message types the fake does not answer. */
   readonly ignore = new Set<string>();
+  /** Barrier requests held unanswered while `holdBarriers` is set; `releaseBarriers` answers them. */
+  holdBarriers = false;
+  private heldBarriers: number[] = [];
   private readonly parser = new OfpStreamParser();
   private waiters: { pred: (m: OfpMessage) => boolean; resolve: (m: OfpMessage) => void }[] = [];
   closed: Promise<void>;
@@ -79,7 +86,7 @@ export class FakeSwitch {
         return;
       case 'multipart_request':
         if (m.body.type === 'port_desc') {
-          this.send({ type: 'multipart_reply', xid: m.xid, flags: 0, body: { type: 'port_desc', ports: [] } });
+          this.send({ type: 'multipart_reply', xid: m.xid, flags: 0, body: { type: 'port_desc', ports: this.opts.ports ?? [] } });
         } else if (m.body.type === 'flow') {
           const flows = this.opts.flows ?? [];
           const parts = Math.max(1, this.opts.flowReplyParts ?? 1);
@@ -93,8 +100,12 @@ export class FakeSwitch {
         if (this.refuseBundles) this.send({ type: 'error', xid: m.xid, errorType: 1, code: 3, data: Buffer.alloc(0) });
         else this.send({ ...m, controlType: m.controlType.replace('_request', '_reply') as typeof m.controlType });
         return;
+      case 'bundle_add':
+        if (this.refuseBundleAdds) this.send({ type: 'error', xid: m.xid, errorType: 1, code: 5, data: Buffer.alloc(0) });
+        return;
       case 'barrier_request':
-        this.send({ type: 'barrier_reply', xid: m.xid });
+        if (this.holdBarriers) this.heldBarriers.push(m.xid);
+        else this.send({ type: 'barrier_reply', xid: m.xid });
         return;
       case 'echo_request':
         this.send({ type: 'echo_reply', xid: m.xid, data: m.data });
@@ -102,6 +113,11 @@ export class FakeSwitch {
       default:
         return;
     }
+  }
+
+  releaseBarriers(): void {
+    this.holdBarriers = false;
+    for (const xid of this.heldBarriers.splice(0)) this.send({ type: 'barrier_reply', xid });
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 /**
  * Flow programming against a real ovs-vswitchd: ONF EXT-230 bundles seen all-or-nothing by a
- * concurrent dump-flows loop, a bundle with one invalid flow-mod that changes nothing, resync
+ * concurrent dump-flows loop, a bundle with one invalid flow-mod that changes nothing, a prepared
+ * bundle that changes nothing until its commit, resync
  * after ovs-vswitchd is killed and restarted, and coexistence with ovs-testcontroller.
  */
 import t, { type Test } from 'tap';
@@ -98,6 +99,31 @@ t.test('a bundle replacing 1000 flows is all-or-nothing; a bundle with one bad f
   t.match(failed[0]!.errorName, /^bad_match\//);
   t.same((await dumpFlows(ovs, br)).sort(), before, 'the table is unchanged');
   t.equal(sw.bundlesSupported, true);
+});
+
+t.test('a prepared bundle changes nothing until its commit; a discarded one never does', async (t) => {
+  const { ovs, br, sw } = await setup(t);
+  const mods = coatFlowMods(flowSet(1, 20));
+  let committedAt: number | undefined;
+  const prepared = await sw.prepareBundle(mods, { confirm: true, onCommit: (at) => (committedAt = at) });
+  t.equal(prepared.mode, 'bundle');
+  t.same(countOutputs((await dumpFlows(ovs, br)).join('\n')), { p1: 0, p2: 0 }, 'prepared: the table is unchanged');
+  t.equal(committedAt, undefined, 'onCommit waits for the commit');
+  t.equal(await prepared.commit(), 'bundle');
+  t.type(committedAt, 'number');
+  t.same(countOutputs((await dumpFlows(ovs, br)).join('\n')), { p1: 20, p2: 0 }, 'committed: every flow is in');
+  await t.rejects(prepared.commit(), { code: 'OFC_BUNDLE' }, 'a bundle commits once');
+
+  const other = await sw.prepareBundle(coatFlowMods(flowSet(2, 20)));
+  await other.discard();
+  await other.discard();
+  await t.rejects(other.commit(), { code: 'OFC_BUNDLE' }, 'a discarded bundle cannot be committed');
+  t.same(countOutputs((await dumpFlows(ovs, br)).join('\n')), { p1: 20, p2: 0 }, 'discarded: the table is unchanged');
+
+  // A bad add is refused at prepare, before anything could be committed.
+  const bad = flowMod({ priority: 7, cookie: COAT_COOKIE | 7n, match: match({ tcp_dst: 80 }), instructions: [applyActions(output(1))] });
+  await t.rejects(sw.prepareBundle([...coatFlowMods(flowSet(2, 5)), bad]), { code: 'OFC_BUNDLE', phase: 'add' });
+  t.same(countOutputs((await dumpFlows(ovs, br)).join('\n')), { p1: 20, p2: 0 });
 });
 
 t.test('after ovs-vswitchd is killed and restarted, coat resyncs its flows', async (t) => {

@@ -12,7 +12,7 @@
  * (OFPMP_PORT_DESC, OpenFlow 1.3.5 §7.3.5.7): the destination's port is made by the agent during the
  * migration, so only the switch knows its number.
  */
-import type { Controller, SwitchConnection } from '../../controller/index.js';
+import type { Controller, PreparedBundle, SwitchConnection } from '../../controller/index.js';
 import { OfpErrorReply } from '../../controller/connection.js';
 import { dpidString, logger as rootLogger, type Logger } from '../../log.js';
 import type { FlowMod, PacketIn } from '../../openflow/index.js';
@@ -167,8 +167,9 @@ export class LiveFlowPort implements FlowPort {
 
   /**
    * Moves every integration bridge to `next`: the flow-mods of the difference in one bundle per
-   * bridge (bridges in parallel), a barrier on each, then the new flows registered as desired.
-   * Returns the time from the first bundle sent to the last barrier reply.
+   * bridge, prepared on all bridges in parallel and then committed together, a barrier behind each
+   * commit, then the new flows registered as desired. Returns the time from the first commit
+   * written to the last barrier reply.
    */
   private async moveTo(t: Tracked, m: MigrationRef, change: Partial<MigrationFlowState>, wait: BridgeWait, signal: AbortSignal): Promise<SwitchResult> {
     const run = async (): Promise<SwitchResult> => {
@@ -185,17 +186,40 @@ export class LiveFlowPort implements FlowPort {
       // (the barrier behind each commit). Opening and filling the bundles changes no forwarding.
       let firstCommit = Infinity;
       let lastConfirm = -Infinity;
+      const onCommit = (at: number) => (firstCommit = Math.min(firstCommit, at));
+      const failure = (failed: { host: string; reason: unknown }[], changed: string[]) => {
+        const why = failed.map((x) => `${x.host}: ${(x.reason as Error)?.message ?? String(x.reason)}`).join('; ');
+        this.log.error({ migrationId: m.migrationId, event: 'flows-failed', state: next, failed: failed.map((x) => x.host), changed }, `migration flows not changed on ${failed.length} bridge(s)`);
+        return new LiveMigrationError('LIVE_FLOWS', `flows for ${JSON.stringify(next)} not applied on ${why}${changed.length === 0 ? ' (no bridge changed)' : ''}`, { migrationId: m.migrationId }, { cause: failed[0]!.reason });
+      };
+      let commits: Array<() => Promise<unknown>>;
+      if (this.opts.coatBaseline) {
+        commits = jobs.map((j) => async () => {
+          const sw = await this.bridge(j.host, wait, signal);
+          onCommit(performance.now());
+          for (const fm of j.mods) await sw.sendConfirmed([fm], { timeoutMs: this.opts.timeoutMs ?? 5000 });
+        });
+      } else {
+        // Two phases: every bridge's bundle opened, filled and checked, then every commit written
+        // in the same tick. So the flip is as near to one instant on all bridges as one controller
+        // can make it, the switch time is the switches' commit work and not also the skew of their
+        // preparations, and a bridge that fails before its commit leaves every bridge unchanged.
+        const prepared = await Promise.allSettled(
+          jobs.map(async (j) => (await this.bridge(j.host, wait, signal)).prepareBundle(j.mods, { fallback: 'plain', confirm: true, onCommit })),
+        );
+        const unprepared = jobs.map((j, i) => ({ host: j.host, r: prepared[i]! })).filter((x) => x.r.status === 'rejected');
+        if (unprepared.length > 0 || signal.aborted) {
+          await Promise.all(prepared.map((r) => (r.status === 'fulfilled' ? r.value.discard() : undefined)));
+          if (unprepared.length === 0) throw signal.reason;
+          throw failure(unprepared.map((x) => ({ host: x.host, reason: (x.r as PromiseRejectedResult).reason })), []);
+        }
+        commits = prepared.map((r) => () => (r as PromiseFulfilledResult<PreparedBundle>).value.commit());
+      }
       // Every bridge is tried and each one's progress recorded on its own: when one fails (e.g. it
       // disconnected), the others did change, and the undo must diff against what each holds.
       const results = await Promise.allSettled(
-        jobs.map(async (j) => {
-          const sw = await this.bridge(j.host, wait, signal);
-          if (this.opts.coatBaseline) {
-            firstCommit = Math.min(firstCommit, performance.now());
-            for (const fm of j.mods) await sw.sendConfirmed([fm], { timeoutMs: this.opts.timeoutMs ?? 5000 });
-          } else {
-            await sw.bundle(j.mods, { fallback: 'plain', confirm: true, onCommit: (at) => (firstCommit = Math.min(firstCommit, at)) });
-          }
+        jobs.map(async (j, i) => {
+          await commits[i]!();
           lastConfirm = Math.max(lastConfirm, performance.now());
           t.current[j.host] = target[j.host]!;
         }),
@@ -209,9 +233,7 @@ export class LiveFlowPort implements FlowPort {
       for (const j of done) this.opts.controller.recordDesiredFlows(this.layout(j.host).integrationDpid, target[j.host]!);
       const failed = jobs.map((j, i) => ({ host: j.host, r: results[i]! })).filter((x) => x.r.status === 'rejected');
       if (failed.length > 0) {
-        const why = failed.map((x) => `${x.host}: ${((x.r as PromiseRejectedResult).reason as Error)?.message ?? String((x.r as PromiseRejectedResult).reason)}`).join('; ');
-        this.log.error({ migrationId: m.migrationId, event: 'flows-failed', state: next, failed: failed.map((x) => x.host), changed: done.map((j) => j.host) }, `migration flows not changed on ${failed.length} bridge(s)`);
-        throw new LiveMigrationError('LIVE_FLOWS', `flows for ${JSON.stringify(next)} not applied on ${why}`, { migrationId: m.migrationId }, { cause: (failed[0]!.r as PromiseRejectedResult).reason });
+        throw failure(failed.map((x) => ({ host: x.host, reason: (x.r as PromiseRejectedResult).reason })), done.map((j) => j.host));
       }
       t.state = next;
       this.log.info({ migrationId: m.migrationId, event: 'flows', state: next, bridges: jobs.length, flowMods: jobs.reduce((n, j) => n + j.mods.length, 0), ms: +switchMs.toFixed(3) }, 'migration flows changed');
