@@ -69,6 +69,7 @@ t.test('cold migration: every frame reaches the running service once, in order; 
   const at = (c: string): number => o.calls.indexOf(c);
   t.ok(at('flows.onHeldPacket') < at('flows.holdAndSwitch'), 'subscribed before the hold flows exist');
   t.ok(at('agents.expectImage:dump@edge-b') < at('agents.dumpAndSend@edge-a->edge-b'), 'the final image is announced before the dump');
+  t.ok(at('agents.expectImage:dump@edge-b') < at('flows.holdAndSwitch'), 'and before the hold flows go in: the switch does not share the machine with it');
   t.ok(at('flows.holdAndSwitch') < at('agents.dumpAndSend@edge-a->edge-b'), 'held and switched before the freeze');
   t.notOk(o.calls.includes('flows.switchTo:destination'), 'no switch of its own: it is in the hold bundle');
   t.notOk(o.calls.some((c) => c.startsWith('agents.streamImage:dump')), 'no second request for the final stream');
@@ -196,6 +197,20 @@ for (const [step, call, undo] of failures) {
     t.same(unfinishedMigrations(dir), []);
   });
 }
+
+t.test('an image announcement that fails in hold: no hold flow ever went in, and it rolls back', async (t) => {
+  const { o, orch } = setup(t, 'm-fail-announce', precopy3, { straggler: 1 });
+  withTraffic(o);
+  o.failOn.set('agents.expectImage:dump@edge-b', 'throw');
+  const out = await orch.migrate({ ref: o.ref, objective: 'min-downtime' });
+  t.equal(out.state, 'rolled-back');
+  t.equal(out.failedStep, 'hold');
+  t.notOk(o.calls.includes('flows.holdAndSwitch'), 'the switch never started');
+  o.clientSends();
+  t.same(o.received.source, o.sent, 'every frame reached the source once, in order');
+  t.equal(out.hold.held, 0);
+  t.notOk(o.frozen);
+});
 
 t.test('a dump that fails while the destination waits for its image: the rollback ends the wait', async (t) => {
   const { o, orch } = setup(t, 'm-dump-wait', cold);
