@@ -46,7 +46,7 @@ async function setup(t: Test) {
     prefix: PREFIX,
     hostPorts: (host) => ({
       host,
-      endpointPorts: host === 'client' ? { client: 1 } : {},
+      endpointPorts: host === 'client' ? { client: 1 } : ({} as Record<string, number>),
       tunnelPorts: Object.fromEntries(topology.hosts.filter((p) => p.name !== host).map((p, i) => [p.name, 1000 + i])),
       uplinkPort: 1,
     }),
