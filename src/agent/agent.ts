@@ -48,6 +48,7 @@ import {
   type StreamSendArgs,
 } from './protocol.js';
 import { clearServiceNetns, flushNeighbour, prepareServiceNetns } from './service-netns.js';
+import { collectGarbage } from './heap.js';
 
 /** How to reach NATS; the same shape for agents and the controller (see docs/agent.md). */
 export interface NatsAuth {
@@ -222,6 +223,12 @@ export class Agent {
     this.nc?.publish(subjects.events(migrationId), jc.encode(e));
   }
 
+  /** A full GC after a pre-copy round moved through this agent (heap.ts), logged with its time. */
+  private collectGarbage(migrationId: string, log: Logger): void {
+    const ms = collectGarbage();
+    if (ms !== undefined) log.debug({ migrationId, event: 'gc', ms: +ms.toFixed(2) }, 'heap collected after a pre-copy round');
+  }
+
   private reply(msg: Msg, r: CommandReply): void {
     if (msg.reply) msg.respond(jc.encode(r));
   }
@@ -321,8 +328,13 @@ export class Agent {
         log.info({ ttlMs: ttl }, 'stream announced');
         return { stream: this.stream! };
       }
-      case 'stream.send':
-        return (await this.streamSend(a as unknown as Commands['stream.send']['args'], signal, log)).sent;
+      case 'stream.send': {
+        const args = a as unknown as Commands['stream.send']['args'];
+        const { sent } = await this.streamSend(args, signal, log);
+        // A pre-copy round just went through this agent's buffers: collect now, not in the downtime.
+        if (isPreCopyImage(args.stepName)) this.collectGarbage(args.migrationId, log);
+        return sent;
+      }
       case 'timings':
         need('migrationId', 'string');
         return { steps: this.journal.get(a.migrationId as string)?.steps ?? [] } satisfies Commands['timings']['result'];
@@ -512,7 +524,7 @@ export class Agent {
     const imageDir = this.imageDir(a.migrationId);
     const producesImage = a.step === 'preDump' || a.step === 'dump';
     // Image steps get a fresh directory each (executor.ts contract); the others work on the image.
-    const stepName = a.step === 'preDump' ? `pre-${a.round}` : producesImage ? 'dump' : a.step;
+    const stepName = a.step === 'preDump' ? preCopyImageName(a.round!) : producesImage ? 'dump' : a.step;
     const stepDir = producesImage ? join(imageDir, stepName) : imageDir;
     // Synchronous: small directory operations right before the freeze (dump), where thread-pool
     // hops would wait behind other I/O of the agent.
@@ -555,6 +567,8 @@ export class Agent {
           break;
         case 'settle':
           await executor.settle?.(ctx);
+          // The round just received and applied went through this agent's buffers (heap.ts).
+          this.collectGarbage(a.migrationId, log);
           break;
         case 'restore':
           result.restore = await executor.restore(ctx);
@@ -627,4 +641,13 @@ export class Agent {
     log.info({ ...out }, 'profiled');
     return out;
   }
+}
+
+/** The image directory of pre-copy round N (`pre-N`): the name the orchestrator streams it under. */
+function preCopyImageName(round: number): string {
+  return `pre-${round}`;
+}
+
+function isPreCopyImage(stepName: string): boolean {
+  return /^pre-\d+$/.test(stepName);
 }
