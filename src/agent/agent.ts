@@ -223,10 +223,10 @@ export class Agent {
     this.nc?.publish(subjects.events(migrationId), jc.encode(e));
   }
 
-  /** A full GC after a pre-copy round moved through this agent (heap.ts), logged with its time. */
-  private collectGarbage(migrationId: string, log: Logger): void {
+  /** A full GC outside the downtime, after `what` (heap.ts), logged with its time. */
+  private collectGarbage(migrationId: string, what: string, log: Logger): void {
     const ms = collectGarbage();
-    if (ms !== undefined) log.debug({ migrationId, event: 'gc', ms: +ms.toFixed(2) }, 'heap collected after a pre-copy round');
+    if (ms !== undefined) log.debug({ migrationId, event: 'gc', after: what, ms: +ms.toFixed(2) }, `heap collected after ${what}`);
   }
 
   private reply(msg: Msg, r: CommandReply): void {
@@ -332,7 +332,7 @@ export class Agent {
         const args = a as unknown as Commands['stream.send']['args'];
         const { sent } = await this.streamSend(args, signal, log);
         // A pre-copy round just went through this agent's buffers: collect now, not in the downtime.
-        if (isPreCopyImage(args.stepName)) this.collectGarbage(args.migrationId, log);
+        if (isPreCopyImage(args.stepName)) this.collectGarbage(args.migrationId, `stream.send ${args.stepName}`, log);
         return sent;
       }
       case 'timings':
@@ -553,7 +553,7 @@ export class Agent {
         case 'prepare':
           await executor.prepare(ctx, a.role);
           // A cold plan goes from here to the freeze; start the image's way with a clean heap.
-          this.collectGarbage(a.migrationId, log);
+          this.collectGarbage(a.migrationId, 'prepare', log);
           break;
         case 'preDump':
           result.dump = await executor.preDump(ctx, a.round!);
@@ -570,7 +570,7 @@ export class Agent {
         case 'settle':
           await executor.settle?.(ctx);
           // The round just received and applied went through this agent's buffers (heap.ts).
-          this.collectGarbage(a.migrationId, log);
+          this.collectGarbage(a.migrationId, 'settle', log);
           break;
         case 'restore':
           result.restore = await executor.restore(ctx);
