@@ -14,7 +14,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, credsAuthenticator, JSONCodec, type ConnectionOptions, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { CoatError } from '../errors.js';
-import { createExecutor, EXECUTOR_NAMES, type Executor, type ExecutorContext, type ExecutorName, type ExecutorOptions } from '../migration/executor.js';
+import { createExecutor, EXECUTOR_NAMES, preCopyRound, preCopyStepName, type Executor, type ExecutorContext, type ExecutorName, type ExecutorOptions } from '../migration/executor.js';
 import { logger as rootChild, type Logger } from '../log.js';
 import { COMPRESSIONS } from '../transfer/frames.js';
 import { ImageReceiver } from '../transfer/receiver.js';
@@ -332,7 +332,7 @@ export class Agent {
         const args = a as unknown as Commands['stream.send']['args'];
         const { sent } = await this.streamSend(args, signal, log);
         // A pre-copy round just went through this agent's buffers: collect now, not in the downtime.
-        if (isPreCopyImage(args.stepName)) this.collectGarbage(args.migrationId, `stream.send ${args.stepName}`, log);
+        if (preCopyRound(args.stepName) !== undefined) this.collectGarbage(args.migrationId, `stream.send ${args.stepName}`, log);
         return sent;
       }
       case 'timings':
@@ -524,7 +524,7 @@ export class Agent {
     const imageDir = this.imageDir(a.migrationId);
     const producesImage = a.step === 'preDump' || a.step === 'dump';
     // Image steps get a fresh directory each (executor.ts contract); the others work on the image.
-    const stepName = a.step === 'preDump' ? preCopyImageName(a.round!) : producesImage ? 'dump' : a.step;
+    const stepName = a.step === 'preDump' ? preCopyStepName(a.round!) : producesImage ? 'dump' : a.step;
     const stepDir = producesImage ? join(imageDir, stepName) : imageDir;
     // Synchronous: small directory operations right before the freeze (dump), where thread-pool
     // hops would wait behind other I/O of the agent.
@@ -643,13 +643,4 @@ export class Agent {
     log.info({ ...out }, 'profiled');
     return out;
   }
-}
-
-/** The image directory of pre-copy round N (`pre-N`): the name the orchestrator streams it under. */
-function preCopyImageName(round: number): string {
-  return `pre-${round}`;
-}
-
-function isPreCopyImage(stepName: string): boolean {
-  return /^pre-\d+$/.test(stepName);
 }

@@ -23,7 +23,7 @@
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CommandError, exec, type ExecResult } from '../exec.js';
-import type { DumpResult, Executor, ExecutorContext, ExecutorOptions, RestoreResult } from '../migration/executor.js';
+import { preCopyRound, type DumpResult, type Executor, type ExecutorContext, type ExecutorOptions, type RestoreResult } from '../migration/executor.js';
 import { checkArgv } from './criu-argv.js';
 import { criuFailure } from './criu-log.js';
 import { runCriu } from './criu.js';
@@ -63,9 +63,9 @@ export async function latestPreCheckpoint(imageDir: string): Promise<string | un
     return undefined;
   }
   const rounds = entries
-    .map((e) => ({ e, n: /^pre-(\d+)$/.exec(e)?.[1] }))
-    .filter((x): x is { e: string; n: string } => x.n !== undefined)
-    .sort((a, b) => Number(b.n) - Number(a.n));
+    .map((e) => ({ e, n: preCopyRound(e) }))
+    .filter((x): x is { e: string; n: number } => x.n !== undefined)
+    .sort((a, b) => b.n - a.n);
   for (const { e } of rounds) {
     const f = join(imageDir, e, PRE_CHECKPOINT_FILE);
     if (await stat(f).then((s) => s.isFile(), () => false)) return f;

@@ -20,6 +20,21 @@
  */
 import type { Logger } from '../log.js';
 
+/**
+ * The image step directory of pre-copy round N: `pre-N` under the migration's image root (the
+ * final dump's is `dump`). The stream lands it at the same relative name, so the destination's
+ * restore finds every round.
+ */
+export function preCopyStepName(round: number): string {
+  return `pre-${round}`;
+}
+
+/** The pre-copy round an image step directory holds (`pre-N` -> N), or undefined for any other name. */
+export function preCopyRound(stepName: string): number | undefined {
+  const m = /^pre-(\d+)$/.exec(stepName);
+  return m ? Number(m[1]) : undefined;
+}
+
 export const EXECUTOR_NAMES = ['tcp-repair', 'criu', 'podman', 'hooks'] as const;
 export type ExecutorName = (typeof EXECUTOR_NAMES)[number];
 

@@ -30,7 +30,7 @@ import { logger as rootChild } from '../log.js';
 import { MigrationError, reasonOf } from './errors.js';
 import { HoldQueue, type HoldLimits, type HoldStats } from './hold-queue.js';
 import { Journal, summarizeJournal, readJournal, journalPath, unfinishedMigrations, type ErrorSummary, type JournalSummary, type StepTiming } from './journal.js';
-import type { RestoreResult } from './executor.js';
+import { preCopyStepName, type RestoreResult } from './executor.js';
 import type { AgentPort, Clock, FlowPort, MigrationPlan, MigrationRef, Objective, PlannerPort, Side } from './ports.js';
 import { systemClock } from './ports.js';
 import { afterResumeRequest, RESUME_REQUEST_STEPS, assumeStartedAfterCrash, canRollBack, isTerminal, transition, undoPlan, UNSYNCED_WINDOW_STEPS, type MigrationMode, type MigrationState, type ResumeFate, type StepName, type TerminalState, type UndoAction } from './state-machine.js';
@@ -286,7 +286,7 @@ class MigrationRun {
           'precopy',
           async (signal) => {
             const d = await this.agents.preDump(m.source, m, round, signal);
-            const s = await this.agents.streamImage(m.source, m.destination, m, `pre-${round}`, signal, this.planRate());
+            const s = await this.agents.streamImage(m.source, m.destination, m, preCopyStepName(round), signal, this.planRate());
             // The round is put in place at the destination now, not by restore inside the downtime.
             const t0 = this.clock.now();
             await this.agents.settle(m.destination, m, signal);

@@ -18,6 +18,7 @@ import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../log.js';
+import { preCopyRound } from '../../migration/executor.js';
 import { decodePageDelta, type PageDelta } from './page-delta.js';
 
 export const TMP_SUFFIX = '.coat-tmp';
@@ -94,7 +95,7 @@ export class StateApplier {
     const last = this.applied.at(-1) ?? -Infinity;
     const ready: { dir: string; step: PreStep }[] = [];
     for (const e of await readdir(this.imageDir).catch(() => [] as string[])) {
-      if (!e.startsWith('pre-')) continue;
+      if (preCopyRound(e) === undefined) continue;
       const step = await readPreStep(join(this.imageDir, e));
       if (step && step.round > last) ready.push({ dir: join(this.imageDir, e), step });
     }

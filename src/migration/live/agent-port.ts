@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { AgentRegistry } from '../../agent/client.js';
 import type { RequestOptions } from '../../agent/client.js';
 import type { ExecutorStep, ExecutorStepArgs, ExecutorStepResult, Role } from '../../agent/protocol.js';
-import type { DumpResult, ExecutorOptions, RestoreResult, ServiceSpec } from '../executor.js';
+import { preCopyRound, type DumpResult, type ExecutorOptions, type RestoreResult, type ServiceSpec } from '../executor.js';
 import type { AgentPort, DumpAndSendResult, ImageTicket, MigrationRef, Side, StreamResult } from '../ports.js';
 import { LiveMigrationError } from './errors.js';
 import { MigrationError } from '../errors.js';
@@ -260,7 +260,7 @@ export class LiveAgentPort implements AgentPort {
   async streamImage(from: string, to: string, m: MigrationRef, stepName: string, signal: AbortSignal, planRateBitsPerSecond?: number): Promise<StreamResult> {
     const { token, peer: stream } = await this.expectImage(to, m, stepName, signal);
     // The plan's L always; pre-copy rounds also leave room for the service's own traffic.
-    const pacing = stepName.startsWith('pre-') ? this.opts.precopyRateBitsPerSecond?.(from, to) : undefined;
+    const pacing = preCopyRound(stepName) !== undefined ? this.opts.precopyRateBitsPerSecond?.(from, to) : undefined;
     const limits = [planRateBitsPerSecond, pacing].filter((r): r is number => r !== undefined && r > 0);
     const rate = limits.length ? Math.min(...limits) : undefined;
     const r = await this.opts.registry.agent(from).request('stream.send', { migrationId: m.migrationId, token, peer: stream, stepName, ...(rate ? { rateBitsPerSecond: rate } : {}) }, this.req(signal));
