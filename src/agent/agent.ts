@@ -552,8 +552,6 @@ export class Agent {
       switch (a.step) {
         case 'prepare':
           await executor.prepare(ctx, a.role);
-          // A cold plan goes from here to the freeze; start the image's way with a clean heap.
-          this.collectGarbage(a.migrationId, 'prepare', log);
           break;
         case 'preDump':
           result.dump = await executor.preDump(ctx, a.round!);
