@@ -61,52 +61,54 @@ async function setup(t: Test) {
     destination: 'edge-b',
     executor: 'tcp-repair',
   };
-  return { flows, fakes, m };
+  // Every test starts where a migration's prepare step leaves the flows: the destination staged.
+  const signal = new AbortController().signal;
+  await flows.stageDestination(m, signal);
+  return { flows, fakes, m, signal };
 }
 
 const control = (f: FakeSwitch, kind: string) =>
   f.received.filter((x: OfpMessage) => x.type === 'bundle_control' && x.controlType === kind).length;
 const adds = (f: FakeSwitch) => f.received.filter((x: OfpMessage) => x.type === 'bundle_add').length;
-const counts = (fakes: Record<string, FakeSwitch>, kind: string) => Object.fromEntries(Object.entries(fakes).map(([h, f]) => [h, control(f, kind)]));
+/** A count per host's fake switch, e.g. perBridge(fakes, adds). */
+const perBridge = (fakes: Record<string, FakeSwitch>, count: (f: FakeSwitch, host: string) => number): Record<string, number> =>
+  Object.fromEntries(Object.entries(fakes).map(([h, f]) => [h, count(f, h)]));
+const commits = (f: FakeSwitch) => control(f, 'commit_request');
 
 t.test('holdAndSwitch commits on no bridge before every bridge has its bundle prepared', async (t) => {
-  const { flows, fakes, m } = await setup(t);
-  const signal = new AbortController().signal;
-  await flows.stageDestination(m, signal);
-  const commitsBefore = counts(fakes, 'commit_request');
-  const addsBefore = Object.fromEntries(Object.entries(fakes).map(([h, f]) => [h, adds(f)]));
+  const { flows, fakes, m, signal } = await setup(t);
+  const commitsBefore = perBridge(fakes, commits);
+  const addsBefore = perBridge(fakes, adds);
   // edge-b's switch sits on the barrier that checks its adds: its bundle is not prepared yet.
   fakes['edge-b']!.holdBarriers = true;
   const switched = flows.holdAndSwitch(m, signal);
   await new Promise((r) => setTimeout(r, 150));
   const changed = Object.keys(fakes).filter((h) => adds(fakes[h]!) > addsBefore[h]!);
   t.ok(changed.length >= 2 && changed.includes('edge-b'), `bundles filled on ${changed.join(', ')}`);
-  t.same(counts(fakes, 'commit_request'), commitsBefore, 'no commit while one bridge is still preparing');
+  t.same(perBridge(fakes, commits), commitsBefore, 'no commit while one bridge is still preparing');
   fakes['edge-b']!.releaseBarriers();
   const r = await switched;
   t.equal(r.bridges, changed.length);
   t.ok(r.switchMs >= 0 && r.switchMs < 1000, `switch ${r.switchMs.toFixed(3)} ms`);
-  for (const h of changed) t.equal(control(fakes[h]!, 'commit_request'), commitsBefore[h]! + 1, `${h}: one commit`);
+  for (const h of changed) t.equal(commits(fakes[h]!), commitsBefore[h]! + 1, `${h}: one commit`);
 });
 
 t.test('a bridge refusing its bundle before the commit: every bridge unchanged, and a retry sends the same change', async (t) => {
-  const { flows, fakes, m } = await setup(t);
-  const signal = new AbortController().signal;
-  await flows.stageDestination(m, signal);
-  const commitsBefore = counts(fakes, 'commit_request');
-  const addsBefore = Object.fromEntries(Object.entries(fakes).map(([h, f]) => [h, adds(f)]));
+  const { flows, fakes, m, signal } = await setup(t);
+  const commitsBefore = perBridge(fakes, commits);
+  const addsBefore = perBridge(fakes, adds);
   fakes.client!.refuseBundleAdds = true;
   const err = await flows.holdAndSwitch(m, signal).catch((e: unknown) => e);
   t.match(err, { code: 'LIVE_FLOWS', message: /client: .*\(no bridge changed\)/ });
-  t.same(counts(fakes, 'commit_request'), commitsBefore, 'no bridge committed');
-  const firstAdds = Object.fromEntries(Object.entries(fakes).map(([h, f]) => [h, adds(f) - addsBefore[h]!]));
+  t.same(perBridge(fakes, commits), commitsBefore, 'no bridge committed');
+  const firstAdds = perBridge(fakes, (f, h) => adds(f) - addsBefore[h]!);
   for (const h of ['edge-a', 'edge-b']) {
     if (firstAdds[h]! > 0) t.equal(control(fakes[h]!, 'discard_request'), 1, `${h}: its prepared bundle discarded`);
   }
   // The port still holds the staged state for every bridge: the retry diffs against it.
   fakes.client!.refuseBundleAdds = false;
-  const addsMid = Object.fromEntries(Object.entries(fakes).map(([h, f]) => [h, adds(f)]));
+  const addsMid = perBridge(fakes, adds);
   await flows.holdAndSwitch(m, signal);
-  const secondAdds = Object.fromEntries(Object.entries(fakes).map(([h, f]) => [h, adds(f) - addsMid[h]!]));
+  const secondAdds = perBridge(fakes, (f, h) => adds(f) - addsMid[h]!);
   t.same(secondAdds, firstAdds, 'the retry sends the same flow-mods to every bridge');
 });
